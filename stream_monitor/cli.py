@@ -1,0 +1,215 @@
+"""The ``stream-monitor`` command line (SPEC section 7)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream_monitor.config import ConfigError, MonitorConfig, load_config
+from stream_monitor.engine import Engine
+from stream_monitor.reference import Reference, ReferenceError, build_reference, load_reference
+
+log = logging.getLogger("stream_monitor")
+
+REPLAY_BATCH = 1000
+
+
+class CommandError(RuntimeError):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def load_baselines(config: MonitorConfig) -> dict[str, Reference]:
+    """The baseline profiles named in the config, checked against each model."""
+    baselines = {}
+    for model in config.models:
+        if model.reference.baseline:
+            path = config.resolve_path(model.reference.baseline)
+            baselines[model.name] = load_reference(path, model)
+    return baselines
+
+
+def _load(path: str) -> tuple[MonitorConfig, dict[str, Reference]]:
+    config = load_config(path)
+    return config, load_baselines(config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file (and the baselines it names)."""
+    config, baselines = _load(args.file)
+    print(
+        f"ok: {len(config.models)} model(s) ({', '.join(m.name for m in config.models)}), "
+        f"windows {', '.join(config.windows.sizes)}, {len(baselines)} baseline file(s)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The service: consume, compute, serve /metrics, emit drift events."""
+    from stream_monitor.kafka.service import MonitorService
+    from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+
+    config, baselines = _load(args.config)
+    service = MonitorService(config, Engine(config, baselines))
+    server = MetricsServer(
+        build_registry(service.snapshot), config.metrics.host, config.metrics.port, service.ready
+    ).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("serving /metrics on %s:%d", config.metrics.host, server.port)
+    try:
+        service.wait_for_broker()
+        service.run(stop)
+    finally:
+        server.stop()
+    log.info("stopped cleanly")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run the engine over a JSON Lines file; drift events as JSON Lines on stdout."""
+    from stream_monitor.files import jsonl_batches
+    from stream_monitor.rejects import RejectLog
+    from stream_monitor.sinks.prometheus import build_registry, exposition
+
+    config, baselines = _load(args.config)
+    engine = Engine(config, baselines)
+    reject_log = RejectLog()
+    out = sys.stdout.buffer
+    for batch in jsonl_batches(Path(args.input), args.batch_size):
+        reject_log.record(engine.process(batch))
+        for event in engine.evaluate():
+            out.write(event.to_json() + b"\n")
+    for event in engine.evaluate():
+        out.write(event.to_json() + b"\n")
+    out.flush()
+    if args.metrics_out:
+        Path(args.metrics_out).write_bytes(exposition(build_registry(engine.snapshot)))
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Build a reference profile from a JSON Lines or CSV file of events."""
+    from stream_monitor.decode import Decoder, ModelBatch
+    from stream_monitor.files import NO_TIME_MS, csv_batches, jsonl_batches
+    from stream_monitor.reference import file_digest, save_reference
+
+    config = load_config(args.config)
+    model = config.model(args.model)
+    if model is None:
+        raise CommandError(f"--model: {args.model!r} is not in {args.config}")
+    source = Path(args.input)
+    if not source.is_file():
+        raise CommandError(f"--input: {source} does not exist")
+    decoder = Decoder([model], config.fields, config.limits)
+    if source.suffix.lower() == ".csv":
+        batches = csv_batches(source, model, REPLAY_BATCH)
+    else:
+        batches = jsonl_batches(source, REPLAY_BATCH, timestamp_ms=NO_TIME_MS)
+    columns: list[ModelBatch] = []
+    rejected = 0
+    for batch in batches:
+        result = decoder.decode(batch)
+        rejected += sum(1 for r in result.rejects if r.reason != "unknown_model")
+        columns.extend(result.batches)
+    if not columns:
+        raise CommandError(f"--input: {source} holds no valid event of model {model.name}")
+    reference = build_reference(
+        model,
+        columns,
+        source=source.name,
+        digest=file_digest(source),
+        max_known_categories=config.limits.max_known_categories,
+    )
+    save_reference(reference, Path(args.output))
+    print(f"wrote {args.output}: {reference.events} events of {model.name}, {rejected} rejected")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The self-contained demo."""
+    from stream_monitor.demo import run_demo
+
+    return run_demo(seconds=args.seconds, port=args.port, drift_after_s=args.drift_after)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The throughput and memory benchmark."""
+    from stream_monitor import bench
+
+    return bench.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="stream-monitor", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume from Kafka, serve /metrics, emit drift events")
+    run.add_argument("--config", required=True)
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser(
+        "demo", help="embedded broker + synthetic drifting traffic + monitor"
+    )
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    demo.add_argument("--port", type=int, default=9108, help="/metrics port (0: any free port)")
+    demo.add_argument(
+        "--drift-after", type=float, default=25.0, help="seconds before traffic drifts"
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    baseline = commands.add_parser(
+        "baseline", help="build a reference profile from a file of events"
+    )
+    baseline.add_argument("--config", required=True)
+    baseline.add_argument("--model", required=True)
+    baseline.add_argument("--input", required=True, help="JSON Lines or .csv")
+    baseline.add_argument("--output", required=True)
+    baseline.set_defaults(handler=cmd_baseline)
+
+    replay = commands.add_parser("replay", help="run the engine over a JSON Lines file, no broker")
+    replay.add_argument("--config", required=True)
+    replay.add_argument("--input", required=True)
+    replay.add_argument("--metrics-out", help="write the final metrics here (Prometheus text)")
+    replay.add_argument("--batch-size", type=int, default=REPLAY_BATCH, help=argparse.SUPPRESS)
+    replay.set_defaults(handler=cmd_replay)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_check_config)
+
+    bench = commands.add_parser("bench", help="measure throughput and memory")
+    from stream_monitor.bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run one command, turn user errors into one line on stderr."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from stream_monitor.embedded import EmbeddedBrokerError
+    from stream_monitor.kafka.service import StartupError
+
+    try:
+        return int(args.handler(args))
+    except (ConfigError, ReferenceError, CommandError, EmbeddedBrokerError) as exc:
+        print(f"stream-monitor {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"stream-monitor {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0

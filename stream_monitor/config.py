@@ -1,0 +1,542 @@
+"""Monitor configuration: plain dataclasses built from one YAML file.
+
+Every error raised while loading is a :class:`ConfigError` whose message starts
+with the dotted path of the offending key, e.g.
+``models[0].features.amount: unknown feature type 'float'``.
+``${VAR}`` and ``${VAR:-default}`` in string values are replaced from the
+environment before validation, so secrets never need to be written in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("regression", "binary", "multiclass")
+FEATURE_TYPES = ("numeric", "categorical")
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SECRET_WORDS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Warn and alert levels of one drift metric; ``direction`` says which side is bad."""
+
+    warn: float
+    alert: float
+    direction: str = "above"
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds and judging rules shared by all models (a model may override them)."""
+
+    min_window_events: int = 200
+    epsilon: float = 1e-4
+    psi: Thresholds = Thresholds(0.1, 0.25)
+    csi: Thresholds = Thresholds(0.1, 0.25)
+    null_ratio: Thresholds = Thresholds(0.05, 0.2)
+    new_category_ratio: Thresholds = Thresholds(0.05, 0.2)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Where each event field is read from: a key or a dotted path (SPEC section 1)."""
+
+    event_id: str = "event_id"
+    model: str = "model"
+    model_version: str = "model_version"
+    timestamp: str = "timestamp"
+    features: str = "features"
+    prediction: str = "prediction"
+    probabilities: str = "probabilities"
+    label: str = "label"
+    latency_ms: str = "latency_ms"
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """What a model's windows are compared with: a baseline file, or its first events."""
+
+    baseline: str | None = None
+    warmup_events: int = 1000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One monitored model: its task, features and reference."""
+
+    name: str
+    task: str
+    features: dict[str, str]
+    reference: ReferenceConfig = ReferenceConfig()
+    bins: int = 10
+    top_k: int = 50
+    threshold: float = 0.5
+    classes: tuple[str, ...] = ()
+    drift: DriftConfig = DriftConfig()
+
+    @property
+    def prediction_type(self) -> str:
+        """``categorical`` for multiclass models (classes are compared), else ``numeric``."""
+        return "categorical" if self.task == "multiclass" else "numeric"
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Event-time panes and the sliding windows built from them (SPEC section 6)."""
+
+    pane_s: float = 60.0
+    sizes: dict[str, float] = field(
+        default_factory=lambda: {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
+    )
+    allowed_lateness_s: float = 300.0
+    max_future_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """Kafka topic names."""
+
+    events: str = "inference-events"
+    labels: str | None = None
+    drift_events: str = "drift-events"
+    dead_letter: str | None = None
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Kafka client settings; ``client`` is passed to librdkafka for every client (SASL/SSL)."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "stream-monitor"
+    topics: TopicConfig = TopicConfig()
+    client: dict[str, Any] = field(default_factory=dict)
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    assignment_strategy: str = "cooperative-sticky"
+    session_timeout_ms: int = 45000
+    max_poll_interval_ms: int = 300000
+    auto_offset_reset: str = "earliest"
+    batch_size: int = 2000
+    poll_timeout_s: float = 0.5
+    commit_interval_s: float = 5.0
+    startup_timeout_s: float = 30.0
+    statistics_interval_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint."""
+
+    host: str = "0.0.0.0"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on input and state, so memory stays flat whatever the traffic."""
+
+    max_message_bytes: int = 1_048_576
+    max_batch_events: int = 10_000
+    max_versions_per_model: int = 20
+    max_known_categories: int = 10_000
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The whole monitor configuration."""
+
+    models: tuple[ModelConfig, ...]
+    kafka: KafkaConfig = KafkaConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    windows: WindowConfig = WindowConfig()
+    drift: DriftConfig = DriftConfig()
+    fields: FieldMap = FieldMap()
+    limits: LimitsConfig = LimitsConfig()
+    evaluation_interval_s: float = 1.0
+    base_dir: Path = Path(".")
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The model called ``name``, or None when it is not configured."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        return None
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+def substitute_env(text: str, environ: Mapping[str, str] | None = None, key: str = "") -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in ``text`` from the environment.
+
+    >>> substitute_env("${HOST:-localhost}:${PORT}", {"PORT": "9092"})
+    'localhost:9092'
+    """
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{key or '<value>'}: environment variable {name} is not set")
+
+    return _ENV_PATTERN.sub(replace, text)
+
+
+def _substitute_tree(node: Any, environ: Mapping[str, str] | None, key: str) -> Any:
+    """Substitute the environment into every string of a parsed YAML tree.
+
+    A value that is exactly one ``${VAR}`` takes the YAML type of what it expands to,
+    so ``port: ${METRICS_PORT}`` stays an integer.
+    """
+    if isinstance(node, dict):
+        return {
+            k: _substitute_tree(v, environ, f"{key}.{k}" if key else str(k))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_substitute_tree(v, environ, f"{key}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        expanded = substitute_env(node, environ, key)
+        if _ENV_PATTERN.fullmatch(node.strip()):
+            try:
+                return yaml.safe_load(expanded) if expanded.strip() else expanded
+            except yaml.YAMLError:
+                return expanded
+        return expanded
+    return node
+
+
+def parse_duration_s(value: Any, key: str) -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"5m"``, ``"1h"``, ``"7d"``.
+
+    >>> parse_duration_s("5m", "x"), parse_duration_s(30, "x")
+    (300.0, 30.0)
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_PATTERN.match(value.strip())):
+        seconds = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    else:
+        raise ConfigError(
+            f"{key}: expected a duration such as 30, '90s', '5m' or '1h', got {value!r}"
+        )
+    if seconds <= 0:
+        raise ConfigError(f"{key}: must be positive, got {value!r}")
+    return seconds
+
+
+class _Reader:
+    """Reads one mapping of the YAML tree, tracking the key path for error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(data).__name__}")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        return self.data.get(name, default)
+
+    def child(self, name: str) -> _Reader:
+        return _Reader(self.get(name), self.key(name))
+
+    def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        value = self.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{self.key(name)}: expected a number, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.key(name)}: must be at least {minimum}, got {value!r}")
+        return float(value)
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(name)}: expected an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{self.key(name)}: must be at least {minimum}, got {value!r}")
+        return value
+
+    def string(self, name: str, default: str | None, *, required: bool = False) -> str | None:
+        value = self.get(name, default)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self.key(name)}: is required")
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+            raise ConfigError(f"{self.key(name)}: expected a non-empty string, got {value!r}")
+        return str(value)
+
+    def duration(self, name: str, default: float) -> float:
+        return parse_duration_s(self.get(name, default), self.key(name))
+
+    def mapping(self, name: str) -> dict[str, Any]:
+        value = self.get(name, {})
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.key(name)}: expected a mapping, got {type(value).__name__}")
+        return {str(k): v for k, v in value.items()}
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(str(unknown[0]))}: unknown key")
+
+
+def _thresholds(reader: _Reader, name: str, default: Thresholds) -> Thresholds:
+    sub = reader.child(name)
+    warn = sub.number("warn", default.warn)
+    alert = sub.number("alert", default.alert)
+    direction = sub.string("direction", default.direction) or default.direction
+    if direction not in ("above", "below"):
+        raise ConfigError(f"{sub.key('direction')}: must be 'above' or 'below', got {direction!r}")
+    if (direction == "above" and alert < warn) or (direction == "below" and alert > warn):
+        raise ConfigError(
+            f"{sub.key('alert')}: alert level {alert} is less severe than warn {warn}"
+        )
+    sub.finish()
+    return Thresholds(warn, alert, direction)
+
+
+def _drift(reader: _Reader, base: DriftConfig) -> DriftConfig:
+    result = DriftConfig(
+        min_window_events=reader.integer("min_window_events", base.min_window_events, minimum=1),
+        epsilon=reader.number("epsilon", base.epsilon, minimum=1e-12),
+        psi=_thresholds(reader, "psi", base.psi),
+        csi=_thresholds(reader, "csi", base.csi),
+        null_ratio=_thresholds(reader, "null_ratio", base.null_ratio),
+        new_category_ratio=_thresholds(reader, "new_category_ratio", base.new_category_ratio),
+    )
+    reader.finish()
+    return result
+
+
+def _model(reader: _Reader, drift: DriftConfig) -> ModelConfig:
+    name = reader.string("name", None, required=True)
+    assert name is not None
+    task = reader.string("task", None, required=True)
+    if task not in TASKS:
+        raise ConfigError(f"{reader.key('task')}: must be one of {', '.join(TASKS)}, got {task!r}")
+    raw_features = reader.mapping("features")
+    if not raw_features:
+        raise ConfigError(f"{reader.key('features')}: at least one feature is required")
+    features: dict[str, str] = {}
+    for feature, kind in raw_features.items():
+        if kind not in FEATURE_TYPES:
+            raise ConfigError(
+                f"{reader.key('features')}.{feature}: unknown feature type {kind!r} "
+                f"(expected {' or '.join(FEATURE_TYPES)})"
+            )
+        features[feature] = kind
+    ref = reader.child("reference")
+    reference = ReferenceConfig(
+        baseline=ref.string("baseline", None),
+        warmup_events=ref.integer("warmup_events", ReferenceConfig.warmup_events, minimum=10),
+    )
+    ref.finish()
+    classes = reader.get("classes", []) or []
+    if not isinstance(classes, list):
+        raise ConfigError(f"{reader.key('classes')}: expected a list of class names")
+    threshold = reader.number("threshold", 0.5)
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"{reader.key('threshold')}: must be within [0, 1], got {threshold}")
+    model = ModelConfig(
+        name=name,
+        task=task,
+        features=features,
+        reference=reference,
+        bins=reader.integer("bins", 10, minimum=2),
+        top_k=reader.integer("top_k", 50, minimum=1),
+        threshold=threshold,
+        classes=tuple(str(c) for c in classes),
+        drift=_drift(reader.child("drift"), drift),
+    )
+    reader.finish()
+    return model
+
+
+def _kafka(reader: _Reader) -> KafkaConfig:
+    topics_reader = reader.child("topics")
+    defaults = TopicConfig()
+    topics = TopicConfig(
+        events=topics_reader.string("events", defaults.events) or defaults.events,
+        labels=topics_reader.string("labels", None),
+        drift_events=topics_reader.string("drift_events", defaults.drift_events)
+        or defaults.drift_events,
+        dead_letter=topics_reader.string("dead_letter", None),
+    )
+    topics_reader.finish()
+    base = KafkaConfig()
+    strategy = reader.string("assignment_strategy", base.assignment_strategy)
+    if strategy not in ("range", "roundrobin", "cooperative-sticky", "range,roundrobin"):
+        raise ConfigError(
+            f"{reader.key('assignment_strategy')}: expected range, roundrobin or "
+            f"cooperative-sticky, got {strategy!r}"
+        )
+    offset_reset = reader.string("auto_offset_reset", base.auto_offset_reset)
+    if offset_reset not in ("earliest", "latest"):
+        raise ConfigError(f"{reader.key('auto_offset_reset')}: expected earliest or latest")
+    kafka = KafkaConfig(
+        bootstrap_servers=reader.string("bootstrap_servers", base.bootstrap_servers)
+        or base.bootstrap_servers,
+        group_id=reader.string("group_id", base.group_id) or base.group_id,
+        topics=topics,
+        client=reader.mapping("client"),
+        consumer=reader.mapping("consumer"),
+        producer=reader.mapping("producer"),
+        assignment_strategy=strategy or base.assignment_strategy,
+        session_timeout_ms=reader.integer("session_timeout_ms", base.session_timeout_ms, minimum=1),
+        max_poll_interval_ms=reader.integer(
+            "max_poll_interval_ms", base.max_poll_interval_ms, minimum=1
+        ),
+        auto_offset_reset=offset_reset or base.auto_offset_reset,
+        batch_size=reader.integer("batch_size", base.batch_size, minimum=1),
+        poll_timeout_s=reader.duration("poll_timeout_s", base.poll_timeout_s),
+        commit_interval_s=reader.duration("commit_interval_s", base.commit_interval_s),
+        startup_timeout_s=reader.duration("startup_timeout_s", base.startup_timeout_s),
+        statistics_interval_ms=reader.integer(
+            "statistics_interval_ms", base.statistics_interval_ms, minimum=0
+        ),
+    )
+    reader.finish()
+    return kafka
+
+
+def _windows(reader: _Reader) -> WindowConfig:
+    base = WindowConfig()
+    pane_s = reader.duration("pane_s", base.pane_s)
+    raw_sizes = reader.get("sizes", list(base.sizes))
+    if isinstance(raw_sizes, str) or not isinstance(raw_sizes, list | dict) or not raw_sizes:
+        raise ConfigError(f"{reader.key('sizes')}: expected a list of durations such as [5m, 1h]")
+    items = raw_sizes.items() if isinstance(raw_sizes, dict) else ((s, s) for s in raw_sizes)
+    sizes: dict[str, float] = {}
+    for name, value in items:
+        key = f"{reader.key('sizes')}.{name}"
+        seconds = parse_duration_s(value, key)
+        ratio = seconds / pane_s
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ConfigError(f"{key}: {seconds:g}s is not a whole number of panes of {pane_s:g}s")
+        sizes[str(name)] = seconds
+    result = WindowConfig(
+        pane_s=pane_s,
+        sizes=sizes,
+        allowed_lateness_s=reader.number("allowed_lateness_s", base.allowed_lateness_s, minimum=0),
+        max_future_s=reader.duration("max_future_s", base.max_future_s),
+    )
+    reader.finish()
+    return result
+
+
+def _fields(reader: _Reader) -> FieldMap:
+    base = FieldMap()
+    values = {
+        name: reader.string(name, getattr(base, name)) or getattr(base, name)
+        for name in base.__dataclass_fields__
+    }
+    reader.finish()
+    return FieldMap(**values)
+
+
+def _limits(reader: _Reader) -> LimitsConfig:
+    base = LimitsConfig()
+    limits = LimitsConfig(
+        max_message_bytes=reader.integer("max_message_bytes", base.max_message_bytes, minimum=1),
+        max_batch_events=reader.integer("max_batch_events", base.max_batch_events, minimum=1),
+        max_versions_per_model=reader.integer(
+            "max_versions_per_model", base.max_versions_per_model, minimum=1
+        ),
+        max_known_categories=reader.integer(
+            "max_known_categories", base.max_known_categories, minimum=1
+        ),
+    )
+    reader.finish()
+    return limits
+
+
+def config_from_dict(data: Any, base_dir: Path = Path(".")) -> MonitorConfig:
+    """Validate a parsed YAML tree and build the configuration."""
+    root = _Reader(data, "")
+    drift = _drift(root.child("drift"), DriftConfig())
+    raw_models = root.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ConfigError("models: expected a non-empty list of models")
+    models = tuple(
+        _model(_Reader(item, f"models[{i}]"), drift) for i, item in enumerate(raw_models)
+    )
+    names = [m.name for m in models]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"models[{i}].name: duplicate model name {name!r}")
+    metrics_reader = root.child("metrics")
+    metrics = MetricsConfig(
+        host=metrics_reader.string("host", MetricsConfig.host) or MetricsConfig.host,
+        port=metrics_reader.integer("port", MetricsConfig.port, minimum=0),
+    )
+    metrics_reader.finish()
+    config = MonitorConfig(
+        models=models,
+        kafka=_kafka(root.child("kafka")),
+        metrics=metrics,
+        windows=_windows(root.child("windows")),
+        drift=drift,
+        fields=_fields(root.child("fields")),
+        limits=_limits(root.child("limits")),
+        evaluation_interval_s=root.number("evaluation_interval_s", 1.0, minimum=0),
+        base_dir=base_dir,
+    )
+    root.finish()
+    return config
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> MonitorConfig:
+    """Read, substitute and validate a YAML config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+    return config_from_dict(_substitute_tree(data, environ, ""), base_dir=file.resolve().parent)
+
+
+def redact(settings: dict[str, Any]) -> dict[str, Any]:
+    """A copy of librdkafka settings with secrets replaced, for logs and config dumps.
+
+    >>> redact({"sasl.password": "hunter2", "sasl.username": "svc"})
+    {'sasl.password': '***', 'sasl.username': 'svc'}
+    """
+    return {
+        key: "***" if any(word in key.lower() for word in _SECRET_WORDS) else value
+        for key, value in settings.items()
+    }

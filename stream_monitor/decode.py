@@ -1,0 +1,419 @@
+"""Decode a batch of raw messages into numpy columns per (model, version).
+
+The only per-event Python work is parsing JSON (orjson) and one pass that checks
+the required fields and groups events by model and version; everything after
+that, per feature, is a list comprehension and a numpy conversion. Bad input
+never raises: each rejected event becomes a :class:`Reject` with its reason
+(SPEC section 3), and the caller counts, logs and dead-letters it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
+
+#: Epoch values above this are read as milliseconds (SPEC section 1).
+MILLISECONDS_ABOVE = 1e11
+
+_NUMBER_TYPES = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka message as the engine needs it (or one line of a replay file)."""
+
+    value: bytes | None
+    timestamp_ms: int | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An event (or whole message) that was not used, and why."""
+
+    message_index: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class ModelBatch:
+    """The valid events of one model version in one batch, as columns.
+
+    Numeric columns are float64 with NaN for null; categorical columns are lists
+    of ``str | None``. ``message_index`` maps each row back to its message.
+    """
+
+    model: str
+    version: str
+    event_ts: np.ndarray
+    prediction: np.ndarray | list[str | None]
+    features: dict[str, np.ndarray | list[str | None]]
+    latency_ms: np.ndarray
+    labels: list[Any]
+    event_ids: list[Any]
+    message_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.event_ts)
+
+    def take(self, rows: np.ndarray) -> ModelBatch:
+        """The batch restricted to ``rows`` (an index array or boolean mask)."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return ModelBatch(
+            model=self.model,
+            version=self.version,
+            event_ts=self.event_ts[index],
+            prediction=_take(self.prediction, index),
+            features={name: _take(col, index) for name, col in self.features.items()},
+            latency_ms=self.latency_ms[index],
+            labels=[self.labels[i] for i in index],
+            event_ids=[self.event_ids[i] for i in index],
+            message_index=self.message_index[index],
+        )
+
+
+def concat_batches(batches: Sequence[ModelBatch]) -> ModelBatch:
+    """One batch holding the rows of ``batches`` in order (all of one model version)."""
+    first = batches[0]
+    if len(batches) == 1:
+        return first
+
+    def join(columns: list[Any]) -> Any:
+        if isinstance(columns[0], np.ndarray):
+            return np.concatenate(columns)
+        return [value for column in columns for value in column]
+
+    return ModelBatch(
+        model=first.model,
+        version=first.version,
+        event_ts=join([b.event_ts for b in batches]),
+        prediction=join([b.prediction for b in batches]),
+        features={name: join([b.features[name] for b in batches]) for name in first.features},
+        latency_ms=join([b.latency_ms for b in batches]),
+        labels=join([b.labels for b in batches]),
+        event_ids=join([b.event_ids for b in batches]),
+        message_index=join([b.message_index for b in batches]),
+    )
+
+
+@dataclass
+class DecodeResult:
+    """What one batch of messages decoded to."""
+
+    batches: list[ModelBatch] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    events: int = 0
+
+
+def _take(column: np.ndarray | list[str | None], index: np.ndarray) -> Any:
+    if isinstance(column, np.ndarray):
+        return column[index]
+    return [column[i] for i in index]
+
+
+def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
+    """A function reading a key or a dotted path from a decoded event."""
+    if "." not in path:
+        return lambda event: event.get(path)
+    parts = path.split(".")
+
+    def get(event: dict[str, Any]) -> Any:
+        node: Any = event
+        for part in parts:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return node
+
+    return get
+
+
+def _column(events: Sequence[dict[str, Any]], path: str) -> list[Any]:
+    """The values of one field over ``events`` (None where missing)."""
+    if "." not in path:
+        return [event.get(path) for event in events]
+    get = _getter(path)
+    return [get(event) for event in events]
+
+
+def numeric_column(values: list[Any]) -> np.ndarray:
+    """Float64 array of ``values``: numbers kept (booleans as 0/1), anything else NaN.
+
+    >>> numeric_column([1, 2.5, None, "3", True, float("inf")]).tolist()
+    [1.0, 2.5, nan, nan, 1.0, nan]
+    """
+    array = _as_array(values)
+    if array.dtype.kind in "fiub":
+        result = array.astype(np.float64, copy=False)
+    else:
+        result = np.array(
+            [v if type(v) in _NUMBER_TYPES or type(v) is bool else None for v in values],
+            dtype=np.float64,
+        )
+    if result.size and not np.isfinite(result).all():
+        result = np.where(np.isfinite(result), result, np.nan)
+    return result
+
+
+def _as_array(values: list[Any]) -> np.ndarray:
+    """``values`` as a 1-d numpy array, or an object array when numpy would guess a shape."""
+    try:
+        array = np.asarray(values) if values else np.empty(0)
+    except (ValueError, TypeError, OverflowError):
+        return np.empty(0, dtype=object)
+    return array if array.ndim == 1 else np.empty(0, dtype=object)
+
+
+def category_value(value: Any) -> str | None:
+    """A categorical value as the string it is compared as (SPEC section 1).
+
+    >>> [category_value(v) for v in ("a", 3, True, None, 2.5)]
+    ['a', '3', 'true', None, '2.5']
+    """
+    if value is None or type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is float and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value) if math.isfinite(value) else None
+    return None
+
+
+def categorical_column(values: list[Any]) -> list[str | None]:
+    """``values`` as category strings, None for null or unusable values."""
+    if all(type(v) is str for v in values):
+        return values
+    return [category_value(v) for v in values]
+
+
+def parse_timestamp_s(value: Any) -> float | None:
+    """Event time in epoch seconds from a number (s or ms) or an ISO-8601 string.
+
+    >>> parse_timestamp_s(1700000000), parse_timestamp_s(1700000000000)
+    (1700000000.0, 1700000000.0)
+    >>> parse_timestamp_s("2023-11-14T22:13:20Z")
+    1700000000.0
+    """
+    if type(value) is bool:
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
+        return seconds / 1000.0 if seconds > MILLISECONDS_ABOVE else seconds
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return None
+
+
+def _loads(value: bytes) -> Any:
+    """Parse JSON; NaN and Infinity literals (Python's json.dumps writes them) are accepted."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+class Decoder:
+    """Turns raw messages into per-model columns; configured once, used for every batch."""
+
+    def __init__(
+        self, models: Sequence[ModelConfig], fields: FieldMap, limits: LimitsConfig
+    ) -> None:
+        self.models = {model.name: model for model in models}
+        self.fields = fields
+        self.limits = limits
+        self._model = _getter(fields.model)
+        self._version = _getter(fields.model_version)
+        self._features = _getter(fields.features)
+        self._prediction = _getter(fields.prediction)
+
+    def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
+        """Decode ``messages``; never raises on bad input."""
+        result = DecodeResult()
+        groups: dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]] = {}
+        for index, message in enumerate(messages):
+            for event in self._events(index, message, result.rejects):
+                result.events += 1
+                key = self._group_key(index, event, result.rejects)
+                if key is None:
+                    continue
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [])
+                group[0].append(event)
+                group[1].append(index)
+        for (model, version), (events, indexes) in groups.items():
+            batch = self._columns(model, version, events, indexes, messages, result.rejects)
+            if len(batch):
+                result.batches.append(batch)
+        return result
+
+    def _events(
+        self, index: int, message: RawMessage, rejects: list[Reject]
+    ) -> Sequence[dict[str, Any]]:
+        value = message.value
+        if not value or not value.strip():
+            rejects.append(Reject(index, "empty"))
+            return ()
+        if len(value) > self.limits.max_message_bytes:
+            rejects.append(Reject(index, "oversized", f"{len(value)} bytes"))
+            return ()
+        try:
+            decoded = _loads(value)
+        except (ValueError, RecursionError) as exc:
+            rejects.append(Reject(index, "malformed_json", str(exc)[:200]))
+            return ()
+        if isinstance(decoded, dict):
+            return (decoded,)
+        if not isinstance(decoded, list):
+            rejects.append(Reject(index, "not_an_object", type(decoded).__name__))
+            return ()
+        if not decoded:
+            rejects.append(Reject(index, "empty", "empty micro-batch"))
+            return ()
+        if len(decoded) > self.limits.max_batch_events:
+            rejects.append(Reject(index, "batch_too_large", f"{len(decoded)} events"))
+            return ()
+        events = [event for event in decoded if isinstance(event, dict)]
+        for _ in range(len(decoded) - len(events)):
+            rejects.append(Reject(index, "not_an_object", "micro-batch element"))
+        return events
+
+    def _group_key(
+        self, index: int, event: dict[str, Any], rejects: list[Reject]
+    ) -> tuple[str, str] | None:
+        model = self._model(event)
+        if model is None:
+            rejects.append(Reject(index, "missing_field", self.fields.model))
+            return None
+        if type(model) is not str:
+            rejects.append(Reject(index, "wrong_type", self.fields.model))
+            return None
+        if model not in self.models:
+            rejects.append(Reject(index, "unknown_model", model[:100]))
+            return None
+        features = self._features(event)
+        if features is None:
+            rejects.append(Reject(index, "missing_field", self.fields.features))
+            return None
+        if type(features) is not dict:
+            rejects.append(Reject(index, "wrong_type", self.fields.features))
+            return None
+        version = self._version(event)
+        if version is None:
+            return model, "unknown"
+        if type(version) is str and version:
+            return model, version
+        if type(version) is int:
+            return model, str(version)
+        rejects.append(Reject(index, "wrong_type", self.fields.model_version))
+        return None
+
+    def _columns(
+        self,
+        model: str,
+        version: str,
+        events: list[dict[str, Any]],
+        indexes: list[int],
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+    ) -> ModelBatch:
+        config = self.models[model]
+        fields = self.fields
+        message_index = np.asarray(indexes, dtype=np.int64)
+        keep = np.ones(len(events), dtype=bool)
+
+        raw_prediction = _column(events, fields.prediction)
+        prediction: np.ndarray | list[str | None]
+        if config.prediction_type == "numeric":
+            prediction = numeric_column(raw_prediction)
+            bad = np.isnan(prediction)
+        else:
+            prediction = categorical_column(raw_prediction)
+            bad = np.fromiter((p is None for p in prediction), bool, len(prediction))
+        for row in np.flatnonzero(bad):
+            rejects.append(Reject(indexes[row], _prediction_reason(raw_prediction[row])))
+        keep &= ~bad
+
+        event_ts = self._event_times(events, indexes, messages, rejects, keep)
+
+        feature_dicts = _column(events, fields.features)
+        columns: dict[str, np.ndarray | list[str | None]] = {}
+        for name, kind in config.features.items():
+            values = [features.get(name) for features in feature_dicts]
+            columns[name] = (
+                numeric_column(values) if kind == "numeric" else categorical_column(values)
+            )
+
+        batch = ModelBatch(
+            model=model,
+            version=version,
+            event_ts=event_ts,
+            prediction=prediction,
+            features=columns,
+            latency_ms=numeric_column(_column(events, fields.latency_ms)),
+            labels=_column(events, fields.label),
+            event_ids=_column(events, fields.event_id),
+            message_index=message_index,
+        )
+        return batch if keep.all() else batch.take(keep)
+
+    def _event_times(
+        self,
+        events: list[dict[str, Any]],
+        indexes: list[int],
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+        keep: np.ndarray,
+    ) -> np.ndarray:
+        raw = _column(events, self.fields.timestamp)
+        array = _as_array(raw)
+        if array.dtype.kind in "fiu":
+            seconds = array.astype(np.float64)
+            seconds = np.where(seconds > MILLISECONDS_ABOVE, seconds / 1000.0, seconds)
+            if np.all(seconds >= 0):
+                return seconds
+        seconds = np.empty(len(raw), dtype=np.float64)
+        for row, value in enumerate(raw):
+            if value is None:
+                kafka_ms = messages[indexes[row]].timestamp_ms
+                parsed = kafka_ms / 1000.0 if kafka_ms and kafka_ms > 0 else None
+            else:
+                parsed = parse_timestamp_s(value)
+            if parsed is None:
+                seconds[row] = 0.0
+                if keep[row]:
+                    rejects.append(Reject(indexes[row], "bad_timestamp", repr(value)[:100]))
+                    keep[row] = False
+            else:
+                seconds[row] = parsed
+        return seconds
+
+
+def _prediction_reason(value: Any) -> str:
+    if value is None:
+        return "missing_field"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "non_finite"
+    return "wrong_type"

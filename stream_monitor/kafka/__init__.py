@@ -1,0 +1,1 @@
+"""Kafka plumbing: client settings, the consumer loop and its commit order."""

@@ -1,0 +1,269 @@
+"""The service loop: consume, compute, emit drift events, commit.
+
+Commit order, enforced in :meth:`MonitorService.checkpoint`:
+
+1. evaluate the windows the consumed messages updated;
+2. produce the resulting drift events and dead letters;
+3. flush the producer and confirm delivery (no commit otherwise);
+4. commit the offsets of the messages processed.
+
+So an offset is committed only once everything it caused has been delivered;
+a crash in between re-reads those messages and re-sends drift events with the
+same ids, which consumers drop as duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from stream_monitor.config import KafkaConfig, MonitorConfig
+from stream_monitor.decode import RawMessage
+from stream_monitor.engine import Engine, Snapshot
+from stream_monitor.evaluate import DriftEvent
+from stream_monitor.rejects import RejectLog
+from stream_monitor.sinks.kafka_topics import (
+    DeliveryError,
+    TopicWriter,
+    produce_dead_letters,
+    produce_drift_events,
+)
+
+log = logging.getLogger(__name__)
+
+DELIVERY_TIMEOUT_S = 10.0
+
+
+class StartupError(RuntimeError):
+    """The broker could not be reached within the start-up timeout."""
+
+
+def consumer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
+    """librdkafka consumer settings: ours, then the user's passthrough settings."""
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": kafka.group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": kafka.auto_offset_reset,
+        "partition.assignment.strategy": kafka.assignment_strategy,
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "max.poll.interval.ms": kafka.max_poll_interval_ms,
+        "heartbeat.interval.ms": max(100, min(3000, kafka.session_timeout_ms // 3)),
+        "statistics.interval.ms": kafka.statistics_interval_ms,
+        **kafka.client,
+        **kafka.consumer,
+        **callbacks,
+    }
+
+
+def producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
+    """librdkafka producer settings: idempotent, acks from all in-sync replicas."""
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        **kafka.client,
+        **kafka.producer,
+        **callbacks,
+    }
+
+
+def lag_from_statistics(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Consumer lag per assigned partition from librdkafka's statistics JSON.
+
+    >>> lag_from_statistics({"topics": {"t": {"partitions": {
+    ...     "0": {"consumer_lag": 5}, "-1": {"consumer_lag": -1}, "1": {"consumer_lag": -1}}}}})
+    {('t', 0): 5}
+    """
+    lag: dict[tuple[str, int], int] = {}
+    for topic, topic_stats in stats.get("topics", {}).items():
+        for partition, partition_stats in topic_stats.get("partitions", {}).items():
+            value = partition_stats.get("consumer_lag", -1)
+            if int(partition) >= 0 and value >= 0:
+                lag[(topic, int(partition))] = int(value)
+    return lag
+
+
+def brokers_up(stats: dict[str, Any]) -> bool:
+    """Whether librdkafka reports at least one broker connection as UP."""
+    return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+
+
+class MonitorService:
+    """One monitor instance in the consumer group."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        engine: Engine,
+        on_drift: Callable[[DriftEvent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.on_drift = on_drift
+        self.reject_log = RejectLog()
+        self._lag: dict[tuple[str, int], int] = {}
+        self._broker_up: bool | None = None
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._assigned = False
+        self._snapshot = Snapshot()
+        kafka = config.kafka
+        self.consumer = Consumer(
+            consumer_settings(kafka, error_cb=self._on_error, stats_cb=self._on_stats)
+        )
+        self.writer = TopicWriter(Producer(producer_settings(kafka, error_cb=self._on_error)))
+
+    # -- callbacks (run inside consume()/poll() on the loop thread) --
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._broker_up = False
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("kafka: %s", error)
+
+    def _on_stats(self, raw: str) -> None:
+        stats = orjson.loads(raw)
+        self._lag = lag_from_statistics(stats)
+        self._broker_up = brokers_up(stats)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = True
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "revoked %s: checkpointing", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
+        )
+        self.checkpoint()
+        for p in partitions:
+            self._offsets.pop((p.topic, p.partition), None)
+            self._lag.pop((p.topic, p.partition), None)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %d partition(s): their offsets are not committed", len(partitions))
+        for p in partitions:
+            self._offsets.pop((p.topic, p.partition), None)
+
+    # -- public --
+
+    def snapshot(self) -> Snapshot:
+        """The engine's last snapshot plus the consumer's lag and broker state."""
+        return self._snapshot
+
+    def ready(self) -> bool:
+        """Ready once the broker answered and partitions were assigned."""
+        return bool(self._broker_up) and self._assigned
+
+    def wait_for_broker(self) -> None:
+        """Block until the broker answers, or raise :class:`StartupError` after the timeout."""
+        timeout_s = self.config.kafka.startup_timeout_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.consumer.list_topics(timeout=min(2.0, timeout_s))
+                self._broker_up = True
+                return
+            except KafkaException:
+                if time.monotonic() >= deadline:
+                    raise StartupError(
+                        f"Kafka broker {self.config.kafka.bootstrap_servers} unreachable "
+                        f"after {timeout_s:g}s (kafka.startup_timeout_s)"
+                    ) from None
+                time.sleep(0.5)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then checkpoint and close."""
+        kafka = self.config.kafka
+        topics = [kafka.topics.events]
+        self.consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        last_evaluation = last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                messages = self.consumer.consume(kafka.batch_size, kafka.poll_timeout_s)
+                self.process(messages)
+                now = time.monotonic()
+                if now - last_commit >= kafka.commit_interval_s:
+                    self.checkpoint()
+                    last_commit = last_evaluation = now
+                elif now - last_evaluation >= self.config.evaluation_interval_s:
+                    self.evaluate()
+                    last_evaluation = now
+            self.checkpoint()
+        finally:
+            self.consumer.close()
+            self.writer.producer.flush(DELIVERY_TIMEOUT_S)
+
+    def process(self, messages: list[Message]) -> None:
+        """Run one consumed batch through the engine; dead-letter what it rejects."""
+        raw: list[RawMessage] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", error)
+                continue
+            self._broker_up = True
+            timestamp_type, timestamp_ms = message.timestamp()
+            raw.append(
+                RawMessage(
+                    value=message.value(),
+                    timestamp_ms=timestamp_ms if timestamp_type else None,
+                    topic=message.topic() or "",
+                    partition=message.partition() or 0,
+                    offset=message.offset() or 0,
+                )
+            )
+        if not raw:
+            return
+        rejects = self.engine.process(raw, now_s=time.time())
+        if rejects:
+            self.reject_log.record(rejects)
+            if self.config.kafka.topics.dead_letter:
+                produce_dead_letters(
+                    self.writer, self.config.kafka.topics.dead_letter, raw, rejects
+                )
+        for item in raw:
+            key = (item.topic, item.partition)
+            self._offsets[key] = max(self._offsets.get(key, -1), item.offset)
+
+    def evaluate(self) -> None:
+        """Judge the windows, queue drift events, publish the snapshot."""
+        events = self.engine.evaluate()
+        if events:
+            produce_drift_events(self.writer, self.config.kafka.topics.drift_events, events)
+            if self.on_drift is not None:
+                for event in events:
+                    self.on_drift(event)
+        self.writer.producer.poll(0)
+        self._snapshot = replace(
+            self.engine.snapshot(), consumer_lag=dict(self._lag), broker_up=self._broker_up
+        )
+
+    def checkpoint(self) -> bool:
+        """Evaluate, confirm delivery of all output, then commit offsets (the module's order)."""
+        self.evaluate()
+        try:
+            self.writer.confirm(DELIVERY_TIMEOUT_S)
+        except DeliveryError as exc:
+            log.warning("%s; offsets not committed yet", exc)
+            return False
+        if not self._offsets:
+            return True
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._offsets.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed (will retry): %s", exc.args[0])
+            return False
+        return True

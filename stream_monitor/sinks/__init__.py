@@ -1,0 +1,1 @@
+"""Where results go: Prometheus exposition, the drift-events topic, the dead-letter topic."""

@@ -1,0 +1,202 @@
+"""Prometheus exposition: a collector that reads the engine's last snapshot.
+
+No metric is touched per event: the consumer loop publishes an immutable
+:class:`~stream_monitor.engine.Snapshot` after each evaluation and
+:meth:`SnapshotCollector.collect` turns it into fresh metric families on every
+scrape, so series of retired model versions simply stop appearing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from stream_monitor.engine import Snapshot
+from stream_monitor.evaluate import LEVELS
+
+WINDOW_LABELS = ["model", "version", "window"]
+FEATURE_LABELS = [*WINDOW_LABELS, "feature"]
+
+
+class SnapshotCollector(Collector):
+    """Builds the SPEC section 5 metric families from ``get_snapshot()``."""
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot]) -> None:
+        self.get_snapshot = get_snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family of the current snapshot."""
+        snapshot = self.get_snapshot()
+        yield from _counters(snapshot)
+        yield from _windows(snapshot)
+        yield from _severities(snapshot)
+        yield from _kafka(snapshot)
+
+
+def _counters(snapshot: Snapshot) -> Iterable[Metric]:
+    events = CounterMetricFamily(
+        "stream_monitor_events", "Valid inference events consumed.", labels=["model", "version"]
+    )
+    for (model, version), count in sorted(snapshot.events_total.items()):
+        events.add_metric([model, version], count)
+    invalid = CounterMetricFamily(
+        "stream_monitor_invalid_events", "Events not used, by reason.", labels=["reason"]
+    )
+    for reason, count in sorted(snapshot.invalid_total.items()):
+        invalid.add_metric([reason], count)
+    drift = CounterMetricFamily(
+        "stream_monitor_drift_events",
+        "Drift events emitted (severity transitions).",
+        labels=["model", "version", "metric", "severity"],
+    )
+    for labels, count in sorted(snapshot.drift_events_total.items()):
+        drift.add_metric(list(labels), count)
+    return events, invalid, drift
+
+
+def _windows(snapshot: Snapshot) -> Iterable[Metric]:
+    def gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, documentation, labels=labels)
+
+    window_events = gauge(
+        "stream_monitor_window_events", "Events in the sliding window.", WINDOW_LABELS
+    )
+    throughput = gauge(
+        "stream_monitor_throughput_events_per_second",
+        "Events per second of event time in the window.",
+        WINDOW_LABELS,
+    )
+    psi = gauge(
+        "stream_monitor_psi", "Population stability index of the prediction.", WINDOW_LABELS
+    )
+    csi = gauge(
+        "stream_monitor_csi", "Characteristic stability index of a feature.", FEATURE_LABELS
+    )
+    nulls = gauge(
+        "stream_monitor_feature_null_ratio", "Share of null values of a feature.", FEATURE_LABELS
+    )
+    new = gauge(
+        "stream_monitor_new_category_ratio",
+        "Share of a categorical feature's values never seen in the reference.",
+        FEATURE_LABELS,
+    )
+    for sample in snapshot.windows:
+        labels = [sample.model, sample.version, sample.window]
+        stats = sample.stats
+        window_events.add_metric(labels, stats.events)
+        throughput.add_metric(labels, sample.throughput_per_s)
+        psi.add_metric(labels, stats.psi)
+        for feature, value in stats.csi.items():
+            csi.add_metric([*labels, feature], value)
+        for feature, value in stats.null_ratio.items():
+            nulls.add_metric([*labels, feature], value)
+        for feature, value in stats.new_category_ratio.items():
+            new.add_metric([*labels, feature], value)
+    return window_events, throughput, psi, csi, nulls, new
+
+
+def _severities(snapshot: Snapshot) -> Iterable[Metric]:
+    labels = [*WINDOW_LABELS, "metric", "feature"]
+    status = GaugeMetricFamily(
+        "stream_monitor_drift_status", "Drift severity: 0 ok, 1 warn, 2 alert.", labels=labels
+    )
+    for key, severity in snapshot.severities.items():
+        status.add_metric(
+            [key.model, key.version, key.window, key.metric, key.feature or ""], LEVELS[severity]
+        )
+    thresholds = GaugeMetricFamily(
+        "stream_monitor_drift_threshold",
+        "The warn and alert levels a drift metric is judged against.",
+        labels=[*labels, "level"],
+    )
+    for key, (warn, alert) in snapshot.thresholds.items():
+        base = [key.model, key.version, key.window, key.metric, key.feature or ""]
+        thresholds.add_metric([*base, "warn"], warn)
+        thresholds.add_metric([*base, "alert"], alert)
+    return status, thresholds
+
+
+def _kafka(snapshot: Snapshot) -> Iterable[Metric]:
+    lag = GaugeMetricFamily(
+        "stream_monitor_consumer_lag",
+        "Messages between the consumer position and the partition's high watermark.",
+        labels=["topic", "partition"],
+    )
+    for (topic, partition), value in sorted(snapshot.consumer_lag.items()):
+        lag.add_metric([topic, str(partition)], value)
+    families: list[Metric] = [lag]
+    if snapshot.broker_up is not None:
+        up = GaugeMetricFamily(
+            "stream_monitor_up", "1 while the Kafka broker is reachable, else 0."
+        )
+        up.add_metric([], 1.0 if snapshot.broker_up else 0.0)
+        families.append(up)
+    return families
+
+
+def build_registry(get_snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """A fresh registry holding only the snapshot collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(get_snapshot))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry in Prometheus text format (what ``--metrics-out`` writes)."""
+    return generate_latest(registry)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged."""
+
+
+class MetricsServer:
+    """Serves ``/metrics``, ``/healthz`` (process alive) and ``/readyz`` (ready to work)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, ready: Callable[[], bool]
+    ) -> None:
+        metrics_app = make_wsgi_app(registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok\n"]
+            if path == "/readyz":
+                ok = ready()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+                )
+                return [b"ready\n" if ok else b"not ready\n"]
+            return metrics_app(environ, start_response)
+
+        self._server = make_server(
+            host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    def start(self) -> MetricsServer:
+        """Start serving in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()

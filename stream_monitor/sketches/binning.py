@@ -1,0 +1,70 @@
+"""Map raw column values to bin indices fixed by a reference.
+
+Numeric bins are right-closed intervals between the reference's quantile edges,
+the outer ones open to -inf/+inf: bin ``i`` holds ``edges[i-1] < x <= edges[i]``,
+so a value equal to a repeated quantile (the zeros of a zero-inflated amount)
+lands in one bin. Categorical bins are the reference's top-k categories plus one
+bin for every other value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class NumericBins:
+    """Bins between fixed edges; NaN (null) gets the index ``len(edges) + 1``.
+
+    >>> bins = NumericBins([0.0, 1.0])
+    >>> bins.index(np.array([-5.0, 0.0, 0.5, 1.0, 7.0, np.nan])).tolist()
+    [0, 0, 1, 1, 2, 3]
+    """
+
+    def __init__(self, edges: Sequence[float]) -> None:
+        self.edges = np.unique(np.asarray(edges, dtype=np.float64))
+        self.size = len(self.edges) + 1
+        self.null_index = self.size
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """Bin index of each value; ``null_index`` for NaN."""
+        index = np.searchsorted(self.edges, values, side="left")
+        index[np.isnan(values)] = self.null_index
+        return index
+
+
+class CategoricalBins:
+    """Bins for the reference's top categories plus ``other``; remembers every known value.
+
+    ``index`` returns the bin of each value (``other_index`` for values outside the
+    top categories, ``null_index`` for None) and whether the value is new, i.e.
+    never seen in the reference.
+
+    >>> bins = CategoricalBins(["a", "b"], known=["a", "b", "c"])
+    >>> idx, new = bins.index(["a", "c", "z", None])
+    >>> idx.tolist(), new.tolist()
+    ([0, 2, 2, 3], [False, False, True, False])
+    """
+
+    def __init__(self, categories: Sequence[str], known: Sequence[str]) -> None:
+        self.categories = list(categories)
+        self.size = len(self.categories) + 1
+        self.other_index = len(self.categories)
+        self.null_index = self.size
+        self._new_index = self.size + 1
+        lookup = {value: self.other_index for value in known}
+        lookup.update({value: i for i, value in enumerate(self.categories)})
+        self._lookup = lookup
+
+    def index(self, values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Bin index of each value and a mask of values never seen in the reference."""
+        get = self._lookup.get
+        new_index = self._new_index
+        raw = np.fromiter(
+            (get(v, new_index) if v is not None else -1 for v in values), np.int64, len(values)
+        )
+        new = raw == new_index
+        raw[new] = self.other_index
+        raw[raw < 0] = self.null_index
+        return raw, new

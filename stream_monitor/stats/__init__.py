@@ -1,0 +1,1 @@
+"""Pure statistic formulas over bin counts and sums; no state, no I/O."""

@@ -1,0 +1,99 @@
+"""Synthetic inference traffic for the demo, the tests and the benchmark.
+
+Two models: ``fraud-detector`` (binary classifier) and ``price-estimator``
+(regression), with numeric and categorical features and some nulls. With
+``drifted=True`` a few named features and the score shift, the rest stay put.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+COUNTRIES = ["US", "GB", "DE", "FR", "ES", "IT", "NL", "BR", "IN", "JP"]
+COUNTRY_WEIGHTS = np.array([30, 15, 12, 10, 8, 7, 6, 5, 4, 3], dtype=float)
+MERCHANTS = ["grocery", "travel", "electronics", "fashion", "gaming", "fuel"]
+DISTRICTS = ["centre", "north", "south", "east", "west", "harbour"]
+
+#: Features that drift in the drifted traffic, by model.
+DRIFTING_FEATURES = {"fraud-detector": ("amount", "country"), "price-estimator": ("area_m2",)}
+
+
+class SyntheticTraffic:
+    """Seeded generator of inference events (dicts in the SPEC section 1 schema)."""
+
+    def __init__(self, seed: int = 7, version: str = "v1") -> None:
+        self.rng = np.random.default_rng(seed)
+        self.version = version
+        self._sequence = 0
+
+    def _ids(self, n: int, prefix: str) -> list[str]:
+        start = self._sequence
+        self._sequence += n
+        return [f"{prefix}-{i}" for i in range(start, start + n)]
+
+    def fraud(self, n: int, event_ts: float, drifted: bool = False) -> list[dict[str, Any]]:
+        """``n`` events of the fraud detector at ``event_ts``."""
+        rng = self.rng
+        amount = rng.lognormal(3.5 + (1.2 if drifted else 0.0), 1.0, n)
+        amount[rng.random(n) < 0.15] = 0.0
+        age = rng.gamma(2.0, 300.0, n)
+        weights = COUNTRY_WEIGHTS[::-1] if drifted else COUNTRY_WEIGHTS
+        country = rng.choice(COUNTRIES, n, p=weights / weights.sum())
+        merchant = rng.choice(MERCHANTS, n)
+        logit = -3.0 + 0.6 * np.log1p(amount) - 0.001 * age + (0.8 if drifted else 0.0)
+        score = 1.0 / (1.0 + np.exp(-logit))
+        label = (rng.random(n) < score).astype(int)
+        latency = rng.lognormal(np.log(12.0), 0.4, n)
+        null_age = rng.random(n) < 0.03
+        events = []
+        for i, event_id in enumerate(self._ids(n, "fraud")):
+            events.append(
+                {
+                    "event_id": event_id,
+                    "model": "fraud-detector",
+                    "model_version": self.version,
+                    "timestamp": event_ts,
+                    "features": {
+                        "amount": round(float(amount[i]), 2),
+                        "account_age_days": None if null_age[i] else round(float(age[i]), 1),
+                        "merchant_category": str(merchant[i]),
+                        "country": str(country[i]),
+                    },
+                    "prediction": round(float(score[i]), 5),
+                    "label": int(label[i]),
+                    "latency_ms": round(float(latency[i]), 3),
+                }
+            )
+        return events
+
+    def price(self, n: int, event_ts: float, drifted: bool = False) -> list[dict[str, Any]]:
+        """``n`` events of the price estimator at ``event_ts``."""
+        rng = self.rng
+        area = rng.normal(85.0 + (40.0 if drifted else 0.0), 25.0, n).clip(15, None)
+        rooms = np.maximum(1, np.round(area / 28.0 + rng.normal(0, 0.7, n)))
+        district = rng.choice(DISTRICTS, n)
+        truth = 3000.0 * area + 15000.0 * rooms + rng.normal(0, 20000.0, n)
+        prediction = truth + rng.normal(0, 15000.0 if not drifted else 40000.0, n)
+        latency = rng.lognormal(np.log(25.0), 0.5, n)
+        null_rooms = rng.random(n) < 0.05
+        events = []
+        for i, event_id in enumerate(self._ids(n, "price")):
+            events.append(
+                {
+                    "event_id": event_id,
+                    "model": "price-estimator",
+                    "model_version": self.version,
+                    "timestamp": event_ts,
+                    "features": {
+                        "area_m2": round(float(area[i]), 1),
+                        "rooms": None if null_rooms[i] else int(rooms[i]),
+                        "district": str(district[i]),
+                    },
+                    "prediction": round(float(prediction[i]), 2),
+                    "label": round(float(truth[i]), 2),
+                    "latency_ms": round(float(latency[i]), 3),
+                }
+            )
+        return events

@@ -1,0 +1,154 @@
+"""Event-time panes and the sliding windows made of them (SPEC section 6).
+
+A pane is a fixed slice of event time, ``[k * pane_s, (k + 1) * pane_s)``. A
+window of ``n`` panes ending at pane ``e`` is the union of panes ``e - n + 1 ..
+e``. Every pane is a vector of counts and sums (its layout is the caller's
+business), so a window is the sum of its panes' vectors. Each window keeps that
+sum running: sliding adds the entering panes and subtracts the leaving ones,
+O(vector) per pane and never O(events). Float sums would drift under repeated
+add/subtract, so a window is re-summed from its panes once per window length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def pane_of(event_ts: np.ndarray, pane_s: float) -> np.ndarray:
+    """The pane index of each event time.
+
+    >>> pane_of(np.array([0.0, 59.9, 60.0, 125.0]), 60.0).tolist()
+    [0, 0, 1, 2]
+    """
+    return np.floor(event_ts / pane_s).astype(np.int64)
+
+
+def window_panes(end_pane: int, n_panes: int) -> tuple[int, int]:
+    """First and last pane of a window of ``n_panes`` ending at ``end_pane`` (inclusive).
+
+    >>> window_panes(10, 5)
+    (6, 10)
+    """
+    return end_pane - n_panes + 1, end_pane
+
+
+def late_mask(event_ts: np.ndarray, watermark_s: float, allowed_lateness_s: float) -> np.ndarray:
+    """Events older than the watermark they see minus the allowed lateness.
+
+    The watermark an event sees is the largest event time before it (in arrival
+    order) or ``watermark_s`` from earlier batches, so the result does not
+    depend on how a stream is cut into batches.
+
+    >>> late_mask(np.array([100.0, 50.0, 200.0, 150.0, 139.0]), 0.0, 60.0).tolist()
+    [False, False, False, False, True]
+    """
+    if event_ts.size == 0:
+        return np.zeros(0, dtype=bool)
+    seen = np.maximum.accumulate(np.concatenate(([watermark_s], event_ts[:-1])))
+    return event_ts < seen - allowed_lateness_s
+
+
+class SlidingWindows:
+    """The panes of one model version and the running sum of each sliding window.
+
+    >>> w = SlidingWindows(width=1, window_sizes={"2p": 2}, keep_panes=3)
+    >>> for pane in (0, 1, 2):
+    ...     w.add(pane, np.array([pane + 1.0]))
+    ...     w.advance(pane)
+    >>> w.window("2p").tolist(), w.span("2p")
+    ([5.0], (1, 2))
+    """
+
+    def __init__(self, width: int, window_sizes: dict[str, int], keep_panes: int) -> None:
+        if keep_panes < max(window_sizes.values()):
+            raise ValueError("keep_panes must cover the largest window")
+        self.width = width
+        self.window_sizes = dict(window_sizes)
+        self.keep_panes = keep_panes
+        self._reset()
+
+    def _reset(self) -> None:
+        self._panes: dict[int, np.ndarray] = {}
+        self._sums = {name: np.zeros(self.width) for name in self.window_sizes}
+        self._slides = dict.fromkeys(self.window_sizes, 0)
+        self.end_pane: int | None = None
+
+    @property
+    def oldest_pane(self) -> int | None:
+        """The oldest pane still kept (older events can no longer be counted)."""
+        if self.end_pane is None:
+            return None
+        return self.end_pane - self.keep_panes + 1
+
+    def add(self, pane: int, delta: np.ndarray) -> None:
+        """Add ``delta`` to ``pane`` and to every window that holds it."""
+        stored = self._panes.get(pane)
+        if stored is None:
+            self._panes[pane] = delta.astype(np.float64, copy=True)
+        else:
+            stored += delta
+        if self.end_pane is None:
+            return
+        for name, size in self.window_sizes.items():
+            if self.end_pane - size < pane <= self.end_pane:
+                self._sums[name] += delta
+
+    def advance(self, end_pane: int) -> None:
+        """Slide every window so that it ends at ``end_pane`` (never backwards)."""
+        if self.end_pane is not None and end_pane <= self.end_pane:
+            return
+        previous = self.end_pane
+        self.end_pane = end_pane
+        for name, size in self.window_sizes.items():
+            if previous is None or end_pane - previous >= size:
+                self._resum(name)
+                continue
+            total = self._sums[name]
+            for pane in range(previous - size + 1, end_pane - size + 1):
+                leaving = self._panes.get(pane)
+                if leaving is not None:
+                    total -= leaving
+            for pane in range(previous + 1, end_pane + 1):
+                entering = self._panes.get(pane)
+                if entering is not None:
+                    total += entering
+            self._slides[name] += end_pane - previous
+            if self._slides[name] >= size:
+                self._resum(name)
+        oldest = end_pane - self.keep_panes + 1
+        for pane in [p for p in self._panes if p < oldest]:
+            del self._panes[pane]
+
+    def _resum(self, name: str) -> None:
+        assert self.end_pane is not None
+        first = self.end_pane - self.window_sizes[name] + 1
+        total = np.zeros(self.width)
+        for pane, vector in self._panes.items():
+            if first <= pane <= self.end_pane:
+                total += vector
+        self._sums[name] = total
+        self._slides[name] = 0
+
+    def window(self, name: str) -> np.ndarray:
+        """The current sum of window ``name`` (a view: do not modify)."""
+        return self._sums[name]
+
+    def span(self, name: str) -> tuple[int, int]:
+        """First and last pane of window ``name``."""
+        end = self.end_pane if self.end_pane is not None else 0
+        return window_panes(end, self.window_sizes[name])
+
+    def panes(self) -> dict[int, np.ndarray]:
+        """The stored panes by index (read-only use)."""
+        return self._panes
+
+
+def panes_for(seconds: float, pane_s: float) -> int:
+    """How many panes of ``pane_s`` cover ``seconds`` (rounded up).
+
+    >>> panes_for(300, 60), panes_for(30, 60)
+    (5, 1)
+    """
+    return max(1, math.ceil(seconds / pane_s - 1e-9))

@@ -1,0 +1,81 @@
+"""Shared fixtures: the embedded broker (one per session) and small factories."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_monitor.config import MonitorConfig, config_from_dict
+from stream_monitor.decode import RawMessage
+from stream_monitor.embedded import EmbeddedBroker
+
+#: Consumer-group settings that suit the embedded broker (eager assignor, short timeouts).
+TEST_KAFKA = {
+    "assignment_strategy": "range",
+    "session_timeout_ms": 6000,
+    "max_poll_interval_ms": 10000,
+    "commit_interval_s": 1,
+    "poll_timeout_s": 0.2,
+    "statistics_interval_ms": 1000,
+    "startup_timeout_s": 10,
+}
+
+FRAUD_MODEL = {
+    "name": "fraud-detector",
+    "task": "binary",
+    "features": {
+        "amount": "numeric",
+        "account_age_days": "numeric",
+        "merchant_category": "categorical",
+        "country": "categorical",
+    },
+    "reference": {"warmup_events": 1000},
+}
+
+PRICE_MODEL = {
+    "name": "price-estimator",
+    "task": "regression",
+    "features": {"area_m2": "numeric", "rooms": "numeric", "district": "categorical"},
+    "reference": {"warmup_events": 1000},
+}
+
+
+def make_config(**overrides: Any) -> MonitorConfig:
+    """A config for the synthetic models; keyword arguments replace top-level sections."""
+    data: dict[str, Any] = {
+        "models": [FRAUD_MODEL, PRICE_MODEL],
+        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "drift": {"min_window_events": 200},
+    }
+    data.update(overrides)
+    return config_from_dict(data)
+
+
+def as_messages(events: list[dict[str, Any]]) -> list[RawMessage]:
+    """Events as raw messages (one event per message)."""
+    return [RawMessage(orjson.dumps(event), 1) for event in events]
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The embedded Tansu broker, started once for the test session."""
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def topic_names(broker: EmbeddedBroker) -> Callable[..., str]:
+    """Creates a fresh topic and returns its name."""
+    counter = itertools.count()
+
+    def create(prefix: str = "t", partitions: int = 1) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}-{next(counter)}"
+        broker.create_topics([name], partitions=partitions)
+        return name
+
+    return create

@@ -1,0 +1,121 @@
+"""The command line: one clear line and a non-zero exit for user errors; file commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from stream_monitor.cli import main
+from stream_monitor.config import load_config
+from stream_monitor.embedded import free_port
+from stream_monitor.reference import load_reference
+from stream_monitor.synthetic import SyntheticTraffic
+from tests.conftest import FRAUD_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream_monitor", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
+
+
+def write_config(path: Path, **extra: object) -> Path:
+    data = {"models": [FRAUD_MODEL], **extra}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = cli("check-config", "config/monitor.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 2 model(s)")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("models: []\n", "models: expected a non-empty list"),
+        (
+            "models: [{name: m, task: binary, features: {x: numeric},"
+            " reference: {baseline: nope.json}}]\n",
+            "nope.json: cannot read baseline",
+        ),
+    ],
+)
+def test_bad_config_gives_one_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    result = cli("check-config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "c.yaml",
+        kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}", "startup_timeout_s": 2},
+        metrics={"host": "127.0.0.1", "port": 0},
+    )
+    result = cli("run", "--config", str(path), timeout=60)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("stream-monitor run: Kafka broker") and "unreachable after 2s" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_baseline_from_jsonl_and_csv_agree(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    events = SyntheticTraffic(seed=2).fraud(2000, 1_700_000_000.0)
+    jsonl = tmp_path / "ref.jsonl"
+    jsonl.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    csv = tmp_path / "ref.csv"
+    names = list(FRAUD_MODEL["features"])  # type: ignore[arg-type]
+    rows = ["prediction," + ",".join(names)]
+    for e in events:
+        f = e["features"]
+        rows.append(
+            ",".join([str(e["prediction"])] + ["" if f[n] is None else str(f[n]) for n in names])
+        )  # type: ignore[index]
+    csv.write_text("\n".join(rows) + "\n")
+    fraud = load_config(config).models[0]
+    for source, output in ((jsonl, "a.json"), (csv, "b.json")):
+        assert main(["baseline", "--config", str(config), "--model", "fraud-detector",
+                     "--input", str(source), "--output", str(tmp_path / output)]) == 0  # fmt: skip
+    a = load_reference(tmp_path / "a.json", fraud)
+    b = load_reference(tmp_path / "b.json", fraud)
+    assert a.events == b.events == 2000
+    assert a.features == b.features and a.prediction == b.prediction
+    assert a.digest.startswith("sha256:") and a.digest != b.digest
+    assert a.features["account_age_days"].nulls > 0
+
+
+def test_baseline_then_replay_prints_drift_events(tmp_path: Path) -> None:
+    traffic = SyntheticTraffic(seed=4)
+    reference = tmp_path / "ref.jsonl"
+    reference.write_bytes(b"\n".join(orjson.dumps(e) for e in traffic.fraud(3000, 1.7e9)))
+    model = dict(FRAUD_MODEL, reference={"baseline": "fraud.json"})
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"models": [model], "drift": {"min_window_events": 100}}))
+    result = cli("baseline", "--config", str(config), "--model", "fraud-detector",
+                 "--input", str(reference), "--output", str(tmp_path / "fraud.json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stream = [
+        e for minute in range(10) for e in traffic.fraud(200, 1.7e9 + 60 * minute, minute >= 5)
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in stream) + b"\n{broken\n")
+    result = cli("replay", "--config", str(config), "--input", str(events))
+    assert result.returncode == 0, result.stderr
+    drift = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert any(e["feature"] == "amount" and e["severity"] == "alert" for e in drift)
+    assert {e["reference"].split("@")[0] for e in drift} == {"ref.jsonl"}
+    assert "malformed_json" in result.stderr  # the bad line is logged, not fatal

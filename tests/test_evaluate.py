@@ -1,0 +1,55 @@
+"""Severity transitions and drift events."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_monitor.config import Thresholds
+from stream_monitor.evaluate import SeriesKey, SeverityBoard, WindowInfo, severity_of
+
+KEY = SeriesKey("m", "v1", "csi", "amount", "5m")
+INFO = WindowInfo("5m", 0.0, 300.0, 1000, "warmup:1000")
+PSI = Thresholds(0.1, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("value", "thresholds", "offset", "severity"),
+    [
+        (0.0999, PSI, 0.0, "ok"),
+        (0.1, PSI, 0.0, "warn"),
+        (0.25, PSI, 0.0, "alert"),
+        (0.12, Thresholds(0.05, 0.2), 0.1, "ok"),
+        (0.16, Thresholds(0.05, 0.2), 0.1, "warn"),
+        (0.9, Thresholds(0.9, 0.8, "below"), 0.0, "warn"),
+        (0.79, Thresholds(0.9, 0.8, "below"), 0.0, "alert"),
+    ],
+)
+def test_severity_of(value: float, thresholds: Thresholds, offset: float, severity: str) -> None:
+    assert severity_of(value, thresholds, offset) == severity
+
+
+def test_events_only_on_transitions_with_crossed_thresholds() -> None:
+    board = SeverityBoard()
+    values = [0.01, 0.05, 0.15, 0.16, 0.3, 0.31, 0.2, 0.02, 0.02, 0.4, 0.0]
+    events = [board.judge(KEY, v, PSI, INFO, 1e9) for v in values]
+    transitions = [(e.previous_severity, e.severity, e.threshold) for e in events if e]
+    assert transitions == [
+        ("ok", "warn", 0.1),
+        ("warn", "alert", 0.25),
+        ("alert", "warn", 0.25),
+        ("warn", "ok", 0.1),
+        ("ok", "alert", 0.25),
+        ("alert", "ok", 0.1),
+    ]
+    assert board.severities()[KEY] == "ok"
+
+
+def test_ids_are_deterministic_and_distinct() -> None:
+    first = [SeverityBoard().judge(KEY, 0.3, PSI, INFO, t) for t in (1.0, 2.0)]
+    assert first[0] is not None and first[1] is not None
+    assert first[0].id == first[1].id  # same transition, different wall clock
+    other_window = WindowInfo("5m", 60.0, 360.0, 1000, "warmup:1000")
+    assert SeverityBoard().judge(KEY, 0.3, PSI, other_window, 1.0).id != first[0].id  # type: ignore[union-attr]
+    event = first[0]
+    assert event.to_dict()["window_end"] == "1970-01-01T00:05:00Z"
+    assert event.reference == "warmup:1000" and event.window_events == 1000
