@@ -66,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         service.wait_for_broker()
         service.run(stop)
     finally:
+        service.close()
         server.stop()
     log.info("stopped cleanly")
     return 0

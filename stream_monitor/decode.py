@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
 MILLISECONDS_ABOVE = 1e11
 
 _NUMBER_TYPES = (int, float)
+_LARGEST_FLOAT_INT = int(sys.float_info.max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +160,20 @@ def numeric_column(values: list[Any]) -> np.ndarray:
     if array.dtype.kind in "fiub":
         result = array.astype(np.float64, copy=False)
     else:
-        result = np.array(
-            [v if type(v) in _NUMBER_TYPES or type(v) is bool else None for v in values],
-            dtype=np.float64,
-        )
+        result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
     if result.size and not np.isfinite(result).all():
         result = np.where(np.isfinite(result), result, np.nan)
     return result
+
+
+def _number_or_none(value: Any) -> float | int | bool | None:
+    """``value`` if it is a number a float can hold, else None."""
+    kind = type(value)
+    if kind is float or kind is bool:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return value if -_LARGEST_FLOAT_INT <= value <= _LARGEST_FLOAT_INT else None  # type: ignore[no-any-return]
+    return None
 
 
 def _as_array(values: list[Any]) -> np.ndarray:
@@ -211,7 +220,10 @@ def parse_timestamp_s(value: Any) -> float | None:
     if type(value) is bool:
         return None
     if isinstance(value, int | float):
-        seconds = float(value)
+        number = _number_or_none(value)
+        if number is None:
+            return None
+        seconds = float(number)
         if not math.isfinite(seconds) or seconds < 0:
             return None
         return seconds / 1000.0 if seconds > MILLISECONDS_ABOVE else seconds

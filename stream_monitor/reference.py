@@ -66,7 +66,7 @@ def numeric_profile(values: np.ndarray, bins: int) -> ColumnProfile:
 
     >>> p = numeric_profile(np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, np.nan]), bins=4)
     >>> p.edges, p.counts, p.nulls
-    ([0.0, 0.5], [4, 1, 1], 1)
+    ([0.0, 0.75], [4, 0, 2], 1)
     """
     present = values[~np.isnan(values)]
     if present.size == 0:

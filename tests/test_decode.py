@@ -156,7 +156,11 @@ def test_random_bytes_never_raise(value: bytes) -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),
@@ -188,3 +192,13 @@ def test_hostile_events_are_used_or_rejected_never_raise(value: dict[str, object
 def test_limits_are_configurable() -> None:
     small = Decoder(CONFIG.models, CONFIG.fields, LimitsConfig(max_message_bytes=10))
     assert small.decode([msg(event())]).rejects[0].reason == "oversized"
+
+
+@pytest.mark.parametrize("digits", [20, 400])
+def test_huge_numbers_are_nulls_or_rejects_not_crashes(digits: int) -> None:
+    huge = b"1" + b"0" * digits
+    raw = b'{"model": "m", "timestamp": %s, "features": {"x": %s, "c": "a"}, "prediction": 0.5}'
+    result = decoder().decode([RawMessage(raw % (b"5", huge)), RawMessage(raw % (huge, b"1"))])
+    assert [r.reason for r in result.rejects] == (["bad_timestamp"] if digits > 300 else [])
+    x = result.batches[0].features["x"][0]
+    assert math.isnan(x) if digits > 300 else x == float(huge)

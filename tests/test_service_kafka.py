@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.cli import main
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
@@ -204,3 +207,38 @@ def test_kafka_to_metrics_and_drift_events(
     replayed = samples(metrics_out.read_text(), *names)
     assert len(replayed) > 20
     assert replayed == samples(scraped, *names)
+
+
+def test_run_command_serves_and_stops_cleanly_on_sigterm(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
+) -> None:
+    events_topic = topic_names("events")
+    data = config_data(broker, events_topic, topic_names("drift"), topic_names("dlq"))
+    port = free_port()
+    data["metrics"] = {"host": "127.0.0.1", "port": port}
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, ready = time.monotonic() + 30, False
+        while time.monotonic() < deadline and not ready:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    ready = r.status == 200
+            except OSError:
+                time.sleep(0.3)
+        assert ready, "the service never became ready"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            assert "stream_monitor_up 1.0" in r.read().decode()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "stopped cleanly" in stderr

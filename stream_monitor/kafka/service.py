@@ -37,6 +37,8 @@ from stream_monitor.sinks.kafka_topics import (
 )
 
 log = logging.getLogger(__name__)
+#: librdkafka's own log lines go through Python logging under this name.
+client_log = logging.getLogger("stream_monitor.librdkafka")
 
 DELIVERY_TIMEOUT_S = 10.0
 
@@ -57,6 +59,7 @@ def consumer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
         "max.poll.interval.ms": kafka.max_poll_interval_ms,
         "heartbeat.interval.ms": max(100, min(3000, kafka.session_timeout_ms // 3)),
         "statistics.interval.ms": kafka.statistics_interval_ms,
+        "logger": client_log,
         **kafka.client,
         **kafka.consumer,
         **callbacks,
@@ -70,6 +73,7 @@ def producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
+        "logger": client_log,
         **kafka.client,
         **kafka.producer,
         **callbacks,
@@ -114,6 +118,7 @@ class MonitorService:
         self._broker_up: bool | None = None
         self._offsets: dict[tuple[str, int], int] = {}
         self._assigned = False
+        self._closed = False
         self._snapshot = Snapshot()
         kafka = config.kafka
         self.consumer = Consumer(
@@ -124,11 +129,14 @@ class MonitorService:
     # -- callbacks (run inside consume()/poll() on the loop thread) --
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            self._broker_up = False
         if error.fatal():
             raise KafkaException(error)
-        log.warning("kafka: %s", error)
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            if self._broker_up is not False:
+                log.warning("kafka broker unreachable: %s", error.str())
+            self._broker_up = False
+            return
+        log.warning("kafka: %s", error.str())
 
     def _on_stats(self, raw: str) -> None:
         stats = orjson.loads(raw)
@@ -201,8 +209,15 @@ class MonitorService:
                     last_evaluation = now
             self.checkpoint()
         finally:
-            self.consumer.close()
-            self.writer.producer.flush(DELIVERY_TIMEOUT_S)
+            self.close()
+
+    def close(self) -> None:
+        """Close the consumer (leaving the group) and flush the producer; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.consumer.close()
+        self.writer.producer.flush(DELIVERY_TIMEOUT_S)
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""
