@@ -96,9 +96,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Build a reference profile from a JSON Lines or CSV file of events."""
-    from stream_monitor.decode import Decoder, ModelBatch
+    from stream_monitor.decode import Decoder, ModelBatch, concat_batches
     from stream_monitor.files import NO_TIME_MS, csv_batches, jsonl_batches
+    from stream_monitor.layout import CounterLayout
     from stream_monitor.reference import file_digest, save_reference
+    from stream_monitor.state import reference_quality
 
     config = load_config(args.config)
     model = config.model(args.model)
@@ -127,8 +129,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         digest=file_digest(source),
         max_known_categories=config.limits.max_known_categories,
     )
+    reference.quality = reference_quality(CounterLayout(model, reference), concat_batches(columns))
     save_reference(reference, Path(args.output))
-    print(f"wrote {args.output}: {reference.events} events of {model.name}, {rejected} rejected")
+    labeled = int(reference.quality.get("labeled", 0))
+    print(
+        f"wrote {args.output}: {reference.events} events of {model.name} "
+        f"({labeled} labeled), {rejected} rejected"
+    )
     return 0
 
 

@@ -51,6 +51,49 @@ class DriftConfig:
     new_category_ratio: Thresholds = Thresholds(0.05, 0.2)
 
 
+#: Quality metrics judged as a drop from the reference value (absolute difference).
+DROP_METRICS = ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "r2")
+#: Quality metrics judged as a relative rise over the reference value (0.2 = 20% worse).
+RISE_METRICS = ("rmse", "mae", "log_loss", "brier")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Performance-drift rules: how far quality may fall from the reference's."""
+
+    min_labeled_events: int = 200
+    rules: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            "auc": (0.05, 0.10),
+            "accuracy": (0.05, 0.10),
+            "f1": (0.05, 0.10),
+            "r2": (0.05, 0.10),
+            "rmse": (0.2, 0.5),
+            "mae": (0.2, 0.5),
+        }
+    )
+    latency_p99_ms: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """The delayed-label join store (SPEC section 2)."""
+
+    ttl_s: float = 3600.0
+    max_entries: int = 200_000
+    clock: str = "event"
+    join: bool | None = None
+
+
+@dataclass(frozen=True)
+class ConceptDriftConfig:
+    """River's online detector on each model's error stream."""
+
+    detector: str = "adwin"
+    params: dict[str, Any] = field(default_factory=dict)
+    chunk: int = 32
+
+
 @dataclass(frozen=True)
 class FieldMap:
     """Where each event field is read from: a key or a dotted path (SPEC section 1)."""
@@ -86,7 +129,9 @@ class ModelConfig:
     top_k: int = 50
     threshold: float = 0.5
     classes: tuple[str, ...] = ()
+    score_bins: int = 1000
     drift: DriftConfig = DriftConfig()
+    quality: QualityConfig = QualityConfig()
 
     @property
     def prediction_type(self) -> str:
@@ -166,6 +211,9 @@ class MonitorConfig:
     drift: DriftConfig = DriftConfig()
     fields: FieldMap = FieldMap()
     limits: LimitsConfig = LimitsConfig()
+    quality: QualityConfig = QualityConfig()
+    labels: LabelsConfig = LabelsConfig()
+    concept_drift: ConceptDriftConfig = ConceptDriftConfig()
     evaluation_interval_s: float = 1.0
     base_dir: Path = Path(".")
 
@@ -175,6 +223,13 @@ class MonitorConfig:
             if model.name == name:
                 return model
         return None
+
+    @property
+    def joins_labels(self) -> bool:
+        """Whether predictions wait for delayed labels (default: when a labels topic is set)."""
+        if self.labels.join is not None:
+            return self.labels.join
+        return self.kafka.topics.labels is not None
 
     def resolve_path(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -339,7 +394,69 @@ def _drift(reader: _Reader, base: DriftConfig) -> DriftConfig:
     return result
 
 
-def _model(reader: _Reader, drift: DriftConfig) -> ModelConfig:
+def _level_pair(reader: _Reader, name: str, default: tuple[float, float] | None) -> Any:
+    if reader.get(name) is None:
+        return default
+    sub = reader.child(name)
+    warn = sub.number("warn", default[0] if default else 0.0, minimum=0.0)
+    alert = sub.number("alert", default[1] if default else 0.0, minimum=0.0)
+    if alert < warn:
+        raise ConfigError(
+            f"{sub.key('alert')}: alert level {alert} is less severe than warn {warn}"
+        )
+    sub.finish()
+    return (warn, alert)
+
+
+def _quality(reader: _Reader, base: QualityConfig) -> QualityConfig:
+    rules = dict(base.rules)
+    for metric in (*DROP_METRICS, *RISE_METRICS):
+        pair = _level_pair(reader, metric, rules.get(metric))
+        if pair is not None:
+            rules[metric] = pair
+    result = QualityConfig(
+        min_labeled_events=reader.integer("min_labeled_events", base.min_labeled_events, minimum=1),
+        rules=rules,
+        latency_p99_ms=_level_pair(reader, "latency_p99_ms", base.latency_p99_ms),
+    )
+    reader.finish()
+    return result
+
+
+def _labels(reader: _Reader) -> LabelsConfig:
+    base = LabelsConfig()
+    clock = reader.string("clock", base.clock)
+    if clock not in ("event", "wall"):
+        raise ConfigError(f"{reader.key('clock')}: must be 'event' or 'wall', got {clock!r}")
+    result = LabelsConfig(
+        ttl_s=reader.duration("ttl_s", base.ttl_s),
+        max_entries=reader.integer("max_entries", base.max_entries, minimum=1),
+        clock=clock or base.clock,
+        join=reader.get("join"),
+    )
+    if result.join is not None and not isinstance(result.join, bool):
+        raise ConfigError(f"{reader.key('join')}: expected true or false")
+    reader.finish()
+    return result
+
+
+def _concept_drift(reader: _Reader) -> ConceptDriftConfig:
+    base = ConceptDriftConfig()
+    detector = reader.string("detector", base.detector)
+    if detector not in ("adwin", "page_hinkley", "none"):
+        raise ConfigError(
+            f"{reader.key('detector')}: must be adwin, page_hinkley or none, got {detector!r}"
+        )
+    result = ConceptDriftConfig(
+        detector=detector or base.detector,
+        params=reader.mapping("params"),
+        chunk=reader.integer("chunk", base.chunk, minimum=1),
+    )
+    reader.finish()
+    return result
+
+
+def _model(reader: _Reader, drift: DriftConfig, quality: QualityConfig) -> ModelConfig:
     name = reader.string("name", None, required=True)
     assert name is not None
     task = reader.string("task", None, required=True)
@@ -377,7 +494,9 @@ def _model(reader: _Reader, drift: DriftConfig) -> ModelConfig:
         top_k=reader.integer("top_k", 50, minimum=1),
         threshold=threshold,
         classes=tuple(str(c) for c in classes),
+        score_bins=reader.integer("score_bins", 1000, minimum=10),
         drift=_drift(reader.child("drift"), drift),
+        quality=_quality(reader.child("quality"), quality),
     )
     reader.finish()
     return model
@@ -485,11 +604,12 @@ def config_from_dict(data: Any, base_dir: Path = Path(".")) -> MonitorConfig:
     """Validate a parsed YAML tree and build the configuration."""
     root = _Reader(data, "")
     drift = _drift(root.child("drift"), DriftConfig())
+    quality = _quality(root.child("quality"), QualityConfig())
     raw_models = root.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError("models: expected a non-empty list of models")
     models = tuple(
-        _model(_Reader(item, f"models[{i}]"), drift) for i, item in enumerate(raw_models)
+        _model(_Reader(item, f"models[{i}]"), drift, quality) for i, item in enumerate(raw_models)
     )
     names = [m.name for m in models]
     for i, name in enumerate(names):
@@ -509,6 +629,9 @@ def config_from_dict(data: Any, base_dir: Path = Path(".")) -> MonitorConfig:
         drift=drift,
         fields=_fields(root.child("fields")),
         limits=_limits(root.child("limits")),
+        quality=quality,
+        labels=_labels(root.child("labels")),
+        concept_drift=_concept_drift(root.child("concept_drift")),
         evaluation_interval_s=root.number("evaluation_interval_s", 1.0, minimum=0),
         base_dir=base_dir,
     )

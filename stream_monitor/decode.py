@@ -1,20 +1,27 @@
 """Decode a batch of raw messages into numpy columns per (model, version).
 
-The only per-event Python work is parsing JSON (orjson) and one pass that checks
-the required fields and groups events by model and version; everything after
-that, per feature, is a list comprehension and a numpy conversion. Bad input
-never raises: each rejected event becomes a :class:`Reject` with its reason
-(SPEC section 3), and the caller counts, logs and dead-letters it.
+The per-event Python work is parsing JSON (orjson) and reading fields out of the
+parsed dicts; everything else works on whole columns. For the usual batch (plain
+field names, known models, features objects) the model, version and features of
+every event are checked a column at a time, the features of each event are read
+with one :func:`operator.itemgetter` call, and each column is converted by numpy
+once its value types have been checked with one ``set(map(type, column))``.
+Anything unusual falls back to checking event by event, with the same results.
+Bad input never raises: each rejected event becomes a :class:`Reject` with its
+reason (SPEC section 3), and the caller counts, logs and dead-letters it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -26,6 +33,21 @@ from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
 MILLISECONDS_ABOVE = 1e11
 
 _NUMBER_TYPES = (int, float)
+#: Value types a numeric column converts with one numpy call (None becomes NaN).
+_NUMERIC_VALUE_TYPES = frozenset({float, int, bool, type(None)})
+#: Value types a categorical column keeps as they are.
+_CATEGORY_VALUE_TYPES = frozenset({str, type(None)})
+#: Timestamp types converted with one numpy call (booleans are not timestamps).
+_TIME_VALUE_TYPES = frozenset({float, int})
+#: Model-version types that may be valid (``bool``, which equals 0 and 1, is not).
+_VERSION_VALUE_TYPES = frozenset({str, int, type(None)})
+#: Bytes that ``bytes.strip`` removes: a message starting with none of them is not blank.
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
+_message_index = attrgetter("message_index")
+
+#: Events (and their message indexes) by (model, version), and label events by model.
+Groups = dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]]
+LabelGroups = dict[str, tuple[list[dict[str, Any]], list[int]]]
 _LARGEST_FLOAT_INT = int(sys.float_info.max)
 
 
@@ -111,10 +133,25 @@ def concat_batches(batches: Sequence[ModelBatch]) -> ModelBatch:
 
 
 @dataclass
+class LabelBatch:
+    """Label events of one model (SPEC section 2), waiting to be joined by event id."""
+
+    model: str
+    event_ids: list[Any]
+    labels: list[Any]
+    event_ts: np.ndarray
+    message_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+
+@dataclass
 class DecodeResult:
     """What one batch of messages decoded to."""
 
     batches: list[ModelBatch] = field(default_factory=list)
+    labels: list[LabelBatch] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     events: int = 0
 
@@ -156,11 +193,18 @@ def numeric_column(values: list[Any]) -> np.ndarray:
     >>> numeric_column([1, 2.5, None, "3", True, float("inf")]).tolist()
     [1.0, 2.5, nan, nan, 1.0, nan]
     """
-    array = _as_array(values)
-    if array.dtype.kind in "fiub":
-        result = array.astype(np.float64, copy=False)
-    else:
-        result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
+    result: np.ndarray | None = None
+    if set(map(type, values)) <= _NUMERIC_VALUE_TYPES:
+        # Only numbers and None: numpy converts them all (None to NaN) in one call,
+        # unless an int is beyond float range.
+        with contextlib.suppress(OverflowError):
+            result = np.array(values, dtype=np.float64)
+    if result is None:
+        array = _as_array(values)
+        if array.dtype.kind in "fiub":
+            result = array.astype(np.float64, copy=False)
+        else:
+            result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
     if result.size and not np.isfinite(result).all():
         result = np.where(np.isfinite(result), result, np.nan)
     return result
@@ -170,9 +214,10 @@ def _number_or_none(value: Any) -> float | int | bool | None:
     """``value`` if it is a number a float can hold, else None."""
     kind = type(value)
     if kind is float or kind is bool:
-        return value  # type: ignore[no-any-return]
+        return value
     if kind is int:
-        return value if -_LARGEST_FLOAT_INT <= value <= _LARGEST_FLOAT_INT else None  # type: ignore[no-any-return]
+        fits = -_LARGEST_FLOAT_INT <= value <= _LARGEST_FLOAT_INT
+        return value if fits else None
     return None
 
 
@@ -203,9 +248,16 @@ def category_value(value: Any) -> str | None:
 
 
 def categorical_column(values: list[Any]) -> list[str | None]:
-    """``values`` as category strings, None for null or unusable values."""
-    if all(type(v) is str for v in values):
+    """``values`` as category strings, None for null or unusable values.
+
+    >>> categorical_column(["a", None, 3, True])
+    ['a', None, '3', 'true']
+    """
+    types = set(map(type, values))
+    if types <= {str}:
         return values
+    if types <= _CATEGORY_VALUE_TYPES:
+        return list(values)
     return [category_value(v) for v in values]
 
 
@@ -259,27 +311,136 @@ class Decoder:
         self._version = _getter(fields.model_version)
         self._features = _getter(fields.features)
         self._prediction = _getter(fields.prediction)
+        self._label = _getter(fields.label)
+        self._event_id = _getter(fields.event_id)
+        #: Plain (undotted) names of the fields that decide an event's group.
+        self._plain_keys = all(
+            "." not in path for path in (fields.model, fields.model_version, fields.features)
+        )
+        self._feature_getters = {
+            model.name: itemgetter(*model.features) for model in models if model.features
+        }
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         """Decode ``messages``; never raises on bad input."""
         result = DecodeResult()
-        groups: dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]] = {}
-        for index, message in enumerate(messages):
-            for event in self._events(index, message, result.rejects):
-                result.events += 1
-                key = self._group_key(index, event, result.rejects)
-                if key is None:
-                    continue
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = ([], [])
-                group[0].append(event)
-                group[1].append(index)
+        all_events, all_indexes = self._parse(messages, result.rejects)
+        result.events = len(all_events)
+        groups = self._groups(all_events, all_indexes)
+        label_groups: LabelGroups = {}
+        if groups is None:
+            groups, label_groups = self._groups_one_by_one(all_events, all_indexes, result.rejects)
         for (model, version), (events, indexes) in groups.items():
             batch = self._columns(model, version, events, indexes, messages, result.rejects)
             if len(batch):
                 result.batches.append(batch)
+        for model, (events, indexes) in label_groups.items():
+            labels = self._label_columns(model, events, indexes, messages, result.rejects)
+            if len(labels):
+                result.labels.append(labels)
         return result
+
+    def _parse(
+        self, messages: Sequence[RawMessage], rejects: list[Reject]
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Every event object of ``messages`` and the index of its message.
+
+        A message that is not blank, not too large and parses (orjson) to an object
+        is one event; everything else goes through :meth:`_events`.
+        """
+        events: list[dict[str, Any]] = []
+        indexes: list[int] = []
+        loads = orjson.loads
+        max_bytes = self.limits.max_message_bytes
+        for index, message in enumerate(messages):
+            value = message.value
+            if value and len(value) <= max_bytes and value[0] not in _WHITESPACE:
+                try:
+                    decoded = loads(value)
+                except ValueError:
+                    decoded = None
+                if type(decoded) is dict:
+                    events.append(decoded)
+                    indexes.append(index)
+                    continue
+                if type(decoded) is list:
+                    unpacked = self._unpack(index, decoded, rejects)
+                    events.extend(unpacked)
+                    indexes.extend([index] * len(unpacked))
+                    continue
+            unpacked = self._events(index, message, rejects)
+            events.extend(unpacked)
+            indexes.extend([index] * len(unpacked))
+        return events, indexes
+
+    def _groups(self, events: list[dict[str, Any]], indexes: list[int]) -> Groups | None:
+        """Events by (model, version), checked a column at a time; None unless all are valid.
+
+        None sends the batch to :meth:`_groups_one_by_one`, which rejects (or
+        routes to the label path) event by event.
+        """
+        if not self._plain_keys or not events:
+            return None
+        fields = self.fields
+        model_key, version_key, features_key = fields.model, fields.model_version, fields.features
+        models: list[Any] = [event.get(model_key) for event in events]
+        try:
+            unique_models = set(models)
+        except TypeError:
+            return None
+        if not all(type(m) is str and m in self.models for m in unique_models):
+            return None
+        if set(map(type, [event.get(features_key) for event in events])) != {dict}:
+            return None
+        versions = [event.get(version_key) for event in events]
+        if not set(map(type, versions)) <= _VERSION_VALUE_TYPES:
+            return None
+        unique_versions = set(versions)
+        if "" in unique_versions:
+            return None
+        names = {v: "unknown" if v is None else str(v) for v in unique_versions}
+        if len(unique_models) == 1 and len(names) == 1:
+            return {(models[0], names[versions[0]]): (events, indexes)}
+        rows_of: dict[tuple[str, str], list[int]] = {}
+        for row, key in enumerate(zip(models, map(names.__getitem__, versions), strict=True)):
+            rows = rows_of.get(key)
+            if rows is None:
+                rows = rows_of[key] = []
+            rows.append(row)
+        return {
+            key: ([events[i] for i in rows], [indexes[i] for i in rows])
+            for key, rows in rows_of.items()
+        }
+
+    def _groups_one_by_one(
+        self, all_events: list[dict[str, Any]], all_indexes: list[int], rejects: list[Reject]
+    ) -> tuple[Groups, LabelGroups]:
+        """Inference events by (model, version) and label events by model, event by event.
+
+        The rejects are merged into ``rejects`` (which holds the message-level
+        rejects) in message order, a message's own rejects first.
+        """
+        groups: Groups = {}
+        label_groups: LabelGroups = {}
+        group_rejects: list[Reject] = []
+        for index, event in zip(all_indexes, all_events, strict=True):
+            key = self._group_key(index, event, group_rejects)
+            if key is None:
+                continue
+            model, version = key
+            if version is None:
+                label_group = label_groups.setdefault(model, ([], []))
+                label_group[0].append(event)
+                label_group[1].append(index)
+                continue
+            group = groups.get((model, version))
+            if group is None:
+                group = groups[(model, version)] = ([], [])
+            group[0].append(event)
+            group[1].append(index)
+        if group_rejects:
+            rejects[:] = heapq.merge(rejects, group_rejects, key=_message_index)
+        return groups, label_groups
 
     def _events(
         self, index: int, message: RawMessage, rejects: list[Reject]
@@ -296,6 +457,10 @@ class Decoder:
         except (ValueError, RecursionError) as exc:
             rejects.append(Reject(index, "malformed_json", str(exc)[:200]))
             return ()
+        return self._unpack(index, decoded, rejects)
+
+    def _unpack(self, index: int, decoded: Any, rejects: list[Reject]) -> Sequence[dict[str, Any]]:
+        """The events of a parsed message value: an object, or a micro-batch of objects."""
         if isinstance(decoded, dict):
             return (decoded,)
         if not isinstance(decoded, list):
@@ -314,7 +479,8 @@ class Decoder:
 
     def _group_key(
         self, index: int, event: dict[str, Any], rejects: list[Reject]
-    ) -> tuple[str, str] | None:
+    ) -> tuple[str, str | None] | None:
+        """``(model, version)`` of an inference event, ``(model, None)`` of a label event."""
         model = self._model(event)
         if model is None:
             rejects.append(Reject(index, "missing_field", self.fields.model))
@@ -327,6 +493,8 @@ class Decoder:
             return None
         features = self._features(event)
         if features is None:
+            if self._label(event) is not None and self._event_id(event) is not None:
+                return model, None
             rejects.append(Reject(index, "missing_field", self.fields.features))
             return None
         if type(features) is not dict:
@@ -372,8 +540,9 @@ class Decoder:
 
         feature_dicts = _column(events, fields.features)
         columns: dict[str, np.ndarray | list[str | None]] = {}
-        for name, kind in config.features.items():
-            values = [features.get(name) for features in feature_dicts]
+        for (name, kind), values in zip(
+            config.features.items(), self._feature_values(model, feature_dicts), strict=True
+        ):
             columns[name] = (
                 numeric_column(values) if kind == "numeric" else categorical_column(values)
             )
@@ -391,6 +560,53 @@ class Decoder:
         )
         return batch if keep.all() else batch.take(keep)
 
+    def _feature_values(self, model: str, feature_dicts: list[dict[str, Any]]) -> list[list[Any]]:
+        """The values of each configured feature (config order) over ``feature_dicts``.
+
+        One ``itemgetter`` call per event reads every feature; when some event
+        lacks one, each feature is read with ``dict.get`` (None where missing).
+        """
+        names = list(self.models[model].features)
+        getter = self._feature_getters.get(model)
+        if getter is not None and feature_dicts:
+            try:
+                rows = list(map(getter, feature_dicts))
+            except KeyError:
+                pass
+            else:
+                if len(names) == 1:
+                    return [rows]
+                return [list(column) for column in zip(*rows, strict=True)]
+        return [[features.get(name) for features in feature_dicts] for name in names]
+
+    def _label_columns(
+        self,
+        model: str,
+        events: list[dict[str, Any]],
+        indexes: list[int],
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+    ) -> LabelBatch:
+        keep = np.ones(len(events), dtype=bool)
+        event_ts = self._event_times(events, indexes, messages, rejects, keep)
+        labels = LabelBatch(
+            model=model,
+            event_ids=_column(events, self.fields.event_id),
+            labels=_column(events, self.fields.label),
+            event_ts=event_ts,
+            message_index=np.asarray(indexes, dtype=np.int64),
+        )
+        if keep.all():
+            return labels
+        rows = np.flatnonzero(keep)
+        return LabelBatch(
+            model=model,
+            event_ids=[labels.event_ids[i] for i in rows],
+            labels=[labels.labels[i] for i in rows],
+            event_ts=event_ts[rows],
+            message_index=labels.message_index[rows],
+        )
+
     def _event_times(
         self,
         events: list[dict[str, Any]],
@@ -400,11 +616,15 @@ class Decoder:
         keep: np.ndarray,
     ) -> np.ndarray:
         raw = _column(events, self.fields.timestamp)
-        array = _as_array(raw)
-        if array.dtype.kind in "fiu":
-            seconds = array.astype(np.float64)
+        if set(map(type, raw)) <= _TIME_VALUE_TYPES:
+            # Numbers only (no booleans, no None): convert at once, and keep the result
+            # if every value is a valid time; otherwise judge value by value below.
+            try:
+                seconds = np.array(raw, dtype=np.float64)
+            except OverflowError:
+                seconds = np.full(len(raw), np.nan)
             seconds = np.where(seconds > MILLISECONDS_ABOVE, seconds / 1000.0, seconds)
-            if np.all(seconds >= 0):
+            if np.isfinite(seconds).all() and np.all(seconds >= 0):
                 return seconds
         seconds = np.empty(len(raw), dtype=np.float64)
         for row, value in enumerate(raw):

@@ -8,8 +8,10 @@ downstream consumer would.
 
 from __future__ import annotations
 
+import heapq
 import importlib.resources
 import os
+import random
 import threading
 import time
 
@@ -29,18 +31,38 @@ _MARKS = {"ok": "  ok ", "warn": " WARN", "alert": "ALERT"}
 
 
 def produce_traffic(
-    bootstrap: str, topic: str, stop: threading.Event, drift_after_s: float
+    bootstrap: str, topics: tuple[str, str], stop: threading.Event, drift_after_s: float
 ) -> None:
-    """Send both models' events at ``EVENTS_PER_SECOND`` each until ``stop``; drift later."""
+    """Send both models' events at ``EVENTS_PER_SECOND`` each until ``stop``; drift later.
+
+    The price estimator's labels are inline; the fraud detector's arrive on the
+    labels topic 2 to 20 seconds later, out of order.
+    """
+    events_topic, labels_topic = topics
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     traffic = SyntheticTraffic(seed=11)
+    rng = random.Random(11)
+    delayed: list[tuple[float, str, bytes]] = []
     started = time.monotonic()
     per_tick = int(EVENTS_PER_SECOND * TICK_S)
     while not stop.is_set():
         drifted = time.monotonic() - started >= drift_after_s
         now = time.time()
-        for event in traffic.fraud(per_tick, now, drifted) + traffic.price(per_tick, now, drifted):
-            producer.produce(topic, key=event["event_id"].encode(), value=orjson.dumps(event))
+        for event in traffic.fraud(per_tick, now, drifted):
+            label = {"event_id": event["event_id"], "model": event["model"]}
+            label["label"], label["timestamp"] = event.pop("label"), now
+            due = time.monotonic() + rng.uniform(2.0, 20.0)
+            heapq.heappush(delayed, (due, str(event["event_id"]), orjson.dumps(label)))
+            producer.produce(
+                events_topic, key=str(event["event_id"]).encode(), value=orjson.dumps(event)
+            )
+        for event in traffic.price(per_tick, now, drifted):
+            producer.produce(
+                events_topic, key=str(event["event_id"]).encode(), value=orjson.dumps(event)
+            )
+        while delayed and delayed[0][0] <= time.monotonic():
+            _, key, value = heapq.heappop(delayed)
+            producer.produce(labels_topic, key=key.encode(), value=value)
         producer.poll(0)
         stop.wait(TICK_S)
     producer.flush(5)
@@ -85,7 +107,7 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
     """Run the demo until Ctrl-C or ``seconds``."""
     stop = threading.Event()
     with EmbeddedBroker() as broker:
-        broker.create_topics(["inference-events"], partitions=3)
+        broker.create_topics(["inference-events", "inference-labels"], partitions=3)
         broker.create_topics(["drift-events"])
         os.environ["STREAM_MONITOR_DEMO_BROKER"] = broker.bootstrap_servers
         os.environ["STREAM_MONITOR_DEMO_PORT"] = str(port or free_port())
@@ -112,7 +134,12 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
             threading.Thread(target=service.run, args=(stop,), name="monitor"),
             threading.Thread(
                 target=produce_traffic,
-                args=(broker.bootstrap_servers, "inference-events", stop, drift_after_s),
+                args=(
+                    broker.bootstrap_servers,
+                    ("inference-events", "inference-labels"),
+                    stop,
+                    drift_after_s,
+                ),
                 name="traffic",
             ),
             threading.Thread(

@@ -8,19 +8,23 @@ an immutable :class:`Snapshot` that the Prometheus collector reads.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from stream_monitor.config import ModelConfig, MonitorConfig, Thresholds
-from stream_monitor.decode import Decoder, RawMessage, Reject
+from stream_monitor.config import RISE_METRICS, MonitorConfig, Thresholds
+from stream_monitor.decode import Decoder, LabelBatch, RawMessage, Reject
 from stream_monitor.evaluate import DriftEvent, SeriesKey, SeverityBoard, WindowInfo
+from stream_monitor.labels import Joined, LabelJoinStore
 from stream_monitor.layout import StabilityStats
 from stream_monitor.reference import Reference
-from stream_monitor.state import ModelVersionState
+from stream_monitor.sketches.latency import LatencyHistogram, LatencyStats
+from stream_monitor.state import Counted, ModelVersionState
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class WindowSample:
     end_s: float
     throughput_per_s: float
     stats: StabilityStats
+    quality: Mapping[str, float]
+    latency: LatencyStats
+    detections: float
 
 
 @dataclass(frozen=True)
@@ -46,12 +53,14 @@ class Snapshot:
     windows: tuple[WindowSample, ...] = ()
     severities: Mapping[SeriesKey, str] = field(default_factory=dict)
     thresholds: Mapping[SeriesKey, tuple[float, float]] = field(default_factory=dict)
+    latency_histograms: Mapping[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
+    label_joins: Mapping[str, int] = field(default_factory=dict)
     consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
     broker_up: bool | None = None
 
 
 class Engine:
-    """Per model version state, evaluation and counters for one monitor instance."""
+    """Per model version state, label joins, evaluation and counters for one monitor instance."""
 
     def __init__(
         self, config: MonitorConfig, baselines: Mapping[str, Reference] | None = None
@@ -64,6 +73,13 @@ class Engine:
         self.events_total: Counter[tuple[str, str]] = Counter()
         self.invalid_total: Counter[str] = Counter()
         self.drift_events_total: Counter[tuple[str, str, str, str]] = Counter()
+        labels = config.labels
+        self.joins = (
+            LabelJoinStore(labels.max_entries, labels.ttl_s, labels.clock)
+            if config.joins_labels
+            else None
+        )
+        self.watermark_s = -math.inf
         self._snapshot = Snapshot()
 
     def process(self, messages: Sequence[RawMessage], now_s: float | None = None) -> list[Reject]:
@@ -87,9 +103,74 @@ class Engine:
                 rejects.extend(Reject(int(i), "too_many_versions") for i in batch.message_index)
                 continue
             self.events_total[(batch.model, batch.version)] += len(batch)
-            rejects.extend(state.update(batch))
+            counted = state.update(batch)
+            rejects.extend(counted.rejects)
+            if counted.batch is not None and len(counted.batch):
+                self.watermark_s = max(self.watermark_s, state.watermark_s)
+                self._await_labels(counted)
+        for labels in result.labels:
+            self._join(labels)
+        if self.joins is not None:
+            self.joins.expire(self.watermark_s if self.joins.clock == "event" else None)
         self.invalid_total.update(reject.reason for reject in rejects)
         return rejects
+
+    def _await_labels(self, counted: Counted) -> None:
+        """Predictions without an inline label wait in the join store for theirs."""
+        batch = counted.batch
+        if self.joins is None or batch is None or counted.panes is None:
+            return
+        waiting = [
+            i
+            for i, (event_id, label) in enumerate(zip(batch.event_ids, batch.labels, strict=True))
+            if event_id is not None and label is None
+        ]
+        if not waiting:
+            return
+        rows = np.asarray(waiting)
+        predictions = batch.prediction
+        self._credit(
+            self.joins.add_predictions(
+                [batch.event_ids[i] for i in waiting],
+                batch.model,
+                batch.version,
+                counted.panes[rows].tolist(),
+                predictions[rows]
+                if isinstance(predictions, np.ndarray)
+                else [predictions[i] for i in waiting],
+                batch.event_ts[rows].tolist(),
+            )
+        )
+
+    def _join(self, labels: LabelBatch) -> None:
+        if self.joins is None:
+            return
+        self.watermark_s = max(self.watermark_s, float(labels.event_ts.max()))
+        self._credit(
+            self.joins.add_labels(
+                labels.event_ids, labels.model, labels.labels, labels.event_ts.tolist()
+            )
+        )
+
+    def _credit(self, joined: Sequence[Joined]) -> None:
+        """Count joined labels in their predictions' panes, per model version."""
+        groups: dict[tuple[str, str], list[Joined]] = {}
+        for item in joined:
+            groups.setdefault((item.model, item.version), []).append(item)
+        for (model, version), items in groups.items():
+            state = self.states.get((model, version))
+            if state is None or state.layout is None:
+                continue
+            predictions: Any = [item.prediction for item in items]
+            if state.model.prediction_type == "numeric":
+                predictions = np.asarray(predictions, dtype=np.float64)
+            late = state.add_labels(
+                np.asarray([item.pane for item in items], dtype=np.int64),
+                predictions,
+                [item.label for item in items],
+            )
+            if late:
+                self.invalid_total["late_label"] += late
 
     def _state(self, model: str, version: str) -> ModelVersionState | None:
         state = self.states.get((model, version))
@@ -101,7 +182,12 @@ class Engine:
         config = self.config.model(model)
         assert config is not None
         state = ModelVersionState(
-            config, version, self.config.windows, self.config.limits, self.baselines.get(model)
+            config,
+            version,
+            self.config.windows,
+            self.config.limits,
+            self.config.concept_drift,
+            self.baselines.get(model),
         )
         self.states[(model, version)] = state
         return state
@@ -111,34 +197,40 @@ class Engine:
         detected_at = time.time() if now_s is None else now_s
         events: list[DriftEvent] = []
         samples: list[WindowSample] = []
+        histograms = {}
         for state in self.states.values():
-            if state.layout is None or state.windows is None:
+            if state.layout is None or state.windows is None or state.cumulative is None:
                 continue
+            layout = state.layout
+            histograms[(state.model.name, state.version)] = layout.latency_histogram(
+                state.cumulative
+            )
             for window in state.window_sizes:
                 first, last = state.windows.span(window)
-                stats = state.layout.stability(state.windows.window(window))
+                vector = state.windows.window(window)
+                stats = layout.stability(vector)
                 start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
                 covered_s = max(state.pane_s, min(end_s - start_s, state.watermark_s - start_s))
-                samples.append(
-                    WindowSample(
-                        state.model.name,
-                        state.version,
-                        window,
-                        start_s,
-                        end_s,
-                        stats.events / covered_s,
-                        stats,
-                    )
+                sample = WindowSample(
+                    state.model.name,
+                    state.version,
+                    window,
+                    start_s,
+                    end_s,
+                    stats.events / covered_s,
+                    stats,
+                    layout.quality_values(vector),
+                    layout.latency_stats(vector),
+                    layout.detections(vector),
                 )
+                samples.append(sample)
                 info = WindowInfo(
-                    window, start_s, end_s, stats.events, state.layout.reference.description
+                    window, start_s, end_s, stats.events, layout.reference.description
                 )
-                if stats.events >= state.model.drift.min_window_events:
-                    events.extend(self._judge(state, info, stats, detected_at))
+                events.extend(self._judge(state, info, sample, detected_at))
         for event in events:
-            self.drift_events_total[
-                (event.model, event.model_version, event.metric, event.severity)
-            ] += 1
+            key = (event.model, event.model_version, event.metric, event.severity)
+            self.drift_events_total[key] += 1
         self._snapshot = Snapshot(
             events_total=dict(self.events_total),
             invalid_total=dict(self.invalid_total),
@@ -146,32 +238,43 @@ class Engine:
             windows=tuple(samples),
             severities=self.board.severities(),
             thresholds=self.board.thresholds(),
+            latency_histograms=histograms,
+            label_joins=self._join_counts(),
         )
         return events
 
+    def _join_counts(self) -> dict[str, int]:
+        if self.joins is None:
+            return {}
+        counters = self.joins.counters
+        late = self.invalid_total.get("late_label", 0)
+        return {
+            "joined": counters.joined - late,
+            "late": late,
+            "expired": counters.expired_predictions,
+            "orphan": counters.orphan_labels,
+            "evicted": counters.evicted_predictions + counters.evicted_labels,
+        }
+
     def _judge(
-        self, state: ModelVersionState, info: WindowInfo, stats: StabilityStats, now_s: float
+        self, state: ModelVersionState, info: WindowInfo, sample: WindowSample, now_s: float
     ) -> list[DriftEvent]:
-        model: ModelConfig = state.model
-        drift = model.drift
-        reference = state.layout.reference if state.layout else None
-        assert reference is not None
-        checks: list[tuple[str, str | None, float, Thresholds, float]] = [
-            ("psi", None, stats.psi, drift.psi, 0.0)
-        ]
-        for name, value in stats.csi.items():
-            checks.append(("csi", name, value, drift.csi, 0.0))
-        for name, value in stats.null_ratio.items():
-            baseline = reference.features[name].null_ratio
-            checks.append(("null_ratio", name, value, drift.null_ratio, baseline))
-        for name, value in stats.new_category_ratio.items():
-            checks.append(("new_category_ratio", name, value, drift.new_category_ratio, 0.0))
+        checks = (
+            stability_checks(state, sample)
+            if sample.stats.events >= state.model.drift.min_window_events
+            else []
+        )
+        checks += quality_checks(state, sample)
+        if sample.detections > 0 or self.board.severities().get(
+            SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
+        ) not in (None, "ok"):
+            checks.append(("concept_drift", None, sample.detections, DETECTION))
         events = []
-        for metric, feature, value, thresholds, offset in checks:
+        for metric, feature, value, thresholds in checks:
             if not np.isfinite(value):
                 continue
-            key = SeriesKey(model.name, state.version, metric, feature, info.name)
-            event = self.board.judge(key, value, thresholds, info, now_s, offset)
+            key = SeriesKey(state.model.name, state.version, metric, feature, info.name)
+            event = self.board.judge(key, value, thresholds, info, now_s)
             if event is not None:
                 events.append(event)
         return events
@@ -179,3 +282,60 @@ class Engine:
     def snapshot(self) -> Snapshot:
         """The snapshot published by the last :meth:`evaluate`."""
         return self._snapshot
+
+
+#: A concept-drift detection in the window is an alert.
+DETECTION = Thresholds(1.0, 1.0)
+
+Check = tuple[str, str | None, float, Thresholds]
+
+
+def stability_checks(state: ModelVersionState, sample: WindowSample) -> list[Check]:
+    """PSI, CSI, null and new-category ratios with their thresholds."""
+    drift = state.model.drift
+    reference = state.reference
+    assert reference is not None
+    stats = sample.stats
+    checks: list[Check] = [("psi", None, stats.psi, drift.psi)]
+    checks += [("csi", name, value, drift.csi) for name, value in stats.csi.items()]
+    for name, value in stats.null_ratio.items():
+        base = reference.features[name].null_ratio
+        shifted = Thresholds(base + drift.null_ratio.warn, base + drift.null_ratio.alert)
+        checks.append(("null_ratio", name, value, shifted))
+    checks += [
+        ("new_category_ratio", name, value, drift.new_category_ratio)
+        for name, value in stats.new_category_ratio.items()
+    ]
+    return checks
+
+
+def quality_checks(state: ModelVersionState, sample: WindowSample) -> list[Check]:
+    """Quality metrics against the reference's, on windows with enough labels.
+
+    Without reference quality (no labels in the reference) the first window that
+    reaches ``quality.min_labeled_events`` becomes the quality reference.
+    """
+    rules = state.model.quality
+    checks: list[Check] = []
+    if (
+        rules.latency_p99_ms is not None
+        and sample.latency.count >= state.model.drift.min_window_events
+    ):
+        warn, alert = (level / 1000.0 for level in rules.latency_p99_ms)
+        checks.append(
+            ("latency_p99", None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
+        )
+    if sample.quality.get("labeled", 0) < rules.min_labeled_events:
+        return checks
+    if not state.quality_reference:
+        state.quality_reference = dict(sample.quality)
+    for metric, (warn, alert) in rules.rules.items():
+        value, base = sample.quality.get(metric), state.quality_reference.get(metric)
+        if value is None or base is None or not math.isfinite(base):
+            continue
+        if metric in RISE_METRICS:
+            thresholds = Thresholds(base * (1 + warn), base * (1 + alert))
+        else:
+            thresholds = Thresholds(base - warn, base - alert, "below")
+        checks.append((metric, None, value, thresholds))
+    return checks

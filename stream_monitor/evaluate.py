@@ -83,24 +83,24 @@ def iso_utc(epoch_s: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def severity_of(value: float, thresholds: Thresholds, offset: float = 0.0) -> str:
-    """The severity of ``value``; ``offset`` shifts both levels (a reference value).
+def severity_of(value: float, thresholds: Thresholds) -> str:
+    """The severity of ``value`` against absolute thresholds.
 
     >>> t = Thresholds(0.1, 0.25)
     >>> severity_of(0.05, t), severity_of(0.1, t), severity_of(0.3, t)
     ('ok', 'warn', 'alert')
-    >>> severity_of(0.70, Thresholds(-0.05, -0.1, "below"), offset=0.8)
+    >>> severity_of(0.70, Thresholds(0.75, 0.70, "below"))
     'alert'
     """
-    warn, alert = thresholds.warn + offset, thresholds.alert + offset
+    warn, alert = thresholds.warn, thresholds.alert
     if thresholds.direction == "above":
         return "alert" if value >= alert else "warn" if value >= warn else "ok"
     return "alert" if value <= alert else "warn" if value <= warn else "ok"
 
 
-def crossed_threshold(previous: str, severity: str, thresholds: Thresholds, offset: float) -> float:
+def crossed_threshold(previous: str, severity: str, thresholds: Thresholds) -> float:
     """The threshold a transition crossed: the new level's going up, the left one's going down."""
-    levels = {1: thresholds.warn + offset, 2: thresholds.alert + offset}
+    levels = {1: thresholds.warn, 2: thresholds.alert}
     if LEVELS[severity] > LEVELS[previous]:
         return levels[LEVELS[severity]]
     return levels[LEVELS[severity] + 1]
@@ -137,11 +137,10 @@ class SeverityBoard:
         thresholds: Thresholds,
         window: WindowInfo,
         detected_at_s: float,
-        offset: float = 0.0,
     ) -> DriftEvent | None:
         """Record ``value`` for ``key``; a :class:`DriftEvent` when the severity changed."""
-        self._thresholds[key] = (thresholds.warn + offset, thresholds.alert + offset)
-        severity = severity_of(value, thresholds, offset)
+        self._thresholds[key] = (thresholds.warn, thresholds.alert)
+        severity = severity_of(value, thresholds)
         previous = self._severities.get(key, "ok")
         self._severities[key] = severity
         if severity == previous:
@@ -155,7 +154,7 @@ class SeverityBoard:
             feature=key.feature,
             window=key.window,
             value=value,
-            threshold=crossed_threshold(previous, severity, thresholds, offset),
+            threshold=crossed_threshold(previous, severity, thresholds),
             severity=severity,
             previous_severity=previous,
             window_start=iso_utc(window.start_s),

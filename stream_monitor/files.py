@@ -62,11 +62,16 @@ def csv_batches(path: Path, model: ModelConfig, batch_size: int) -> Iterator[lis
                 },
                 "prediction": _csv_value(row.get("prediction", ""), model.prediction_type),
             }
-            for name in ("model_version", "timestamp", "label", "event_id"):
+            for name in ("model_version", "event_id"):
                 if row.get(name):
                     event[name] = row[name]
-            if row.get("latency_ms"):
-                event["latency_ms"] = _csv_value(row["latency_ms"], "numeric")
+            for name, kind in (
+                ("timestamp", "numeric"),
+                ("latency_ms", "numeric"),
+                ("label", model.prediction_type),
+            ):
+                if row.get(name):
+                    event[name] = _csv_value(row[name], kind)
             batch.append(
                 RawMessage(orjson.dumps(event), NO_TIME_MS, topic=str(path), offset=number)
             )

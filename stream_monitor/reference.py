@@ -117,6 +117,7 @@ class Reference:
     features: dict[str, ColumnProfile]
     source: str
     digest: str = ""
+    quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def description(self) -> str:
@@ -134,6 +135,7 @@ class Reference:
             "digest": self.digest,
             "prediction": _column_dict(self.prediction),
             "features": {name: _column_dict(p) for name, p in self.features.items()},
+            "quality": self.quality,
         }
 
     @classmethod
@@ -146,6 +148,7 @@ class Reference:
             features={name: ColumnProfile(**p) for name, p in data["features"].items()},
             source=data.get("source", ""),
             digest=data.get("digest", ""),
+            quality={str(k): float(v) for k, v in data.get("quality", {}).items()},
         )
 
 

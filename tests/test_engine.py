@@ -63,7 +63,10 @@ def test_results_do_not_depend_on_batching() -> None:
         other = b.states[key]
         assert state.windows is not None and other.windows is not None
         for name in state.window_sizes:
-            assert np.array_equal(state.windows.window(name), other.windows.window(name))
+            # counts are exact; float sums (latency, log loss) may differ in the last bits
+            np.testing.assert_allclose(
+                state.windows.window(name), other.windows.window(name), rtol=1e-12, atol=0
+            )
 
 
 def test_baseline_reference_is_used_and_named() -> None:

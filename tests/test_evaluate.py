@@ -13,19 +13,19 @@ PSI = Thresholds(0.1, 0.25)
 
 
 @pytest.mark.parametrize(
-    ("value", "thresholds", "offset", "severity"),
+    ("value", "thresholds", "severity"),
     [
-        (0.0999, PSI, 0.0, "ok"),
-        (0.1, PSI, 0.0, "warn"),
-        (0.25, PSI, 0.0, "alert"),
-        (0.12, Thresholds(0.05, 0.2), 0.1, "ok"),
-        (0.16, Thresholds(0.05, 0.2), 0.1, "warn"),
-        (0.9, Thresholds(0.9, 0.8, "below"), 0.0, "warn"),
-        (0.79, Thresholds(0.9, 0.8, "below"), 0.0, "alert"),
+        (0.0999, PSI, "ok"),
+        (0.1, PSI, "warn"),
+        (0.25, PSI, "alert"),
+        (0.9, Thresholds(0.9, 0.8, "below"), "warn"),
+        (0.81, Thresholds(0.9, 0.8, "below"), "warn"),
+        (0.79, Thresholds(0.9, 0.8, "below"), "alert"),
+        (1.0, Thresholds(1.0, 1.0), "alert"),
     ],
 )
-def test_severity_of(value: float, thresholds: Thresholds, offset: float, severity: str) -> None:
-    assert severity_of(value, thresholds, offset) == severity
+def test_severity_of(value: float, thresholds: Thresholds, severity: str) -> None:
+    assert severity_of(value, thresholds) == severity
 
 
 def test_events_only_on_transitions_with_crossed_thresholds() -> None:

@@ -100,6 +100,6 @@ def test_state_windows_equal_recomputation_from_raw_events() -> None:
         rows = (panes >= first) & (panes <= last)
         window = kept.take(rows)
         recomputed = state.layout.pane_deltas(window, np.zeros(len(window), dtype=np.int64), 1)[0]
-        assert np.array_equal(state.windows.window(name), recomputed), name
+        np.testing.assert_allclose(state.windows.window(name), recomputed, rtol=1e-12, err_msg=name)
         stats = state.layout.stability(state.windows.window(name))
         assert stats.events == int(rows.sum())

@@ -192,6 +192,8 @@ class MonitorService:
         """Consume until ``stop`` is set, then checkpoint and close."""
         kafka = self.config.kafka
         topics = [kafka.topics.events]
+        if kafka.topics.labels:
+            topics.append(kafka.topics.labels)
         self.consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

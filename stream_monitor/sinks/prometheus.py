@@ -8,6 +8,7 @@ scrape, so series of retired model versions simply stop appearing.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
@@ -15,8 +16,14 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from stream_monitor.engine import Snapshot
 from stream_monitor.evaluate import LEVELS
@@ -36,6 +43,8 @@ class SnapshotCollector(Collector):
         snapshot = self.get_snapshot()
         yield from _counters(snapshot)
         yield from _windows(snapshot)
+        yield from _quality(snapshot)
+        yield from _latency(snapshot)
         yield from _severities(snapshot)
         yield from _kafka(snapshot)
 
@@ -100,6 +109,77 @@ def _windows(snapshot: Snapshot) -> Iterable[Metric]:
         for feature, value in stats.new_category_ratio.items():
             new.add_metric([*labels, feature], value)
     return window_events, throughput, psi, csi, nulls, new
+
+
+#: Quality gauges: metric name suffix -> (field of the window's quality values, help).
+QUALITY_GAUGES = {
+    "auc": ("auc", "Area under the ROC curve (binned scores, see score_bins)."),
+    "gini": ("gini", "Gini coefficient, 2 * AUC - 1."),
+    "ks": ("ks", "Kolmogorov-Smirnov distance between positive and negative scores."),
+    "accuracy": ("accuracy", "Accuracy at the model's threshold."),
+    "precision": ("precision", "Precision at the model's threshold."),
+    "recall": ("recall", "Recall at the model's threshold."),
+    "f1": ("f1", "F1 at the model's threshold (macro F1 for multiclass)."),
+    "weighted_f1": ("weighted_f1", "Support-weighted F1 (multiclass)."),
+    "log_loss": ("log_loss", "Mean log loss."),
+    "brier": ("brier", "Brier score (mean squared error of the probability)."),
+    "rmse": ("rmse", "Root mean squared error."),
+    "mae": ("mae", "Mean absolute error."),
+    "r2": ("r2", "Coefficient of determination."),
+    "mean_error": ("mean_error", "Mean of prediction minus label (bias)."),
+}
+
+
+def _quality(snapshot: Snapshot) -> Iterable[Metric]:
+    labeled = GaugeMetricFamily(
+        "stream_monitor_labeled_events", "Labeled events in the window.", labels=WINDOW_LABELS
+    )
+    gauges = {
+        name: GaugeMetricFamily(f"stream_monitor_{name}", doc, labels=WINDOW_LABELS)
+        for name, (_, doc) in QUALITY_GAUGES.items()
+    }
+    detections = GaugeMetricFamily(
+        "stream_monitor_concept_drift_detections",
+        "Concept-drift detections raised on the error stream within the window.",
+        labels=WINDOW_LABELS,
+    )
+    for sample in snapshot.windows:
+        labels = [sample.model, sample.version, sample.window]
+        labeled.add_metric(labels, sample.quality.get("labeled", 0.0))
+        detections.add_metric(labels, sample.detections)
+        for name, (field, _) in QUALITY_GAUGES.items():
+            value = sample.quality.get(field)
+            if value is not None and math.isfinite(value):
+                gauges[name].add_metric(labels, value)
+    joins = CounterMetricFamily(
+        "stream_monitor_label_joins",
+        "Delayed labels by outcome: joined, late (pane gone), expired, orphan, evicted.",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(snapshot.label_joins.items()):
+        joins.add_metric([outcome], count)
+    return [labeled, detections, joins, *gauges.values()]
+
+
+def _latency(snapshot: Snapshot) -> Iterable[Metric]:
+    quantiles = GaugeMetricFamily(
+        "stream_monitor_latency_quantile_seconds",
+        "Inference latency quantiles in the window (log-bucket sketch, 1% relative error).",
+        labels=[*WINDOW_LABELS, "quantile"],
+    )
+    for sample in snapshot.windows:
+        for q, value in sample.latency.quantiles_s.items():
+            if math.isfinite(value):
+                quantiles.add_metric([sample.model, sample.version, sample.window, str(q)], value)
+    histogram = HistogramMetricFamily(
+        "stream_monitor_inference_latency_seconds",
+        "Inference latency of every event since the monitor started.",
+        labels=["model", "version"],
+    )
+    for (model, version), counts in sorted(snapshot.latency_histograms.items()):
+        buckets = [(floatToGoString(bound), count) for bound, count in counts.buckets]
+        histogram.add_metric([model, version], buckets, counts.sum_s)
+    return quantiles, histogram
 
 
 def _severities(snapshot: Snapshot) -> Iterable[Metric]:
