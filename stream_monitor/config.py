@@ -159,6 +159,7 @@ class TopicConfig:
     labels: str | None = None
     drift_events: str = "drift-events"
     dead_letter: str | None = None
+    changelog: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,12 @@ class KafkaConfig:
     commit_interval_s: float = 5.0
     startup_timeout_s: float = 30.0
     statistics_interval_ms: int = 5000
+    checkpoints: bool = True
+
+    @property
+    def changelog_topic(self) -> str:
+        """The compacted topic holding state checkpoints."""
+        return self.topics.changelog or f"{self.group_id}-changelog"
 
 
 @dataclass(frozen=True)
@@ -366,6 +373,13 @@ class _Reader:
             raise ConfigError(f"{self.key(str(unknown[0]))}: unknown key")
 
 
+def _boolean(reader: _Reader, name: str, default: bool) -> bool:
+    value = reader.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{reader.key(name)}: expected true or false, got {value!r}")
+    return value
+
+
 def _thresholds(reader: _Reader, name: str, default: Thresholds) -> Thresholds:
     sub = reader.child(name)
     warn = sub.number("warn", default.warn)
@@ -511,6 +525,7 @@ def _kafka(reader: _Reader) -> KafkaConfig:
         drift_events=topics_reader.string("drift_events", defaults.drift_events)
         or defaults.drift_events,
         dead_letter=topics_reader.string("dead_letter", None),
+        changelog=topics_reader.string("changelog", None),
     )
     topics_reader.finish()
     base = KafkaConfig()
@@ -544,6 +559,7 @@ def _kafka(reader: _Reader) -> KafkaConfig:
         statistics_interval_ms=reader.integer(
             "statistics_interval_ms", base.statistics_interval_ms, minimum=0
         ),
+        checkpoints=_boolean(reader, "checkpoints", base.checkpoints),
     )
     reader.finish()
     return kafka

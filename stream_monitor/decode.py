@@ -13,7 +13,9 @@ reason (SPEC section 3), and the caller counts, logs and dead-letters it.
 
 from __future__ import annotations
 
+import array
 import contextlib
+import gc
 import heapq
 import json
 import math
@@ -28,6 +30,26 @@ import numpy as np
 import orjson
 
 from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
+
+#: Every reason an event can be rejected for (README, "Bad input"); exported from 0.
+REASONS = (
+    "empty",
+    "oversized",
+    "batch_too_large",
+    "malformed_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "unknown_model",
+    "bad_timestamp",
+    "late",
+    "future_timestamp",
+    "too_many_versions",
+    "late_label",
+    "label_without_join",
+    "state_conflict",
+)
 
 #: Epoch values above this are read as milliseconds (SPEC section 1).
 MILLISECONDS_ABOVE = 1e11
@@ -145,6 +167,17 @@ class LabelBatch:
     def __len__(self) -> int:
         return len(self.event_ids)
 
+    def take(self, rows: np.ndarray) -> LabelBatch:
+        """The label events at ``rows`` (an index array or boolean mask)."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return LabelBatch(
+            model=self.model,
+            event_ids=[self.event_ids[i] for i in index],
+            labels=[self.labels[i] for i in index],
+            event_ts=self.event_ts[index],
+            message_index=self.message_index[index],
+        )
+
 
 @dataclass
 class DecodeResult:
@@ -205,6 +238,26 @@ def numeric_column(values: list[Any]) -> np.ndarray:
             result = array.astype(np.float64, copy=False)
         else:
             result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
+    if result.size and not np.isfinite(result).all():
+        result = np.where(np.isfinite(result), result, np.nan)
+    return result
+
+
+def _json_numbers(values: Sequence[Any]) -> np.ndarray:
+    """:func:`numeric_column` of values parsed from JSON, in one pass when none is null.
+
+    JSON gives only dict, list, str, int, float, bool and None, and ``array('d')``
+    takes exactly the int, float and bool among them (converting them as numpy
+    does), so it checks the types and converts in the same pass. Anything else (a
+    null, a string, a huge int) raises, and :func:`numeric_column` decides.
+
+    >>> _json_numbers([1, 2.5, True]).tolist(), _json_numbers([1, None, "2"]).tolist()
+    ([1.0, 2.5, 1.0], [1.0, nan, nan])
+    """
+    try:
+        result = np.frombuffer(array.array("d", values), dtype=np.float64)
+    except (TypeError, OverflowError):
+        return numeric_column(values)  # type: ignore[arg-type]
     if result.size and not np.isfinite(result).all():
         result = np.where(np.isfinite(result), result, np.nan)
     return result
@@ -322,7 +375,23 @@ class Decoder:
         }
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
-        """Decode ``messages``; never raises on bad input."""
+        """Decode ``messages``; never raises on bad input.
+
+        Python's cyclic garbage collector is paused meanwhile (and restored): the
+        parsed JSON cannot hold reference cycles, so its passes over thousands of
+        fresh dicts per batch, and the full collections that their promotion to
+        older generations sets off, would find nothing. Reference counting still
+        frees every parsed object as soon as the batch is columns.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._decode(messages)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         result = DecodeResult()
         all_events, all_indexes = self._parse(messages, result.rejects)
         result.events = len(all_events)
@@ -348,6 +417,10 @@ class Decoder:
         A message that is not blank, not too large and parses (orjson) to an object
         is one event; everything else goes through :meth:`_events`.
         """
+        values = [message.value for message in messages]
+        parsed = self._parse_all(values, rejects)
+        if parsed is not None:
+            return parsed
         events: list[dict[str, Any]] = []
         indexes: list[int] = []
         loads = orjson.loads
@@ -371,6 +444,37 @@ class Decoder:
             unpacked = self._events(index, message, rejects)
             events.extend(unpacked)
             indexes.extend([index] * len(unpacked))
+        return events, indexes
+
+    def _parse_all(
+        self, values: list[bytes | None], rejects: list[Reject]
+    ) -> tuple[list[dict[str, Any]], list[int]] | None:
+        """:meth:`_parse` when every value is in size and parses to an object or a list.
+
+        Parses in one C-level ``map``; None (nothing rejected yet) when some
+        message needs the message-by-message path.
+        """
+        try:
+            if max(map(len, values), default=0) > self.limits.max_message_bytes:  # type: ignore[arg-type]
+                return None
+            decoded = list(map(orjson.loads, values))  # type: ignore[arg-type]
+        except (TypeError, ValueError, RecursionError):
+            return None
+        types = set(map(type, decoded))
+        if types == {dict}:
+            return decoded, list(range(len(decoded)))
+        if not types <= {dict, list}:
+            return None
+        events: list[dict[str, Any]] = []
+        indexes: list[int] = []
+        for index, value in enumerate(decoded):
+            if type(value) is dict:
+                events.append(value)
+                indexes.append(index)
+            else:
+                unpacked = self._unpack(index, value, rejects)
+                events.extend(unpacked)
+                indexes.extend([index] * len(unpacked))
         return events, indexes
 
     def _groups(self, events: list[dict[str, Any]], indexes: list[int]) -> Groups | None:
@@ -527,7 +631,7 @@ class Decoder:
         raw_prediction = _column(events, fields.prediction)
         prediction: np.ndarray | list[str | None]
         if config.prediction_type == "numeric":
-            prediction = numeric_column(raw_prediction)
+            prediction = _json_numbers(raw_prediction)
             bad = np.isnan(prediction)
         else:
             prediction = categorical_column(raw_prediction)
@@ -544,7 +648,7 @@ class Decoder:
             config.features.items(), self._feature_values(model, feature_dicts), strict=True
         ):
             columns[name] = (
-                numeric_column(values) if kind == "numeric" else categorical_column(values)
+                _json_numbers(values) if kind == "numeric" else categorical_column(list(values))
             )
 
         batch = ModelBatch(
@@ -553,14 +657,16 @@ class Decoder:
             event_ts=event_ts,
             prediction=prediction,
             features=columns,
-            latency_ms=numeric_column(_column(events, fields.latency_ms)),
+            latency_ms=_json_numbers(_column(events, fields.latency_ms)),
             labels=_column(events, fields.label),
             event_ids=_column(events, fields.event_id),
             message_index=message_index,
         )
         return batch if keep.all() else batch.take(keep)
 
-    def _feature_values(self, model: str, feature_dicts: list[dict[str, Any]]) -> list[list[Any]]:
+    def _feature_values(
+        self, model: str, feature_dicts: list[dict[str, Any]]
+    ) -> list[Sequence[Any]]:
         """The values of each configured feature (config order) over ``feature_dicts``.
 
         One ``itemgetter`` call per event reads every feature; when some event
@@ -576,7 +682,7 @@ class Decoder:
             else:
                 if len(names) == 1:
                     return [rows]
-                return [list(column) for column in zip(*rows, strict=True)]
+                return list(zip(*rows, strict=True))
         return [[features.get(name) for features in feature_dicts] for name in names]
 
     def _label_columns(
@@ -596,16 +702,7 @@ class Decoder:
             event_ts=event_ts,
             message_index=np.asarray(indexes, dtype=np.int64),
         )
-        if keep.all():
-            return labels
-        rows = np.flatnonzero(keep)
-        return LabelBatch(
-            model=model,
-            event_ids=[labels.event_ids[i] for i in rows],
-            labels=[labels.labels[i] for i in rows],
-            event_ts=event_ts[rows],
-            message_index=labels.message_index[rows],
-        )
+        return labels if keep.all() else labels.take(keep)
 
     def _event_times(
         self,

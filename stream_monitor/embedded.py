@@ -19,6 +19,8 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream_monitor.kafka.admin import create_topics
+
 
 class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be found or started."""
@@ -96,14 +98,10 @@ class EmbeddedBroker:
 
     def create_topics(self, names: Iterable[str], partitions: int = 1) -> None:
         """Create topics (existing ones are left as they are)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-        futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names])
-        for future in futures.values():
-            try:
-                future.result(timeout=10)
-            except KafkaException as exc:
-                if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS
-                    raise
+        create_topics(
+            {"bootstrap.servers": self.bootstrap_servers},
+            [NewTopic(name, num_partitions=partitions) for name in names],
+        )
 
     def stop(self) -> None:
         """Stop the broker (its data is gone)."""

@@ -8,23 +8,31 @@ an immutable :class:`Snapshot` that the Prometheus collector reads.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from stream_monitor.config import RISE_METRICS, MonitorConfig, Thresholds
-from stream_monitor.decode import Decoder, LabelBatch, RawMessage, Reject
-from stream_monitor.evaluate import DriftEvent, SeriesKey, SeverityBoard, WindowInfo
+from stream_monitor import persist
+from stream_monitor.config import RISE_METRICS, ModelConfig, MonitorConfig, Thresholds
+from stream_monitor.decode import REASONS, Decoder, LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.evaluate import SEVERITIES, DriftEvent, SeriesKey, SeverityBoard, WindowInfo
+from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.labels import Joined, LabelJoinStore
 from stream_monitor.layout import StabilityStats
+from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference
 from stream_monitor.sketches.latency import LatencyHistogram, LatencyStats
-from stream_monitor.state import Counted, ModelVersionState
+from stream_monitor.state import ModelVersionState
+
+log = logging.getLogger(__name__)
+
+Rows = TypeVar("Rows", ModelBatch, LabelBatch)
 
 
 @dataclass(frozen=True)
@@ -75,11 +83,15 @@ class Engine:
         self.drift_events_total: Counter[tuple[str, str, str, str]] = Counter()
         labels = config.labels
         self.joins = (
-            LabelJoinStore(labels.max_entries, labels.ttl_s, labels.clock)
+            {
+                model.name: LabelJoinStore(labels.max_entries, labels.ttl_s, labels.clock)
+                for model in config.models
+            }
             if config.joins_labels
             else None
         )
         self.watermark_s = -math.inf
+        self.ledgers: dict[PartitionKey, PartitionLedger] = {}
         self._snapshot = Snapshot()
 
     def process(self, messages: Sequence[RawMessage], now_s: float | None = None) -> list[Reject]:
@@ -87,38 +99,62 @@ class Engine:
 
         ``now_s`` is the wall clock for the future-timestamp check (None in replay).
         """
+        rejects: list[Reject] = []
+        for key, indexes in _by_partition(messages).items():
+            ledger = self.ledger(key)
+            part = self._process_partition([messages[i] for i in indexes], ledger, now_s)
+            rejects.extend(Reject(indexes[r.message_index], r.reason, r.detail) for r in part)
+            ledger.next_offset = max(messages[i].offset for i in indexes) + 1
+        for store in (self.joins or {}).values():
+            store.expire()
+        self.invalid_total.update(reject.reason for reject in rejects)
+        return rejects
+
+    def ledger(self, key: PartitionKey) -> PartitionLedger:
+        """The ledger of input partition ``key`` (created on first use)."""
+        ledger = self.ledgers.get(key)
+        if ledger is None:
+            ledger = self.ledgers[key] = PartitionLedger(key)
+        return ledger
+
+    def _process_partition(
+        self, messages: Sequence[RawMessage], ledger: PartitionLedger, now_s: float | None
+    ) -> list[Reject]:
         result = self.decoder.decode(messages)
         rejects = result.rejects
-        max_future_s = self.config.windows.max_future_s
         for batch in result.batches:
-            if now_s is not None:
-                future = batch.event_ts > now_s + max_future_s
-                if future.any():
-                    rejects.extend(
-                        Reject(int(i), "future_timestamp") for i in batch.message_index[future]
-                    )
-                    batch = batch.take(~future)
+            batch = self._drop_future(batch, now_s, rejects)
             state = self._state(batch.model, batch.version)
             if state is None:
                 rejects.extend(Reject(int(i), "too_many_versions") for i in batch.message_index)
                 continue
             self.events_total[(batch.model, batch.version)] += len(batch)
-            counted = state.update(batch)
+            counted = state.update(batch, ledger)
             rejects.extend(counted.rejects)
-            if counted.batch is not None and len(counted.batch):
-                self.watermark_s = max(self.watermark_s, state.watermark_s)
-                self._await_labels(counted)
+            self.watermark_s = max(self.watermark_s, state.watermark_s)
+            for owner, rows, panes in counted.parts:
+                self._await_labels(owner, rows, panes)
         for labels in result.labels:
-            self._join(labels)
-        if self.joins is not None:
-            self.joins.expire(self.watermark_s if self.joins.clock == "event" else None)
-        self.invalid_total.update(reject.reason for reject in rejects)
+            labels = self._drop_future(labels, now_s, rejects)
+            if self.joins is None:
+                rejects.extend(Reject(int(i), "label_without_join") for i in labels.message_index)
+                continue
+            self._join(labels, ledger)
         return rejects
 
-    def _await_labels(self, counted: Counted) -> None:
+    def _drop_future(self, rows: Rows, now_s: float | None, rejects: list[Reject]) -> Rows:
+        """``rows`` without events further ahead of ``now_s`` than ``windows.max_future_s``."""
+        if now_s is None:
+            return rows
+        future = rows.event_ts > now_s + self.config.windows.max_future_s
+        if not future.any():
+            return rows
+        rejects.extend(Reject(int(i), "future_timestamp") for i in rows.message_index[future])
+        return rows.take(~future)
+
+    def _await_labels(self, ledger: PartitionLedger, batch: ModelBatch, panes: np.ndarray) -> None:
         """Predictions without an inline label wait in the join store for theirs."""
-        batch = counted.batch
-        if self.joins is None or batch is None or counted.panes is None:
+        if self.joins is None:
             return
         waiting = [
             i
@@ -130,30 +166,36 @@ class Engine:
         rows = np.asarray(waiting)
         predictions = batch.prediction
         self._credit(
-            self.joins.add_predictions(
+            self.joins[batch.model].add_predictions(
                 [batch.event_ids[i] for i in waiting],
                 batch.model,
                 batch.version,
-                counted.panes[rows].tolist(),
+                panes[rows].tolist(),
                 predictions[rows]
                 if isinstance(predictions, np.ndarray)
                 else [predictions[i] for i in waiting],
                 batch.event_ts[rows].tolist(),
-            )
+                owner=ledger.key,
+            ),
+            ledger,
         )
 
-    def _join(self, labels: LabelBatch) -> None:
-        if self.joins is None:
+    def _join(self, labels: LabelBatch, ledger: PartitionLedger) -> None:
+        if self.joins is None or not len(labels):
             return
-        self.watermark_s = max(self.watermark_s, float(labels.event_ts.max()))
         self._credit(
-            self.joins.add_labels(
-                labels.event_ids, labels.model, labels.labels, labels.event_ts.tolist()
-            )
+            self.joins[labels.model].add_labels(
+                labels.event_ids,
+                labels.model,
+                labels.labels,
+                labels.event_ts.tolist(),
+                owner=ledger.key,
+            ),
+            ledger,
         )
 
-    def _credit(self, joined: Sequence[Joined]) -> None:
-        """Count joined labels in their predictions' panes, per model version."""
+    def _credit(self, joined: Sequence[Joined], ledger: PartitionLedger) -> None:
+        """Count joined labels in their predictions' panes, in the joining partition's ledger."""
         groups: dict[tuple[str, str], list[Joined]] = {}
         for item in joined:
             groups.setdefault((item.model, item.version), []).append(item)
@@ -168,9 +210,96 @@ class Engine:
                 np.asarray([item.pane for item in items], dtype=np.int64),
                 predictions,
                 [item.label for item in items],
+                ledger,
             )
             if late:
                 self.invalid_total["late_label"] += late
+
+    def checkpoint_partition(
+        self, key: PartitionKey
+    ) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey], dict[str, Any]]:
+        """One partition's changes since its last checkpoint, and the rest of its state."""
+        ledger = self.ledger(key)
+        changed, evicted = ledger.take_changes()
+        versions = set(ledger.panes) | set(ledger.watermarks)
+        references, warmup, instance = {}, [], []
+        for version_key in versions:
+            state = self.states.get(version_key)
+            if state is None:
+                continue
+            if state.reference is not None:
+                references["\x1f".join(version_key)] = state.reference.to_dict()
+        for state in self.states.values():
+            warmup += [persist.batch_to_json(b) for b in state.warmup_of(ledger)]
+            instance.append(
+                [state.model.name, state.version, state.quality_reference, state.errors.to_state()]
+            )
+        meta = {
+            "next_offset": ledger.next_offset,
+            "watermarks": [[*v, ts] for v, ts in ledger.watermarks.items()],
+            "references": references,
+            "warmup": warmup,
+            "joins": {model: store.owned_state(key) for model, store in (self.joins or {}).items()},
+            "severities": persist.severities_to_json(self.board.severities()),
+            "instance": instance,
+        }
+        return changed, evicted, meta
+
+    def drop_partition(self, key: PartitionKey) -> None:
+        """Forget a partition this instance no longer owns (revoked or lost)."""
+        ledger = self.ledgers.pop(key, None)
+        if ledger is None:
+            return
+        for state in self.states.values():
+            state.remove_partition(ledger)
+        for store in (self.joins or {}).values():
+            store.drop_owner(key)
+
+    def restore_partition(self, checkpoint: PartitionCheckpoint) -> None:
+        """Add a partition's checkpointed share to this instance's state."""
+        self.drop_partition(checkpoint.key)
+        meta = checkpoint.meta
+        ledger = self.ledger(checkpoint.key)
+        ledger.next_offset = meta["next_offset"]
+        for model, version, event_ts in meta["watermarks"]:
+            ledger.watermarks[(model, version)] = float(event_ts)
+        for (version_key, pane), vector in checkpoint.panes.items():
+            ledger.panes.setdefault(version_key, {})[pane] = vector
+        warmup: dict[tuple[str, str], list[ModelBatch]] = {}
+        for data in meta["warmup"]:
+            config = self.config.model(data["model"])
+            if config is not None:
+                batch = persist.batch_from_json(data, config.features, config.prediction_type)
+                warmup.setdefault((batch.model, batch.version), []).append(batch)
+        versions = set(ledger.panes) | set(ledger.watermarks) | set(warmup)
+        for version_key in versions:
+            state = self._state(*version_key)
+            if state is None:
+                continue
+            stored = meta["references"].get("\x1f".join(version_key))
+            if stored is not None and not state.adopt_reference(Reference.from_dict(stored)):
+                log.error(
+                    "%s %s: the restored checkpoint of %s[%d] was counted against another "
+                    "reference; its panes are not restored (use a baseline file with replicas)",
+                    *version_key,
+                    *checkpoint.key,
+                )
+                self.invalid_total["state_conflict"] += 1
+                ledger.panes.pop(version_key, None)
+            for owner, rows, panes in state.restore_partition(
+                ledger, warmup.get(version_key, [])
+            ).parts:
+                self._await_labels(owner, rows, panes)
+        for model, rows in meta["joins"].items():
+            if self.joins is not None and model in self.joins:
+                self.joins[model].load_owned(rows, checkpoint.key)
+        for series, severity in persist.severities_from_json(meta["severities"]).items():
+            self.board.adopt(series, severity)
+        for model, version, quality_reference, errors in meta["instance"]:
+            state = self.states.get((model, version))
+            if state is not None:
+                state.quality_reference = state.quality_reference or quality_reference
+                state.errors.adopt(errors)
 
     def _state(self, model: str, version: str) -> ModelVersionState | None:
         state = self.states.get((model, version))
@@ -190,6 +319,9 @@ class Engine:
             self.baselines.get(model),
         )
         self.states[(model, version)] = state
+        for metric in drift_metrics(config):
+            for severity in SEVERITIES:
+                self.drift_events_total[(model, version, metric, severity)] += 0
         return state
 
     def evaluate(self, now_s: float | None = None) -> list[DriftEvent]:
@@ -233,7 +365,7 @@ class Engine:
             self.drift_events_total[key] += 1
         self._snapshot = Snapshot(
             events_total=dict(self.events_total),
-            invalid_total=dict(self.invalid_total),
+            invalid_total={**dict.fromkeys(REASONS, 0), **self.invalid_total},
             drift_events_total=dict(self.drift_events_total),
             windows=tuple(samples),
             severities=self.board.severities(),
@@ -246,14 +378,18 @@ class Engine:
     def _join_counts(self) -> dict[str, int]:
         if self.joins is None:
             return {}
-        counters = self.joins.counters
+        stores = list(self.joins.values())
         late = self.invalid_total.get("late_label", 0)
         return {
-            "joined": counters.joined - late,
+            "joined": sum(s.counters.joined for s in stores) - late,
             "late": late,
-            "expired": counters.expired_predictions,
-            "orphan": counters.orphan_labels,
-            "evicted": counters.evicted_predictions + counters.evicted_labels,
+            "expired": sum(s.counters.expired_predictions for s in stores),
+            "orphan": sum(s.counters.orphan_labels for s in stores),
+            "evicted": sum(
+                s.counters.evicted_predictions + s.counters.evicted_labels for s in stores
+            ),
+            "pending_predictions": sum(s.pending_predictions for s in stores),
+            "pending_labels": sum(s.pending_labels for s in stores),
         }
 
     def _judge(
@@ -284,10 +420,32 @@ class Engine:
         return self._snapshot
 
 
+def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int]]:
+    """Message indexes grouped by source partition, in arrival order."""
+    groups: dict[PartitionKey, list[int]] = {}
+    for index, message in enumerate(messages):
+        key = (message.topic, message.partition)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [index]
+        else:
+            group.append(index)
+    return groups
+
+
 #: A concept-drift detection in the window is an alert.
 DETECTION = Thresholds(1.0, 1.0)
 
 Check = tuple[str, str | None, float, Thresholds]
+
+
+def drift_metrics(model: ModelConfig) -> list[str]:
+    """Every metric a drift event of ``model`` can name."""
+    metrics = ["psi", "csi", "null_ratio", "new_category_ratio", "concept_drift"]
+    metrics += list(model.quality.rules)
+    if model.quality.latency_p99_ms is not None:
+        metrics.append("latency_p99")
+    return metrics
 
 
 def stability_checks(state: ModelVersionState, sample: WindowSample) -> list[Check]:

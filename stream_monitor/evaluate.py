@@ -164,6 +164,11 @@ class SeverityBoard:
             reference=window.reference,
         )
 
+    def adopt(self, key: SeriesKey, severity: str) -> None:
+        """Take a restored severity for a series this board has not judged yet."""
+        if key not in self._severities and severity in LEVELS:
+            self._severities[key] = severity
+
     def severities(self) -> dict[SeriesKey, str]:
         """Severity of every series judged so far."""
         return dict(self._severities)

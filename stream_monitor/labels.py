@@ -70,10 +70,17 @@ class JoinCounters:
 
 
 class _Prediction:
-    __slots__ = ("event_ts", "pane", "prediction", "seq", "stamp", "version")
+    __slots__ = ("event_ts", "owner", "pane", "prediction", "seq", "stamp", "version")
 
     def __init__(
-        self, version: str, pane: int, prediction: Any, event_ts: float, stamp: float, seq: int
+        self,
+        version: str,
+        pane: int,
+        prediction: Any,
+        event_ts: float,
+        stamp: float,
+        seq: int,
+        owner: Any = None,
     ) -> None:
         self.version = version
         self.pane = pane
@@ -81,15 +88,17 @@ class _Prediction:
         self.event_ts = event_ts
         self.stamp = stamp
         self.seq = seq
+        self.owner = owner
 
 
 class _Label:
-    __slots__ = ("label", "seq", "stamp")
+    __slots__ = ("label", "owner", "seq", "stamp")
 
-    def __init__(self, label: Any, stamp: float, seq: int) -> None:
+    def __init__(self, label: Any, stamp: float, seq: int, owner: Any = None) -> None:
         self.label = label
         self.stamp = stamp
         self.seq = seq
+        self.owner = owner
 
 
 def _column(values: Any, n: int) -> list[Any]:
@@ -207,6 +216,7 @@ class LabelJoinStore:
         pane: Sequence[int] | np.ndarray,
         prediction: Sequence[Any] | np.ndarray,
         event_ts: Sequence[float] | np.ndarray,
+        owner: Any = None,
     ) -> list[Joined]:
         """Hold predictions for their labels; returns those whose label was already waiting.
 
@@ -243,7 +253,13 @@ class LabelJoinStore:
                 self.counters.duplicate_predictions += 1
                 continue
             entry = _Prediction(
-                versions[i], int(panes[i]), predictions[i], times[i], stamps[i], self._next_seq()
+                versions[i],
+                int(panes[i]),
+                predictions[i],
+                times[i],
+                stamps[i],
+                self._next_seq(),
+                owner,
             )
             self._insert(key, entry)
         self.counters.joined += len(joined)
@@ -255,6 +271,7 @@ class LabelJoinStore:
         model: str | Sequence[str],
         labels: Sequence[Any],
         ts: Sequence[float] | np.ndarray | float,
+        owner: Any = None,
     ) -> list[Joined]:
         """Join labels to their waiting predictions; hold the others for their prediction.
 
@@ -288,7 +305,7 @@ class LabelJoinStore:
             elif waiting is not None:
                 self.counters.duplicate_labels += 1
             else:
-                self._insert(key, _Label(values[i], stamps[i], self._next_seq()))
+                self._insert(key, _Label(values[i], stamps[i], self._next_seq(), owner))
         self.counters.joined += len(joined)
         return joined
 
@@ -333,6 +350,42 @@ class LabelJoinStore:
             "high_water": self.high_water if np.isfinite(self.high_water) else None,
             "counters": asdict(self.counters),
         }
+
+    def owned_state(self, owner: Any) -> list[list[Any]]:
+        """The entries held for ``owner`` (an input partition), in insertion order."""
+        rows: list[list[Any]] = []
+        for (model, event_id), e in self._entries.items():
+            if e.owner != owner:
+                continue
+            if isinstance(e, _Prediction):
+                rows.append(
+                    ["p", model, event_id, e.stamp, e.version, e.pane, e.prediction, e.event_ts]
+                )
+            else:
+                rows.append(["l", model, event_id, e.stamp, e.label])
+        return rows
+
+    def drop_owner(self, owner: Any) -> int:
+        """Remove the entries held for ``owner`` (its partition moved elsewhere)."""
+        keys = [k for k, e in self._entries.items() if e.owner == owner]
+        for key in keys:
+            if isinstance(self._entries.pop(key), _Prediction):
+                self._pending_predictions -= 1
+        return len(keys)
+
+    def load_owned(self, rows: list[list[Any]], owner: Any) -> None:
+        """Insert entries saved by :meth:`owned_state` for ``owner``."""
+        for row in rows:
+            entry: _Prediction | _Label
+            if row[0] == "p":
+                entry = _Prediction(
+                    row[4], int(row[5]), row[6], float(row[7]), float(row[3]), 0, owner
+                )
+            else:
+                entry = _Label(row[4], float(row[3]), 0, owner)
+            entry.seq = self._next_seq()
+            self.high_water = max(self.high_water, entry.stamp)
+            self._insert((row[1], row[2]), entry)
 
     def from_state(self, state: dict[str, Any]) -> None:
         """Replace this store's content with ``state`` from :meth:`to_state`."""

@@ -28,7 +28,7 @@ from stream_monitor.stats.classification import (
     MulticlassQuality,
     MulticlassQualitySlots,
 )
-from stream_monitor.stats.psi import psi
+from stream_monitor.stats.psi import proportions
 from stream_monitor.stats.regression import RegressionQuality, RegressionSlots
 from stream_monitor.stats.slots import pane_deltas
 
@@ -62,10 +62,13 @@ class ColumnSlots:
     def positions(self, values: np.ndarray | list[str | None]) -> Iterator[np.ndarray]:
         """Vector positions to count for each value (one array per counter kind)."""
         if isinstance(self.bins, NumericBins):
-            yield self.start + self.bins.index(np.asarray(values))
+            index = self.bins.index(np.asarray(values))
+            index += self.start
+            yield index
             return
         index, new = self.bins.index(values)  # type: ignore[arg-type]
-        yield self.start + index
+        index += self.start
+        yield index
         yield np.where(new, self.start + self.size + 1, -1)
 
     def counts(self, vector: np.ndarray) -> np.ndarray:
@@ -106,11 +109,23 @@ def quality_slots(model: ModelConfig, reference: Reference, start: int) -> Quali
     return RegressionSlots(start, y_shift=shift)
 
 
+#: Binary labels given as text.
+_BINARY_TEXT = {"1": 1, "true": 1, "0": 0, "false": 0}
+
+
 def label_column(task: str, labels: Sequence[Any]) -> Any:
-    """Raw labels as the quality summary takes them: classes for multiclass, else numbers."""
-    return (
-        categorical_column(list(labels)) if task == "multiclass" else numeric_column(list(labels))
-    )
+    """Raw labels as the quality summary takes them: classes for multiclass, else numbers.
+
+    Binary labels may be 0/1, booleans or the strings "0"/"1"/"true"/"false".
+
+    >>> label_column("binary", [1, "0", "true", None, "maybe"]).tolist()
+    [1.0, 0.0, 1.0, nan, nan]
+    """
+    if task == "multiclass":
+        return categorical_column(list(labels))
+    if task == "binary":
+        labels = [_BINARY_TEXT.get(v.lower(), v) if type(v) is str else v for v in labels]
+    return numeric_column(list(labels))
 
 
 class CounterLayout:
@@ -136,6 +151,9 @@ class CounterLayout:
         start += self.quality.width
         self.width = start
         self._sum_slots = np.concatenate((self.latency.sum_slots, self.quality.sum_slots))
+        self._stability_columns = StabilityColumns(
+            [self.prediction, *self.features.values()], self.epsilon
+        )
 
     def pane_deltas(self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int) -> np.ndarray:
         """Count ``batch`` into ``n_panes`` vectors; ``pane_rows[i]`` is row i's pane (0-based).
@@ -154,7 +172,9 @@ class CounterLayout:
             (self.latency.sums(batch.latency_ms), self.quality.sums(prediction, labels)),
             axis=1,
         )
-        return pane_deltas(self.width, pane_rows, n_panes, positions, self._sum_slots, sums)
+        deltas = pane_deltas(self.width, pane_rows, n_panes, (), self._sum_slots, sums)
+        deltas += count_positions(self.width, pane_rows, n_panes, positions)
+        return deltas
 
     def label_deltas(
         self, predictions: Any, labels: Sequence[Any], pane_rows: np.ndarray, n_panes: int
@@ -203,19 +223,82 @@ class CounterLayout:
     def stability(self, vector: np.ndarray) -> StabilityStats:
         """PSI, CSI, null and new-category ratios of a window vector."""
         events = int(vector[EVENTS_SLOT])
+        index, present = self._stability_columns.read(vector)
         csi: dict[str, float] = {}
         null_ratio: dict[str, float] = {}
         new_ratio: dict[str, float] = {}
-        for name, slots in self.features.items():
-            counts = slots.counts(vector)
-            csi[name] = psi(np.asarray(slots.reference.counts), counts, self.epsilon)
+        for column, (name, slots) in enumerate(self.features.items(), start=1):
+            csi[name] = index[column]
             null_ratio[name] = slots.nulls(vector) / events if events else 0.0
             if isinstance(slots.bins, CategoricalBins):
-                present = float(counts.sum())
-                new_ratio[name] = slots.new_values(vector) / present if present else 0.0
-        prediction_psi = psi(
-            np.asarray(self.prediction.reference.counts),
-            self.prediction.counts(vector),
-            self.epsilon,
+                total = present[column]
+                new_ratio[name] = slots.new_values(vector) / total if total else 0.0
+        return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
+
+
+class StabilityColumns:
+    """The stability index (:func:`stream_monitor.stats.psi.psi`) of many columns at once.
+
+    The reference proportions are computed once; a window's proportions and
+    terms for every bin of every column are one numpy expression, and each
+    column's terms are summed by ``np.sum`` on its own slice, so every value is
+    the one ``psi`` returns for that column, to the last bit.
+
+    >>> from stream_monitor.stats.psi import psi
+    >>> from stream_monitor.reference import ColumnProfile
+    >>> from stream_monitor.sketches.binning import NumericBins
+    >>> a = ColumnSlots("a", 1, NumericBins([0.0]), ColumnProfile("numeric", [5, 5], 0))
+    >>> b = ColumnSlots("b", 4, NumericBins([0.0, 1.0]), ColumnProfile("numeric", [1, 2, 3], 0))
+    >>> vector = np.array([9.0, 9.0, 1.0, 0.0, 0.0, 4.0, 2.0, 0.0])
+    >>> index, present = StabilityColumns([a, b], 1e-4).read(vector)
+    >>> index == [psi(np.array([5, 5]), vector[1:3]), psi(np.array([1, 2, 3]), vector[4:7])]
+    True
+    >>> present
+    [10.0, 6.0]
+    """
+
+    def __init__(self, columns: Sequence[ColumnSlots], epsilon: float) -> None:
+        self.epsilon = epsilon
+        self.sizes = np.array([c.size for c in columns])
+        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))
+        self.bounds = list(zip(self.starts.tolist(), np.cumsum(self.sizes).tolist(), strict=True))
+        self.slots = np.concatenate([np.arange(c.start, c.start + c.size) for c in columns])
+        self.expected = np.concatenate(
+            [
+                proportions(np.asarray(c.reference.counts, dtype=np.float64), epsilon)
+                for c in columns
+            ]
         )
-        return StabilityStats(events, prediction_psi, csi, null_ratio, new_ratio)
+
+    def read(self, vector: np.ndarray) -> tuple[list[float], list[float]]:
+        """Stability index and count of present (non-null) values of each column."""
+        counts = vector[self.slots]
+        totals = np.add.reduceat(counts, self.starts)
+        per_bin = np.repeat(totals, self.sizes)
+        filled = per_bin > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares = np.maximum(counts / np.where(filled, per_bin, 1.0), self.epsilon)
+        actual = np.where(filled, shares, self.epsilon)
+        terms = (actual - self.expected) * np.log(actual / self.expected)
+        index = [float(terms[first:last].sum()) for first, last in self.bounds]
+        return index, totals.tolist()
+
+
+def count_positions(
+    width: int, pane_rows: np.ndarray, n_panes: int, positions: Sequence[np.ndarray]
+) -> np.ndarray:
+    """Counts of slot ``positions`` (arrays of one entry per row, ``-1``: not counted) per pane.
+
+    One ``np.bincount`` for all the arrays: the integer counts equal those of
+    :func:`stream_monitor.stats.slots.pane_deltas`, which counts array by array.
+
+    >>> count_positions(3, np.array([0, 1]), 2, [np.array([0, 0]), np.array([2, -1])]).tolist()
+    [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in positions])
+    counted = flat >= 0
+    if n_panes > 1:
+        offsets = np.asarray(pane_rows, dtype=np.int64) * width
+        flat = flat + np.tile(offsets, len(positions))
+    counts = np.bincount(flat[counted], minlength=n_panes * width)
+    return counts.reshape(n_panes, width).astype(np.float64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,17 +11,21 @@ from stream_monitor.concept import ConceptDriftDetector
 from stream_monitor.config import ConceptDriftConfig, LimitsConfig, ModelConfig, WindowConfig
 from stream_monitor.decode import ModelBatch, Reject, concat_batches
 from stream_monitor.layout import CounterLayout, label_column
+from stream_monitor.ledger import PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference, build_reference
 from stream_monitor.windows import SlidingWindows, late_mask, pane_of, panes_for
 
 
 @dataclass
 class Counted:
-    """What :meth:`ModelVersionState.update` did with a batch."""
+    """What :meth:`ModelVersionState.update` did: rows rejected, and rows counted.
 
-    rejects: list[Reject]
-    batch: ModelBatch | None = None
-    panes: np.ndarray | None = None
+    ``parts`` holds each counted batch with its partition's ledger and the pane
+    of every row (a warm-up flush counts rows buffered from several partitions).
+    """
+
+    rejects: list[Reject] = field(default_factory=list)
+    parts: list[tuple[PartitionLedger, ModelBatch, np.ndarray]] = field(default_factory=list)
 
 
 def prediction_errors(task: str, threshold: float, predictions: Any, labels: Any) -> np.ndarray:
@@ -84,9 +88,31 @@ class ErrorStream:
         self.detections += found
         return found
 
+    def to_state(self) -> dict[str, Any]:
+        """Pending errors and the detector's state, for a checkpoint."""
+        return {
+            "pending": self._pending.tolist(),
+            "detections": self.detections,
+            "detector": self.detector.to_state() if self.detector is not None else None,
+        }
+
+    def adopt(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint, unless this stream has already seen errors."""
+        if self.detector is None or self.detector.n_seen or len(self._pending):
+            return
+        if state.get("detector") is not None:
+            self.detector = ConceptDriftDetector.from_state(state["detector"])
+        self._pending = np.asarray(state.get("pending", []), dtype=np.float64)
+        self.detections = int(state.get("detections", 0))
+
 
 class ModelVersionState:
     """Counts of one model version in event-time panes, and its sliding windows.
+
+    Every count is also recorded in the :class:`PartitionLedger` of the input
+    partition it came from, so that one partition's share can be checkpointed,
+    removed (revoked) or added back (restored). Lateness is judged against the
+    watermark of the event's own partition, where Kafka keeps order.
 
     Without a baseline the first ``reference.warmup_events`` events become the
     reference; they are buffered (a bounded number) and counted in their panes
@@ -124,8 +150,10 @@ class ModelVersionState:
         self.cumulative: np.ndarray | None = None
         self.quality_reference: dict[str, float] = {}
         self.errors = ErrorStream(concept_drift)
-        self._warmup: list[ModelBatch] = []
+        self.key = (model.name, version)
+        self._warmup: list[tuple[PartitionLedger, ModelBatch]] = []
         self._warmup_rows = 0
+        self._ledgers: dict[PartitionKey, PartitionLedger] = {}
         if reference is not None:
             self._start(reference, None)
 
@@ -142,18 +170,26 @@ class ModelVersionState:
         if rows is not None and len(rows):
             self.quality_reference = reference_quality(self.layout, rows)
 
-    def update(self, batch: ModelBatch) -> Counted:
-        """Count ``batch`` (or buffer it while warming up); late rows are rejected."""
+    @property
+    def warmup_rows(self) -> int:
+        """Events buffered while the reference is being collected."""
+        return self._warmup_rows
+
+    def update(self, batch: ModelBatch, ledger: PartitionLedger) -> Counted:
+        """Count ``batch`` from ``ledger``'s partition (or buffer it while warming up)."""
         if self.layout is not None:
-            return self._count(batch)
-        self._warmup.append(batch)
+            return self._count(batch, ledger)
+        self._warmup.append((ledger, batch))
         self._warmup_rows += len(batch)
+        return self._finish_warmup()
+
+    def _finish_warmup(self) -> Counted:
+        """Build the reference once enough events are buffered, then count the buffer."""
         needed = self.model.reference.warmup_events
-        if self._warmup_rows < needed:
-            return Counted([])
-        buffered = concat_batches(self._warmup)
-        self._warmup, self._warmup_rows = [], 0
-        head = buffered.take(np.arange(needed))
+        if self.layout is not None or self._warmup_rows < needed:
+            return Counted()
+        buffered, self._warmup, self._warmup_rows = self._warmup, [], 0
+        head = concat_batches([batch for _, batch in buffered]).take(np.arange(needed))
         reference = build_reference(
             self.model,
             [head],
@@ -161,45 +197,68 @@ class ModelVersionState:
             max_known_categories=self.max_known_categories,
         )
         self._start(reference, head)
-        return self._count(buffered)
+        counted = Counted()
+        for ledger, batch in buffered:
+            part = self._count(batch, ledger)
+            counted.rejects += part.rejects
+            counted.parts += part.parts
+        return counted
 
-    def _count(self, batch: ModelBatch) -> Counted:
+    def _count(self, batch: ModelBatch, ledger: PartitionLedger) -> Counted:
         assert self.layout is not None and self.windows is not None
-        assert self.cumulative is not None
-        late = late_mask(batch.event_ts, self.watermark_s, self.allowed_lateness_s)
+        late = late_mask(batch.event_ts, ledger.watermark(self.key), self.allowed_lateness_s)
         rejects = [Reject(int(i), "late") for i in batch.message_index[late]]
         if rejects:
             batch = batch.take(~late)
         if len(batch) == 0:
             return Counted(rejects)
         pane_index = pane_of(batch.event_ts, self.pane_s)
-        self._add(pane_index, self.layout.pane_deltas, batch)
-        self.watermark_s = max(self.watermark_s, float(batch.event_ts.max()))
-        self.windows.advance(int(pane_of(np.array([self.watermark_s]), self.pane_s)[0]))
+        self._add(ledger, pane_index, self.layout.pane_deltas, batch)
+        ledger.advance(self.key, float(batch.event_ts.max()))
+        self._advance(ledger.watermark(self.key))
         self.events_total += len(batch)
-        self._feed_errors(batch.prediction, batch.labels)
-        return Counted(rejects, batch, pane_index)
+        self._feed_errors(ledger, batch.prediction, batch.labels)
+        return Counted(rejects, [(ledger, batch, pane_index)])
 
-    def _feed_errors(self, predictions: Any, labels: list[Any]) -> None:
+    def _advance(self, event_ts: float) -> None:
+        """Slide the windows to ``event_ts`` and forget panes every window has left."""
+        assert self.windows is not None
+        if event_ts <= self.watermark_s:
+            return
+        self.watermark_s = event_ts
+        self.windows.advance(int(pane_of(np.array([event_ts]), self.pane_s)[0]))
+        oldest = self.windows.oldest_pane
+        if oldest is not None:
+            for ledger in self._ledgers.values():
+                ledger.evict(self.key, oldest)
+
+    def _feed_errors(self, ledger: PartitionLedger, predictions: Any, labels: list[Any]) -> None:
         """Feed the error stream; a detection is counted in the watermark's pane."""
         assert self.layout is not None and self.windows is not None
-        assert self.cumulative is not None and self.windows.end_pane is not None
+        assert self.windows.end_pane is not None
         errors = prediction_errors(self.model.task, self.model.threshold, predictions, labels)
         found = self.errors.feed(errors)
         if found:
-            delta = self.layout.detection_delta(found)
-            self.windows.add(self.windows.end_pane, delta)
-            self.cumulative += delta
+            self._credit(ledger, self.windows.end_pane, self.layout.detection_delta(found))
 
-    def _add(self, pane_index: np.ndarray, deltas_of: Any, *columns: Any) -> None:
-        assert self.windows is not None and self.cumulative is not None
+    def _add(
+        self, ledger: PartitionLedger, pane_index: np.ndarray, deltas_of: Any, *columns: Any
+    ) -> None:
         panes, rows = np.unique(pane_index, return_inverse=True)
         deltas = deltas_of(*columns, rows.astype(np.int64), len(panes))
         for pane, delta in zip(panes.tolist(), deltas, strict=True):
-            self.windows.add(pane, delta)
-            self.cumulative += delta
+            self._credit(ledger, pane, delta)
 
-    def add_labels(self, panes: np.ndarray, predictions: Any, labels: list[Any]) -> int:
+    def _credit(self, ledger: PartitionLedger, pane: int, delta: np.ndarray) -> None:
+        assert self.windows is not None and self.cumulative is not None
+        self.windows.add(pane, delta)
+        self.cumulative += delta
+        ledger.add(self.key, pane, delta)
+        self._ledgers[ledger.key] = ledger
+
+    def add_labels(
+        self, panes: np.ndarray, predictions: Any, labels: list[Any], ledger: PartitionLedger
+    ) -> int:
         """Count joined labels in their predictions' panes; returns how many were too late."""
         assert self.layout is not None and self.windows is not None
         oldest = self.windows.oldest_pane
@@ -212,9 +271,50 @@ class ModelVersionState:
             predictions = _take(predictions, rows)
             labels = [labels[i] for i in rows]
         if len(panes):
-            self._add(panes, self.layout.label_deltas, predictions, labels)
-            self._feed_errors(predictions, labels)
+            self._add(ledger, panes, self.layout.label_deltas, predictions, labels)
+            self._feed_errors(ledger, predictions, labels)
         return late
+
+    def adopt_reference(self, reference: Reference) -> bool:
+        """Use a restored reference; False when another one is already in use."""
+        if self.reference is not None:
+            return self.reference.to_dict() == reference.to_dict()
+        self._start(reference, None)
+        buffered, self._warmup, self._warmup_rows = self._warmup, [], 0
+        for ledger, batch in buffered:
+            self._count(batch, ledger)
+        return True
+
+    def remove_partition(self, ledger: PartitionLedger) -> None:
+        """Take a revoked partition's share out of the windows (its ledger leaves)."""
+        self._ledgers.pop(ledger.key, None)
+        kept = [(owner, batch) for owner, batch in self._warmup if owner is not ledger]
+        self._warmup, self._warmup_rows = kept, sum(len(batch) for _, batch in kept)
+        if self.windows is None:
+            return
+        for pane, vector in ledger.panes.get(self.key, {}).items():
+            self.windows.add(pane, -vector)
+
+    def restore_partition(self, ledger: PartitionLedger, warmup: list[ModelBatch]) -> Counted:
+        """Add a restored partition's share: its ledger's panes and buffered warm-up rows."""
+        if self.windows is None:
+            self._warmup.extend((ledger, batch) for batch in warmup)
+            self._warmup_rows += sum(len(batch) for batch in warmup)
+            return self._finish_warmup()
+        self._ledgers[ledger.key] = ledger
+        for pane, vector in ledger.panes.get(self.key, {}).items():
+            self.windows.add(pane, vector)
+        self._advance(ledger.watermark(self.key))
+        counted = Counted()
+        for batch in warmup:
+            part = self._count(batch, ledger)
+            counted.rejects += part.rejects
+            counted.parts += part.parts
+        return counted
+
+    def warmup_of(self, ledger: PartitionLedger) -> list[ModelBatch]:
+        """The warm-up rows buffered from ``ledger``'s partition."""
+        return [batch for owner, batch in self._warmup if owner is ledger]
 
 
 def reference_quality(layout: CounterLayout, rows: ModelBatch) -> dict[str, float]:

@@ -216,6 +216,7 @@ class SyntheticMonitor:
                     gauges[name].add_metric(key, value)
                 status.add_metric([*key, "psi", ""], 2 if drifting else 0)
                 status.add_metric([*key, "auc", ""], 2 if drifting else 0)
+                status.add_metric([*key, "concept_drift", ""], 2 if drifting else 0)
                 for feature in FEATURES:
                     drift = 0.5 if feature == "amount" else 0.12
                     csi.add_metric([*key, feature], drift if drifting else 0.01)

@@ -4,12 +4,15 @@ Commit order, enforced in :meth:`MonitorService.checkpoint`:
 
 1. evaluate the windows the consumed messages updated;
 2. produce the resulting drift events and dead letters;
-3. flush the producer and confirm delivery (no commit otherwise);
-4. commit the offsets of the messages processed.
+3. write each owned partition's state, with the offset it reflects, to the
+   changelog topic (:mod:`stream_monitor.kafka.changelog`);
+4. flush the producer and confirm delivery (nothing is committed otherwise);
+5. commit the offsets of the messages processed.
 
-So an offset is committed only once everything it caused has been delivered;
-a crash in between re-reads those messages and re-sends drift events with the
-same ids, which consumers drop as duplicates.
+On assignment each partition's state is restored from the changelog and
+consumption resumes at the offset stored with it, so the state reflects every
+input event exactly once across crashes, restarts and rebalances. Drift events
+are at least once: a crash re-sends some, with the same ids.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from stream_monitor.config import KafkaConfig, MonitorConfig
 from stream_monitor.decode import RawMessage
 from stream_monitor.engine import Engine, Snapshot
 from stream_monitor.evaluate import DriftEvent
+from stream_monitor.kafka.changelog import (
+    ChangelogWriter,
+    CheckpointError,
+    ensure_changelog,
+    read_changelog,
+    restore,
+)
 from stream_monitor.rejects import RejectLog
 from stream_monitor.sinks.kafka_topics import (
     DeliveryError,
@@ -116,7 +126,11 @@ class MonitorService:
         self.reject_log = RejectLog()
         self._lag: dict[tuple[str, int], int] = {}
         self._broker_up: bool | None = None
-        self._offsets: dict[tuple[str, int], int] = {}
+        self._owned: set[tuple[str, int]] = set()
+        self._checkpointed: dict[tuple[str, int], int | None] = {}
+        self.changelog: ChangelogWriter | None = None
+        self._stop = threading.Event()
+        self._producer_failed = False
         self._assigned = False
         self._closed = False
         self._snapshot = Snapshot()
@@ -130,7 +144,9 @@ class MonitorService:
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
-            raise KafkaException(error)
+            log.error("kafka client fatal error, recreating the producer: %s", error.str())
+            self._producer_failed = True
+            return
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             if self._broker_up is not False:
                 log.warning("kafka broker unreachable: %s", error.str())
@@ -144,22 +160,64 @@ class MonitorService:
         self._broker_up = brokers_up(stats)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _names(partitions))
+        while self.changelog is not None and not self._stop.is_set():
+            try:
+                self._restore(partitions)
+                break
+            except (DeliveryError, CheckpointError, KafkaException) as exc:
+                log.warning("restoring state failed, retrying: %s", exc)
+                self._stop.wait(1.0)
+                self._reopen_changelog()
+        self._owned.update((p.topic, p.partition) for p in partitions)
+        if self.config.kafka.assignment_strategy == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self._assigned = True
-        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _restore(self, partitions: list[TopicPartition]) -> None:
+        """Restore each partition's checkpoint and seek to the offset stored with it."""
+        assert self.changelog is not None
+        by_changelog: dict[int, list[TopicPartition]] = {}
+        for p in partitions:
+            target = self.changelog.changelog_partition((p.topic, p.partition))
+            by_changelog.setdefault(target, []).append(p)
+        settings = consumer_settings(self.config.kafka)
+        for target, members in by_changelog.items():
+            latest = read_changelog(
+                settings, producer_settings(self.config.kafka), self.changelog.topic, target
+            )
+            for p in members:
+                checkpoint = restore(latest, (p.topic, p.partition))
+                if checkpoint is None:
+                    continue
+                self.engine.restore_partition(checkpoint)
+                self.changelog.adopt(checkpoint)
+                next_offset = checkpoint.meta.get("next_offset")
+                self._checkpointed[(p.topic, p.partition)] = next_offset
+                if next_offset is not None:
+                    p.offset = next_offset
+                log.info("restored %s[%d] at offset %s", p.topic, p.partition, next_offset)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info(
-            "revoked %s: checkpointing", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
-        )
+        log.info("revoked %s: checkpointing", _names(partitions))
         self.checkpoint()
-        for p in partitions:
-            self._offsets.pop((p.topic, p.partition), None)
-            self._lag.pop((p.topic, p.partition), None)
+        self._drop(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %d partition(s): their offsets are not committed", len(partitions))
+        log.warning("lost %s: their state is dropped uncommitted", _names(partitions))
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
-            self._offsets.pop((p.topic, p.partition), None)
+            key = (p.topic, p.partition)
+            self._owned.discard(key)
+            self._lag.pop(key, None)
+            self._checkpointed.pop(key, None)
+            self.engine.drop_partition(key)
+            if self.changelog is not None:
+                self.changelog.forget(key)
 
     # -- public --
 
@@ -188,9 +246,33 @@ class MonitorService:
                     ) from None
                 time.sleep(0.5)
 
+    def open_changelog(self) -> None:
+        """Create (if needed) and open the changelog topic, sized like the input topics."""
+        kafka = self.config.kafka
+        metadata = self.consumer.list_topics(timeout=10)
+        inputs = [kafka.topics.events, *([kafka.topics.labels] if kafka.topics.labels else [])]
+        partitions = max(
+            [len(metadata.topics[t].partitions) for t in inputs if t in metadata.topics] or [1]
+        )
+        admin = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client}
+        topic = kafka.changelog_topic
+        self.changelog = ChangelogWriter(
+            self.writer, topic, ensure_changelog(admin, topic, partitions)
+        )
+
+    def _reopen_changelog(self) -> None:
+        """Recreate a changelog topic that vanished (a broker that lost its data)."""
+        try:
+            self.open_changelog()
+        except KafkaException as exc:
+            log.warning("changelog topic unavailable: %s", exc)
+
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then checkpoint and close."""
+        self._stop = stop
         kafka = self.config.kafka
+        if kafka.checkpoints and self.changelog is None:
+            self.open_changelog()
         topics = [kafka.topics.events]
         if kafka.topics.labels:
             topics.append(kafka.topics.labels)
@@ -250,9 +332,6 @@ class MonitorService:
                 produce_dead_letters(
                     self.writer, self.config.kafka.topics.dead_letter, raw, rejects
                 )
-        for item in raw:
-            key = (item.topic, item.partition)
-            self._offsets[key] = max(self._offsets.get(key, -1), item.offset)
 
     def evaluate(self) -> None:
         """Judge the windows, queue drift events, publish the snapshot."""
@@ -267,20 +346,53 @@ class MonitorService:
             self.engine.snapshot(), consumer_lag=dict(self._lag), broker_up=self._broker_up
         )
 
+    def _renew_producer(self) -> None:
+        """Replace a producer that hit a fatal error (e.g. a broker that lost its data)."""
+        self._producer_failed = False
+        self.writer.producer = Producer(
+            producer_settings(self.config.kafka, error_cb=self._on_error)
+        )
+        for ledger in self.engine.ledgers.values():
+            ledger.mark_all_dirty()
+        self._checkpointed.clear()
+
     def checkpoint(self) -> bool:
-        """Evaluate, confirm delivery of all output, then commit offsets (the module's order)."""
+        """Evaluate, write state, confirm delivery, then commit offsets (the module's order)."""
+        if self._producer_failed:
+            self._renew_producer()
         self.evaluate()
+        owned = [key for key in self.engine.ledgers if key in self._owned]
+        if self.changelog is not None:
+            for key in owned:
+                ledger = self.engine.ledgers[key]
+                unchanged = not ledger.dirty and not ledger.evicted
+                if unchanged and self._checkpointed.get(key) == ledger.next_offset:
+                    continue
+                changed, evicted, meta = self.engine.checkpoint_partition(key)
+                self.changelog.write(key, changed, evicted, meta)
+                self._checkpointed[key] = ledger.next_offset
         try:
             self.writer.confirm(DELIVERY_TIMEOUT_S)
         except DeliveryError as exc:
             log.warning("%s; offsets not committed yet", exc)
+            for key in owned:
+                self.engine.ledgers[key].mark_all_dirty()
+                self._checkpointed.pop(key, None)
             return False
-        if not self._offsets:
+        offsets = [
+            TopicPartition(topic, partition, ledger.next_offset)
+            for (topic, partition), ledger in self.engine.ledgers.items()
+            if (topic, partition) in self._owned and ledger.next_offset is not None
+        ]
+        if not offsets:
             return True
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._offsets.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             log.warning("offset commit failed (will retry): %s", exc.args[0])
             return False
         return True
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)

@@ -10,6 +10,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from stream_monitor.decode import RawMessage, Reject
 from stream_monitor.evaluate import DriftEvent
 
+#: librdkafka's "let the partitioner choose".
+PARTITION_UA = -1
+
 Headers = list[tuple[str, str | bytes | None]] | None
 
 log = logging.getLogger(__name__)
@@ -28,20 +31,32 @@ class TopicWriter:
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
-        self._failed: list[tuple[str, bytes | None, bytes, Headers]] = []
+        self._failed: list[tuple[str, bytes | None, bytes | None, Headers, int | None]] = []
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers = None) -> None:
-        """Queue one message; waits for room in the local queue instead of failing."""
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one message (``value`` None is a tombstone); waits for room in the queue."""
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             if error is not None:
                 log.warning("delivery to %s failed: %s", topic, error)
-                self._failed.append((topic, key, value, headers))
+                self._failed.append((topic, key, value, headers, partition))
 
         while True:
             try:
                 self.producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=PARTITION_UA if partition is None else partition,
+                    on_delivery=on_delivery,
                 )
                 break
             except BufferError:
@@ -52,8 +67,8 @@ class TopicWriter:
         """Wait until everything queued is delivered; raises :class:`DeliveryError` otherwise."""
         remaining = self.producer.flush(timeout_s)
         failed, self._failed = self._failed, []
-        for topic, key, value, headers in failed:
-            self.produce(topic, key, value, headers)
+        for topic, key, value, headers, partition in failed:
+            self.produce(topic, key, value, headers, partition)
         if remaining or failed:
             raise DeliveryError(
                 f"delivery not confirmed: {len(failed)} failed and re-queued, {remaining} in flight"

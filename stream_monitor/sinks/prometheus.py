@@ -156,21 +156,36 @@ def _quality(snapshot: Snapshot) -> Iterable[Metric]:
         "Delayed labels by outcome: joined, late (pane gone), expired, orphan, evicted.",
         labels=["outcome"],
     )
+    pending = GaugeMetricFamily(
+        "stream_monitor_label_join_pending",
+        "Predictions waiting for their label, and labels waiting for their prediction.",
+        labels=["kind"],
+    )
     for outcome, count in sorted(snapshot.label_joins.items()):
-        joins.add_metric([outcome], count)
-    return [labeled, detections, joins, *gauges.values()]
+        if outcome.startswith("pending_"):
+            pending.add_metric([outcome.removeprefix("pending_")], count)
+        else:
+            joins.add_metric([outcome], count)
+    return [labeled, detections, joins, pending, *gauges.values()]
 
 
 def _latency(snapshot: Snapshot) -> Iterable[Metric]:
-    quantiles = GaugeMetricFamily(
-        "stream_monitor_latency_quantile_seconds",
+    # A summary (quantiles, count, sum) of the window: Prometheus reserves the
+    # ``quantile`` label for summaries. Windows do not add up across pods; use the
+    # histogram below for that.
+    name = "stream_monitor_latency_quantile_seconds"
+    quantiles = Metric(
+        name,
         "Inference latency quantiles in the window (log-bucket sketch, 1% relative error).",
-        labels=[*WINDOW_LABELS, "quantile"],
+        "summary",
     )
     for sample in snapshot.windows:
+        labels = {"model": sample.model, "version": sample.version, "window": sample.window}
         for q, value in sample.latency.quantiles_s.items():
             if math.isfinite(value):
-                quantiles.add_metric([sample.model, sample.version, sample.window, str(q)], value)
+                quantiles.add_sample(name, {**labels, "quantile": str(q)}, value)
+        quantiles.add_sample(f"{name}_count", labels, sample.latency.count)
+        quantiles.add_sample(f"{name}_sum", labels, sample.latency.sum_s)
     histogram = HistogramMetricFamily(
         "stream_monitor_inference_latency_seconds",
         "Inference latency of every event since the monitor started.",

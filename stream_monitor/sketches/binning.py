@@ -10,6 +10,7 @@ bin for every other value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -30,7 +31,9 @@ class NumericBins:
     def index(self, values: np.ndarray) -> np.ndarray:
         """Bin index of each value; ``null_index`` for NaN."""
         index = np.searchsorted(self.edges, values, side="left")
-        index[np.isnan(values)] = self.null_index
+        null = np.isnan(values)
+        if null.any():
+            index[null] = self.null_index
         return index
 
 
@@ -56,15 +59,17 @@ class CategoricalBins:
         lookup = {value: self.other_index for value in known}
         lookup.update({value: i for i, value in enumerate(self.categories)})
         self._lookup = lookup
+        # The same, with None (null) at -1, so that ``index`` is one C-level map.
+        self._index_of: dict[str | None, int] = {None: -1}
+        self._index_of.update(lookup)
 
     def index(self, values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Bin index of each value and a mask of values never seen in the reference."""
-        get = self._lookup.get
-        new_index = self._new_index
+        count = len(values)
         raw = np.fromiter(
-            (get(v, new_index) if v is not None else -1 for v in values), np.int64, len(values)
+            map(self._index_of.get, values, repeat(self._new_index, count)), np.int64, count
         )
-        new = raw == new_index
+        new = raw == self._new_index
         raw[new] = self.other_index
         raw[raw < 0] = self.null_index
         return raw, new

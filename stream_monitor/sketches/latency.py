@@ -153,6 +153,7 @@ class LatencyStats:
 
     count: int
     quantiles_s: dict[float, float]
+    sum_s: float = 0.0
 
 
 class LatencySlots:
@@ -256,4 +257,5 @@ class LatencySlots:
         return LatencyStats(
             count=round(float(self.counts(vector).sum())),
             quantiles_s=self.quantiles_s(vector),
+            sum_s=float(vector[self.start + self.width - 1]),
         )

@@ -1,0 +1,187 @@
+"""Delayed labels through the embedded broker: late, out of order, some past the TTL.
+
+Predictions (no inline labels) go to the events topic and their labels, later
+and shuffled, to the labels topic; the service joins them by ``event_id``. At
+the end ``/metrics`` must show the window quality of the joined data (AUC
+within 0.002 of scikit-learn, accuracy and F1 equal up to float rounding),
+the labeled-event count, and the join outcomes, with every prediction
+accounted for: joined + expired + still pending == predictions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Producer
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from stream_monitor.config import config_from_dict
+from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.engine import Engine
+from stream_monitor.kafka.service import MonitorService
+from stream_monitor.labels import LabelJoinStore
+from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from tests.conftest import FRAUD_MODEL, TEST_KAFKA
+from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
+from tests.test_service_kafka import samples
+
+pytestmark = pytest.mark.broker
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_late_out_of_order_labels_through_kafka(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    events_topic, labels_topic = topic_names("events"), topic_names("labels")
+    data = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"monitor-{events_topic}",
+            "topics": {
+                "events": events_topic,
+                "labels": labels_topic,
+                "drift_events": topic_names("drift"),
+            },
+            **TEST_KAFKA,
+        },
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "windows": {"pane_s": PANE_S, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "labels": {"ttl_s": TTL_S, "clock": "event"},  # join: on, as a labels topic is set
+        "models": [FRAUD_MODEL],
+        "evaluation_interval_s": 0.5,
+    }
+    config = config_from_dict(data)
+    assert config.joins_labels
+    # Batch k holds minute k's predictions and labels of earlier minutes (see
+    # delayed_label_batches); each batch is produced once the previous one was consumed.
+    batches, predictions, fate = delayed_label_batches(seed=33)
+
+    service = MonitorService(config, Engine(config))
+    server = MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready).start()
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,))
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
+    service.wait_for_broker()
+    thread.start()
+
+    def store() -> LabelJoinStore:
+        joins = service.engine.joins
+        assert joins is not None
+        return joins["fraud-detector"]
+
+    def labels_consumed() -> int:
+        c = store().counters
+        return c.joined + c.orphan_labels + c.duplicate_labels + store().pending_labels
+
+    sent_predictions = sent_labels = 0
+    try:
+        for batch in batches:
+            for event in batch:
+                is_label = "features" not in event
+                producer.produce(
+                    labels_topic if is_label else events_topic,
+                    key=FRAUD.encode(),
+                    value=orjson.dumps(event),
+                )
+                sent_labels += is_label
+                sent_predictions += not is_label
+            assert producer.flush(10) == 0
+            wait_until(
+                lambda n=sent_predictions, m=sent_labels: (
+                    service.engine.events_total[(FRAUD, "v1")] == n and labels_consumed() == m
+                ),
+                f"batch with {sent_predictions} predictions and {sent_labels} labels",
+            )
+        wait_until(  # an evaluation after the last message published the final counts
+            lambda: (
+                service.snapshot().label_joins.get("joined") == store().counters.joined
+                and service.snapshot().label_joins.get("orphan") == store().counters.orphan_labels
+            ),
+            "the final evaluation",
+        )
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.port}/metrics", timeout=5
+        ) as response:
+            scraped = response.read().decode()
+        # Read while running: stopping hands the partitions (and their state) back.
+        pending_at_end = store().pending_predictions
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        server.stop()
+    assert not thread.is_alive()
+
+    # Expected outcomes, from each prediction's fate (see delayed_label_batches).
+    minute_of = {i: int((p["timestamp"] - T0) // PANE_S) for i, p in predictions.items()}
+    on_time = [i for i, f in fate.items() if f == "on_time"]
+    late = [i for i, f in fate.items() if f == "late"]
+    expired = [i for i, f in fate.items() if f == "late" or (f == "never" and minute_of[i] <= 7)]
+    pending = [i for i, f in fate.items() if f == "never" and minute_of[i] >= 8]
+
+    outcomes = {
+        dict(labels)["outcome"]: value
+        for (_, labels), value in samples(scraped, "stream_monitor_label_joins_total").items()
+    }
+    assert outcomes["expired"] == len(expired) > 0
+    assert outcomes["orphan"] == len(late) > 0
+    assert outcomes["joined"] == len(on_time)
+    assert outcomes.get("late", 0) == 0 and outcomes.get("evicted", 0) == 0
+    assert pending_at_end == len(pending) > 0
+    assert outcomes["joined"] + outcomes["expired"] + pending_at_end == len(predictions)
+
+    totals = samples(scraped, "stream_monitor_events_total", "stream_monitor_invalid_events_total")
+    totals = {key: value for key, value in totals.items() if value}  # reasons are exported from 0
+    assert totals == {
+        ("stream_monitor_events_total", (("model", FRAUD), ("version", "v1"))): len(predictions)
+    }, "label events must be neither counted as predictions nor rejected"
+
+    names = (
+        "stream_monitor_labeled_events",
+        "stream_monitor_auc",
+        "stream_monitor_accuracy",
+        "stream_monitor_f1",
+        "stream_monitor_window_events",
+    )
+    gauges = samples(scraped, *names)
+    last = int(T0 // PANE_S) + 11  # the windows end at the last prediction's pane
+    for window, panes in (("5m", 5), ("15m", 15)):
+        first = last - panes + 1
+
+        def in_window(ids: list[str], first: int = first) -> list[dict]:
+            return [
+                predictions[i]
+                for i in ids
+                if first <= np.floor(predictions[i]["timestamp"] / PANE_S) <= last
+            ]
+
+        rows = in_window(on_time)
+        y = np.array([e["label"] for e in rows])
+        p = np.array([e["prediction"] for e in rows])
+
+        def gauge(name: str, window: str = window) -> float:
+            key = (("model", FRAUD), ("version", "v1"), ("window", window))
+            return gauges[(name, key)]
+
+        assert gauge("stream_monitor_window_events") == len(in_window(list(predictions)))
+        assert gauge("stream_monitor_labeled_events") == len(rows) > 500
+        assert abs(gauge("stream_monitor_auc") - roc_auc_score(y, p)) <= 0.002
+        predicted = (p >= 0.5).astype(int)
+        assert gauge("stream_monitor_accuracy") == pytest.approx(
+            accuracy_score(y, predicted), rel=1e-12
+        )
+        assert gauge("stream_monitor_f1") == pytest.approx(
+            f1_score(y, predicted, zero_division=0), rel=1e-12
+        )

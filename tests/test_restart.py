@@ -1,0 +1,219 @@
+"""Nothing lost, nothing counted twice: kill -9 and restart, and a rebalance mid-stream."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from stream_monitor.cli import main
+from stream_monitor.config import config_from_dict
+from stream_monitor.embedded import EmbeddedBroker, free_port
+from stream_monitor.engine import Engine
+from stream_monitor.kafka.service import MonitorService
+from stream_monitor.reference import build_reference
+from stream_monitor.synthetic import SyntheticTraffic
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, as_messages
+from tests.test_engine import stream
+from tests.test_service_kafka import samples
+
+pytestmark = pytest.mark.broker
+
+STATS = (
+    "stream_monitor_window_events",
+    "stream_monitor_psi",
+    "stream_monitor_csi",
+    "stream_monitor_feature_null_ratio",
+    "stream_monitor_new_category_ratio",
+    "stream_monitor_labeled_events",
+)
+
+
+def produce(bootstrap: str, topic: str, events: list[dict[str, object]], key: str) -> None:
+    """Produce ``events`` keyed by their ``key`` field."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for event in events:
+        producer.produce(topic, key=str(event[key]).encode(), value=orjson.dumps(event))
+    assert producer.flush(20) == 0
+
+
+def scrape(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def replayed(tmp_path: Path, data: dict, events: list[dict[str, object]]) -> dict:
+    """The metrics of an uninterrupted run: `replay` over the same events, in order."""
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    config_file = tmp_path / "replay.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "replay.prom"
+    assert main(["replay", "--config", str(config_file), "--input", str(lines),
+                 "--metrics-out", str(out)]) == 0  # fmt: skip
+    return samples(out.read_text(), *STATS)
+
+
+def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
+) -> None:
+    events_topic = topic_names("events", partitions=3)
+    port = free_port()
+    data = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"kill-{events_topic}",
+            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
+            **TEST_KAFKA,
+        },
+        "metrics": {"host": "127.0.0.1", "port": port},
+        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "drift": {"min_window_events": 200},
+        "models": [FRAUD_MODEL, PRICE_MODEL],
+    }
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    events = stream(minutes=20, drift_from=10, per_minute=200)
+    expected = replayed(tmp_path, data, events)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def consumed() -> float:
+        text = scrape(port) or ""
+        found = samples(text, "stream_monitor_events_total")
+        return sum(found.values())
+
+    half = len(events) // 2
+    produce(broker.bootstrap_servers, events_topic, events[:half], "model")
+    first = start()
+    try:
+        deadline = time.monotonic() + 60
+        while consumed() < half and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert consumed() == half
+        time.sleep(2.5)  # at least one checkpoint of the first half
+        produce(broker.bootstrap_servers, events_topic, events[half : half + half // 2], "model")
+        time.sleep(0.3)  # part of it processed, not yet checkpointed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    produce(broker.bootstrap_servers, events_topic, events[half + half // 2 :], "model")
+
+    second = start()
+    try:
+        deadline, found = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            found = samples(scrape(port) or "", *STATS)
+            if found == expected:
+                break
+            time.sleep(0.5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert len(expected) > 20
+    mismatched = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
+    assert not mismatched, f"{len(mismatched)} series differ, e.g. {list(mismatched.items())[:3]}"
+    assert second.returncode == 0
+
+
+def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    events_topic = topic_names("events", partitions=3)
+    base = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"rebalance-{events_topic}",
+            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
+            **TEST_KAFKA,
+        },
+        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "models": [FRAUD_MODEL],
+    }
+    config = config_from_dict(base)
+    model = config.model("fraud-detector")
+    assert model is not None
+    sample = Engine(config).decoder.decode(as_messages(SyntheticTraffic(seed=8).fraud(3000, 1.6e9)))
+    reference = build_reference(model, sample.batches, source="ref", digest="sha256:x")
+    baselines = {"fraud-detector": reference}
+    events = [
+        e for e in stream(minutes=16, drift_from=8, per_minute=300) if e["model"] == model.name
+    ]
+
+    def launch() -> tuple[MonitorService, threading.Event, threading.Thread]:
+        service = MonitorService(config, Engine(config, baselines))
+        stop = threading.Event()
+        service.wait_for_broker()
+        thread = threading.Thread(target=service.run, args=(stop,))
+        thread.start()
+        return service, stop, thread
+
+    def owned(*services: MonitorService) -> int:
+        return sum(
+            sum(len(m) for m in ledger.panes.get(("fraud-detector", "v1"), {}).values()) > 0
+            for s in services
+            for ledger in s.engine.ledgers.values()
+        )
+
+    def settled(services: list[MonitorService], total: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            offsets = sum(
+                (ledger.next_offset or 0)
+                for s in services
+                for key, ledger in s.engine.ledgers.items()
+                if key in s._owned
+            )
+            if offsets >= total:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"consumed {offsets} of {total}")
+
+    a, a_stop, a_thread = launch()
+    b, b_stop, b_thread = launch()
+    third = len(events) // 3
+    produce(broker.bootstrap_servers, events_topic, events[:third], "event_id")
+    settled([a, b], third)
+    b_stop.set()  # b leaves: its partitions are checkpointed and move to a
+    b_thread.join(timeout=60)
+    produce(broker.bootstrap_servers, events_topic, events[third : 2 * third], "event_id")
+    settled([a], 2 * third)
+    c, c_stop, c_thread = launch()  # b's replacement joins: partitions move back, restored
+    produce(broker.bootstrap_servers, events_topic, events[2 * third :], "event_id")
+    time.sleep(3)
+    settled([a, c], len(events))
+    time.sleep(2)
+    try:
+        uninterrupted = Engine(config, baselines)
+        uninterrupted.process(as_messages(events))
+        truth = uninterrupted.states[("fraud-detector", "v1")]
+        assert truth.windows is not None
+        parts = [s.engine.states.get(("fraud-detector", "v1")) for s in (a, c)]
+        assert all(p is not None and p.windows is not None for p in parts)
+        assert owned(a) and owned(c), "both instances should own partitions at the end"
+        for window in truth.window_sizes:
+            union = sum(p.windows.window(window) for p in parts)  # type: ignore[union-attr]
+            np.testing.assert_allclose(union, truth.windows.window(window), rtol=1e-9, atol=1e-6)
+    finally:
+        for stop, thread in ((a_stop, a_thread), (c_stop, c_thread)):
+            stop.set()
+            thread.join(timeout=60)
