@@ -86,7 +86,11 @@ class RawMessage:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """An event (or whole message) that was not used, and why."""
+    """An event (or whole message) that was not used, and why.
+
+    ``message_index`` is -1 for an event buffered from an earlier batch (its
+    message can no longer be dead-lettered; it is still counted).
+    """
 
     message_index: int
     reason: str
@@ -293,10 +297,12 @@ def category_value(value: Any) -> str | None:
         return value
     if type(value) is bool:
         return "true" if value else "false"
-    if type(value) is float and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value) if math.isfinite(value) else None
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() else str(value)
     return None
 
 
@@ -343,12 +349,39 @@ def parse_timestamp_s(value: Any) -> float | None:
     return None
 
 
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _sanitize(node: Any) -> Any:
+    """What the lenient parser accepted, made representable like orjson's output.
+
+    Lone surrogates become U+FFFD; integers beyond 64 bits become floats (None
+    beyond float range), so that state and checkpoints can always be encoded.
+    """
+    if isinstance(node, str):
+        return node.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(node, list):
+        return [_sanitize(item) for item in node]
+    if isinstance(node, dict):
+        return {_sanitize(key): _sanitize(value) for key, value in node.items()}
+    if type(node) is int and not _INT64_MIN <= node <= _UINT64_MAX:
+        return _number_or_none(node) and float(node)
+    return node
+
+
 def _loads(value: bytes) -> Any:
-    """Parse JSON; NaN and Infinity literals (Python's json.dumps writes them) are accepted."""
+    """Parse JSON; NaN and Infinity literals (Python's json.dumps writes them) are accepted.
+
+    orjson parses everything else; the fallback reads UTF-8 strictly and
+    sanitizes what orjson would have refused (lone surrogates, huge integers).
+
+    >>> _loads(b'{"x": NaN, "s": "\\ud800"}')
+    {'x': nan, 's': '\\ufffd\\ufffd\\ufffd'}
+    """
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
-        return json.loads(value)
+        return _sanitize(json.loads(value.decode("utf-8")))
 
 
 class Decoder:
@@ -558,7 +591,7 @@ class Decoder:
             return ()
         try:
             decoded = _loads(value)
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             rejects.append(Reject(index, "malformed_json", str(exc)[:200]))
             return ()
         return self._unpack(index, decoded, rejects)

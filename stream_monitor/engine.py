@@ -103,7 +103,10 @@ class Engine:
         for key, indexes in _by_partition(messages).items():
             ledger = self.ledger(key)
             part = self._process_partition([messages[i] for i in indexes], ledger, now_s)
-            rejects.extend(Reject(indexes[r.message_index], r.reason, r.detail) for r in part)
+            rejects.extend(
+                Reject(indexes[r.message_index] if r.message_index >= 0 else -1, r.reason, r.detail)
+                for r in part
+            )
             ledger.next_offset = max(messages[i].offset for i in indexes) + 1
         for store in (self.joins or {}).values():
             store.expire()
@@ -128,8 +131,9 @@ class Engine:
             if state is None:
                 rejects.extend(Reject(int(i), "too_many_versions") for i in batch.message_index)
                 continue
-            self.events_total[(batch.model, batch.version)] += len(batch)
             counted = state.update(batch, ledger)
+            late = sum(1 for r in counted.rejects if r.reason == "late")
+            self.events_total[(batch.model, batch.version)] += max(0, len(batch) - late)
             rejects.extend(counted.rejects)
             self.watermark_s = max(self.watermark_s, state.watermark_s)
             for owner, rows, panes in counted.parts:

@@ -198,8 +198,10 @@ class ModelVersionState:
         )
         self._start(reference, head)
         counted = Counted()
-        for ledger, batch in buffered:
+        for position, (ledger, batch) in enumerate(buffered):
             part = self._count(batch, ledger)
+            if position < len(buffered) - 1:  # from an earlier batch: its message is gone
+                part.rejects = [Reject(-1, r.reason, r.detail) for r in part.rejects]
             counted.rejects += part.rejects
             counted.parts += part.parts
         return counted
@@ -308,7 +310,7 @@ class ModelVersionState:
         counted = Counted()
         for batch in warmup:
             part = self._count(batch, ledger)
-            counted.rejects += part.rejects
+            counted.rejects += [Reject(-1, r.reason, r.detail) for r in part.rejects]
             counted.parts += part.parts
         return counted
 

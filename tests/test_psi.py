@@ -20,10 +20,7 @@ def independent_psi(reference: np.ndarray, window: np.ndarray, edges: np.ndarray
 
     def shares(values: np.ndarray) -> np.ndarray:
         counts = np.array(
-            [
-                np.sum((values > lo) & (values <= hi))
-                for lo, hi in itertools.pairwise(bounds)
-            ],
+            [np.sum((values > lo) & (values <= hi)) for lo, hi in itertools.pairwise(bounds)],
             dtype=float,
         )
         return np.maximum(counts / counts.sum(), EPS)

@@ -87,7 +87,7 @@ def produce_dead_letters(
     """Forward each rejected message once per reason, original bytes intact, reason in headers."""
     seen: set[tuple[int, str]] = set()
     for reject in rejects:
-        if (reject.message_index, reject.reason) in seen:
+        if reject.message_index < 0 or (reject.message_index, reject.reason) in seen:
             continue
         seen.add((reject.message_index, reject.reason))
         source = messages[reject.message_index]
