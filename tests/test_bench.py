@@ -1,0 +1,216 @@
+"""The benchmark command, and the engine's numbers on its workload against plain numpy.
+
+The reference implementation below shares nothing with the package but the
+synthetic events: it reads the raw message bytes with orjson, cuts panes and
+windows itself, takes the reference from each model's first events with
+``np.quantile`` and counts bins with ``np.digitize`` (right-closed bins, the
+outer ones open, as SPEC section 6 and ``sketches/binning.py`` define them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_monitor import bench
+from stream_monitor.cli import main
+from stream_monitor.engine import Engine, WindowSample
+
+EPSILON = 1e-4
+WARMUP = 1000
+BINS = 10
+TOP_K = 50
+
+
+def test_quick_json_report_has_every_row() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(["bench", "--quick", "--json"])
+    assert status == 0
+    report = orjson.loads(out.getvalue())
+    assert report["workload"]["events"] == bench.QUICK_EVENTS
+    assert report["workload"]["features"] == 23 and report["workload"]["categorical"] == 3
+    assert {"cpu", "nproc", "python", "numpy", "orjson"} <= set(report["machine"])
+    results = report["results"]
+    for row in ("decode_floor", "engine", "micro_batch_decode_floor", "micro_batch_engine"):
+        assert results[row]["events"] == bench.QUICK_EVENTS
+        for key in ("seconds", "events_per_s", "us_per_event"):
+            assert results[row][key] > 0, (row, key)
+    assert results["engine"]["ratio_to_decode_floor"] > 0
+    assert results["engine"]["drift_events"] > 0
+    assert results["micro_batch_engine"]["ratio_to_row_engine"] > 0
+    memory = results["memory"]
+    for key in ("rss_filled_bytes", "rss_bytes", "rss_after_growth_bytes", "peak_rss_bytes"):
+        assert memory[key] > 0, key
+    assert memory["engine_state_bytes"] > 0 and memory["panes"] > 0
+    assert memory["counted_events"] == memory["events_after_growth"]
+    assert memory["peak_rss_bytes"] >= memory["rss_bytes"]
+    assert "broker" not in results
+
+
+def test_table_names_every_measure() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        status = main(["bench", "--events", "3000", "--repeats", "1", "--no-memory"])
+    assert status == 0
+    table = out.getvalue()
+    for text in ("decode floor", "engine: process + evaluate", "micro-batches of 1,000", "x row"):
+        assert text in table
+
+
+def test_bad_options_give_one_line() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["bench", "--categorical", "30", "--features", "5"]) == 2
+    assert err.getvalue().startswith("stream-monitor bench: ")
+
+
+# -- the reference implementation ------------------------------------------------------------
+
+
+def proportions(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return np.full(len(counts), EPSILON) if total == 0 else np.maximum(counts / total, EPSILON)
+
+
+def stability_index(expected: np.ndarray, actual: np.ndarray) -> float:
+    e, a = proportions(expected.astype(float)), proportions(actual.astype(float))
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def numeric_values(values: list[Any]) -> np.ndarray:
+    """JSON values of a numeric column: numbers as floats, anything else NaN."""
+    return np.array(
+        [
+            float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan
+            for v in values
+        ]
+    )
+
+
+class ReferenceColumn:
+    """One column's reference bins, computed from the warm-up values with plain numpy."""
+
+    def __init__(self, values: list[Any], kind: str) -> None:
+        self.kind = kind
+        if kind == "numeric":
+            present = numeric_values(values)
+            present = present[~np.isnan(present)]
+            self.edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
+        else:
+            frequencies = Counter(v for v in values if v is not None)
+            ranked = sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))
+            self.categories = [value for value, _ in ranked[:TOP_K]]
+            self.known = set(frequencies)
+        self.counts, _, _ = self.count(values)
+
+    def count(self, values: list[Any]) -> tuple[np.ndarray, int, int]:
+        """Bin counts, nulls and never-seen values of ``values``."""
+        if self.kind == "numeric":
+            x = numeric_values(values)
+            present = x[~np.isnan(x)]
+            bins = np.digitize(present, self.edges, right=True)
+            counts = np.bincount(bins, minlength=len(self.edges) + 1)
+            return counts, int(np.isnan(x).sum()), 0
+        present = [v for v in values if v is not None]
+        slot = {c: i for i, c in enumerate(self.categories)}
+        counts = np.zeros(len(self.categories) + 1)
+        for value in present:
+            counts[slot.get(value, len(self.categories))] += 1
+        new = sum(1 for v in present if v not in self.known)
+        return counts, len(values) - len(present), new
+
+
+def reference_windows(
+    messages: list[bytes], workload: bench.Workload, pane_s: float, window_panes: dict[str, int]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """PSI, CSI, null and new-category ratios per (model, window), from the raw messages."""
+    events = [orjson.loads(m) for m in messages]
+    kinds = dict.fromkeys(workload.numeric_names(), "numeric")
+    kinds.update(dict.fromkeys(workload.categorical_names(), "categorical"))
+    expected: dict[tuple[str, str], dict[str, Any]] = {}
+    for model in workload.model_names():
+        mine = [e for e in events if e["model"] == model]
+        columns = {"prediction": [e["prediction"] for e in mine]}
+        columns.update({f: [e["features"].get(f) for e in mine] for f in kinds})
+        profiles = {
+            name: ReferenceColumn(values[:WARMUP], kinds.get(name, "numeric"))
+            for name, values in columns.items()
+        }
+        panes = np.floor(np.array([e["timestamp"] for e in mine]) / pane_s)
+        end = panes.max()
+        for window, size in window_panes.items():
+            rows = np.flatnonzero(panes > end - size)
+            stats: dict[str, Any] = {"events": len(rows), "csi": {}, "null": {}, "new": {}}
+            for name, values in columns.items():
+                profile = profiles[name]
+                counts, nulls, new = profile.count([values[i] for i in rows])
+                value = stability_index(profile.counts, counts)
+                if name == "prediction":
+                    stats["psi"] = value
+                    continue
+                stats["csi"][name] = value
+                stats["null"][name] = nulls / len(rows)
+                if profile.kind == "categorical":
+                    stats["new"][name] = new / counts.sum()
+            expected[(model, window)] = stats
+    return expected
+
+
+def assert_matches(samples: tuple[WindowSample, ...], expected: dict[Any, dict[str, Any]]) -> None:
+    assert {(s.model, s.window) for s in samples} == set(expected)
+    for sample in samples:
+        want = expected[(sample.model, sample.window)]
+        got = sample.stats
+        where = (sample.model, sample.window)
+        assert got.events == want["events"], where
+        assert math.isclose(got.psi, want["psi"], rel_tol=0, abs_tol=1e-9), where
+        assert got.csi.keys() == want["csi"].keys()
+        for name, value in want["csi"].items():
+            assert math.isclose(got.csi[name], value, rel_tol=0, abs_tol=1e-9), (where, name)
+            assert math.isclose(got.null_ratio[name], want["null"][name], abs_tol=1e-12)
+        assert got.new_category_ratio.keys() == want["new"].keys()
+        for name, value in want["new"].items():
+            assert math.isclose(got.new_category_ratio[name], value, abs_tol=1e-12), (where, name)
+
+
+@pytest.mark.parametrize("micro_batch", [False, True])
+def test_engine_statistics_equal_a_plain_numpy_reference(micro_batch: bool) -> None:
+    workload = bench.Workload(
+        events=9000, models=2, categories=8, windows=("5m", "10m", "1h"), rate_per_s=10.0
+    )
+    config = bench.bench_config(workload)
+    events = bench.BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
+    rows = bench.row_messages(events)
+    messages = bench.micro_batch_messages(events, 500) if micro_batch else rows
+    per_message = 500 if micro_batch else 1
+    sizes = {"5m": 5, "10m": 10, "1h": 60}
+    engine = Engine(config)
+    drift_events = 0
+    batches = bench.batches(messages, per_message, 1000)
+    half = len(batches) // 2
+    for number, batch in enumerate(batches, start=1):
+        assert engine.process(batch) == []
+        drift_events += len(engine.evaluate())
+        if number == half:
+            sent = sum(len(b) * per_message for b in batches[:half])
+            raw = [m.value for m in rows[:sent] if m.value is not None]
+            assert_matches(engine.snapshot().windows, reference_windows(raw, workload, 60.0, sizes))
+    raw = [m.value for m in rows if m.value is not None]
+    assert_matches(engine.snapshot().windows, reference_windows(raw, workload, 60.0, sizes))
+    assert drift_events > 0
+    assert {s.stats.events for s in engine.snapshot().windows if s.window == "1h"} == {4500}
+
+
+def test_memory_run_counts_every_event_in_the_child() -> None:
+    workload = bench.Workload(events=2000, features=4, categorical=1, windows=("5m",))
+    result = bench.memory_in_child(workload)
+    assert result["counted_events"] == 2000 * (bench.MEMORY_GROWTH_FACTOR + 2)
+    assert result["panes"] > 0 and result["engine_state_bytes"] > 0
