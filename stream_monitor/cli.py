@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_monitor.config import ConfigError, MonitorConfig, load_config
+from stream_monitor.config import ConfigError, MonitorConfig, load_config, redact
 from stream_monitor.engine import Engine
 from stream_monitor.reference import Reference, ReferenceError, build_reference, load_reference
 
@@ -62,6 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("serving /metrics on %s:%d", config.metrics.host, server.port)
+    log.info(
+        "kafka %s, group %s, client settings %s",
+        config.kafka.bootstrap_servers,
+        config.kafka.group_id,
+        redact(config.kafka.client),
+    )
     try:
         service.wait_for_broker()
         service.run(stop)

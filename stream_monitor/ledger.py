@@ -25,8 +25,9 @@ class PartitionLedger:
         self.next_offset: int | None = None
         self.panes: dict[VersionKey, dict[int, np.ndarray]] = {}
         self.watermarks: dict[VersionKey, float] = {}
-        self.dirty: set[tuple[VersionKey, int]] = set()
-        self.evicted: set[tuple[VersionKey, int]] = set()
+        self.dirty: set[PaneKey] = set()
+        self.evicted: set[PaneKey] = set()
+        self._written: set[PaneKey] = set()
 
     def watermark(self, version: VersionKey) -> float:
         """Largest event time of ``version`` seen on this partition (-inf before any)."""
@@ -53,10 +54,15 @@ class PartitionLedger:
         for pane in [p for p in panes if p < oldest_pane]:
             del panes[pane]
             self.dirty.discard((version, pane))
-            self.evicted.add((version, pane))
+            if (version, pane) in self._written:  # only checkpointed panes need a tombstone
+                self._written.discard((version, pane))
+                self.evicted.add((version, pane))
 
     def mark_all_dirty(self) -> None:
-        """Rewrite every pane at the next checkpoint (after one that was not confirmed)."""
+        """Rewrite every pane at the next checkpoint (after one that was not confirmed).
+
+        Panes evicted since stay listed in ``evicted``, so their tombstones are written too.
+        """
         self.dirty = {(version, pane) for version, panes in self.panes.items() for pane in panes}
 
     def take_changes(self) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
@@ -67,6 +73,7 @@ class PartitionLedger:
             if pane in self.panes.get(version, {})
         }
         evicted = set(self.evicted)
+        self._written |= set(changed)
         self.dirty.clear()
         self.evicted.clear()
         return changed, evicted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -216,13 +217,16 @@ def test_run_command_serves_and_stops_cleanly_on_sigterm(
     data = config_data(broker, events_topic, topic_names("drift"), topic_names("dlq"))
     port = free_port()
     data["metrics"] = {"host": "127.0.0.1", "port": port}
+    data["kafka"]["client"] = {"client.id": "monitor", "sasl.password": "${TEST_KAFKA_SECRET}"}
     config_file = tmp_path / "monitor.yaml"
     config_file.write_text(yaml.safe_dump(data))
+    secret = "hunter2-do-not-log"
     process = subprocess.Popen(
         [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TEST_KAFKA_SECRET": secret},
     )
     try:
         deadline, ready = time.monotonic() + 30, False
@@ -242,3 +246,4 @@ def test_run_command_serves_and_stops_cleanly_on_sigterm(
             process.kill()
     assert process.returncode == 0, stderr
     assert "stopped cleanly" in stderr
+    assert "sasl.password" in stderr and secret not in stderr  # settings logged, secret redacted
