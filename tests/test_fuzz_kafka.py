@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from kafka import KafkaProducer
 
 from stream_monitor.config import MonitorConfig, config_from_dict
@@ -44,6 +44,7 @@ from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.reference import Reference, build_reference
 from tests.conftest import TEST_KAFKA
+from tests.test_service_kafka import consume_all
 
 pytestmark = pytest.mark.broker
 
@@ -455,27 +456,6 @@ def consumed_all(engine: Engine, topic: str, end_offsets: dict[int, int]) -> boo
     return True
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": 6000,
-        }
-    )
-    consumer.subscribe([topic])
-    messages: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        messages += [m for m in consumer.consume(500, 0.5) if m.error() is None]
-    # A little longer, to see any record beyond the expected count.
-    messages += [m for m in consumer.consume(500, 1.0) if m.error() is None]
-    consumer.close()
-    return messages
-
-
 def headers_of(message: Any) -> dict[str, str]:
     return {
         name.removeprefix(HEADER): (raw or b"").decode("utf-8", "replace")
@@ -547,7 +527,7 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
 
     # Dead letters: the original bytes, once per message and reason, with their source.
     expected_letters = sum(len(+e.reasons) for e in expected.values()) + rejected
-    letters = read_topic(broker.bootstrap_servers, dead_letter, expected_letters)
+    letters = consume_all(broker.bootstrap_servers, dead_letter, expected_letters, linger_s=1.0)
     assert len(letters) == expected_letters
     reasons_of: dict[tuple[int, int], list[str]] = {}
     for letter in letters:
@@ -597,7 +577,11 @@ def run_messages(
         time.sleep(2.5)  # two checkpoints
         alive = thread.is_alive()
     rejected = sum(service.engine.invalid_total.values())
-    letters = read_topic(broker.bootstrap_servers, dead_letter, rejected, 10) if rejected else []
+    letters = (
+        consume_all(broker.bootstrap_servers, dead_letter, rejected, 10, linger_s=1.0)
+        if rejected
+        else []
+    )
     return service, errors, alive, letters
 
 

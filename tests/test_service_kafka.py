@@ -63,7 +63,10 @@ def config_data(broker: EmbeddedBroker, events_topic: str, drift_topic: str, dlq
     }
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+def consume_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0, linger_s: float = 0.0
+) -> list:
+    """Up to ``expected`` records of ``topic`` from the start (then ``linger_s`` more to look)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -77,6 +80,8 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
     messages, deadline = [], time.monotonic() + timeout_s
     while len(messages) < expected and time.monotonic() < deadline:
         messages += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+    if linger_s:
+        messages += [m for m in consumer.consume(500, linger_s) if m.error() is None]
     consumer.close()
     return messages
 
