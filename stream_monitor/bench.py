@@ -351,19 +351,18 @@ def process_memory() -> dict[str, int]:
 def engine_state_bytes(engine: Engine) -> int:
     """Bytes of numpy state the engine holds: pane vectors, window sums, running totals.
 
-    Pane vectors are counted where they are kept: in each model version's windows
-    and in each input partition's ledger (``Engine.ledgers``), when there is one.
+    Pane vectors are counted where they are kept, once: in each input partition's
+    ledger (``Engine.ledgers``); windows hold only their running sums.
     """
     total = 0
     for state in engine.states.values():
         if state.windows is None:
             continue
-        total += sum(vector.nbytes for vector in state.windows.panes().values())
         total += sum(state.windows.window(name).nbytes for name in state.window_sizes)
         cumulative = getattr(state, "cumulative", None)
         total += cumulative.nbytes if isinstance(cumulative, np.ndarray) else 0
-    for ledger in getattr(engine, "ledgers", {}).values():
-        for panes in getattr(ledger, "panes", {}).values():
+    for ledger in engine.ledgers.values():
+        for panes in ledger.panes.values():
             total += sum(vector.nbytes for vector in panes.values())
     return total
 
@@ -399,7 +398,7 @@ def measure_memory(workload: Workload) -> dict[str, Any]:
     feed(workload.events)
     gc.collect()
     steady = process_memory()["rss_bytes"]
-    panes = sum(len(s.windows.panes()) for s in engine.states.values() if s.windows)
+    panes = sum(len(panes) for ledger in engine.ledgers.values() for panes in ledger.panes.values())
     state_bytes = engine_state_bytes(engine)
     feed(workload.events * MEMORY_GROWTH_FACTOR)
     gc.collect()

@@ -77,3 +77,29 @@ class PartitionLedger:
         self.dirty.clear()
         self.evicted.clear()
         return changed, evicted
+
+
+class LedgerPanes:
+    """The panes of one model version, summed over the partition ledgers that hold them.
+
+    This is the :class:`~stream_monitor.windows.PaneSource` of the engine's
+    windows, so every pane vector is stored once, in its partition's ledger.
+    """
+
+    def __init__(self, version: VersionKey, ledgers: dict[PartitionKey, PartitionLedger]) -> None:
+        self.version = version
+        self.ledgers = ledgers
+
+    def get(self, pane: int) -> np.ndarray | None:
+        """The pane's vector over all partitions (None when no partition counted there)."""
+        found = None
+        for ledger in self.ledgers.values():
+            vector = ledger.panes.get(self.version, {}).get(pane)
+            if vector is None:
+                continue
+            found = vector if found is None else found + vector
+        return found
+
+    def indices(self) -> set[int]:
+        """Every pane some partition counted in."""
+        return {p for ledger in self.ledgers.values() for p in ledger.panes.get(self.version, {})}

@@ -11,7 +11,7 @@ from stream_monitor.concept import ConceptDriftDetector
 from stream_monitor.config import ConceptDriftConfig, LimitsConfig, ModelConfig, WindowConfig
 from stream_monitor.decode import ModelBatch, Reject, concat_batches
 from stream_monitor.layout import CounterLayout, label_column
-from stream_monitor.ledger import PartitionKey, PartitionLedger
+from stream_monitor.ledger import LedgerPanes, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference, build_reference
 from stream_monitor.windows import SlidingWindows, late_mask, pane_of, panes_for
 
@@ -164,7 +164,12 @@ class ModelVersionState:
 
     def _start(self, reference: Reference, rows: ModelBatch | None) -> None:
         self.layout = CounterLayout(self.model, reference)
-        self.windows = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes)
+        self.windows = SlidingWindows(
+            self.layout.width,
+            self.window_sizes,
+            self.keep_panes,
+            LedgerPanes(self.key, self._ledgers),
+        )
         self.cumulative = np.zeros(self.layout.width)
         self.quality_reference = dict(reference.quality)
         if rows is not None and len(rows):

@@ -7,11 +7,14 @@ business), so a window is the sum of its panes' vectors. Each window keeps that
 sum running: sliding adds the entering panes and subtracts the leaving ones,
 O(vector) per pane and never O(events). Float sums would drift under repeated
 add/subtract, so a window is re-summed from its panes once per window length.
+The panes are read from a :class:`PaneSource` and stored only there.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 
@@ -50,27 +53,70 @@ def late_mask(event_ts: np.ndarray, watermark_s: float, allowed_lateness_s: floa
     return event_ts < seen - allowed_lateness_s
 
 
-class SlidingWindows:
-    """The panes of one model version and the running sum of each sliding window.
+class PaneSource(Protocol):
+    """Where a window reads pane vectors: a mapping from pane index to vector."""
 
-    >>> w = SlidingWindows(width=1, window_sizes={"2p": 2}, keep_panes=3)
+    def get(self, pane: int) -> np.ndarray | None:
+        """The vector of ``pane``, or None when nothing was counted there."""
+        ...
+
+    def indices(self) -> Iterable[int]:
+        """Every pane that holds counts."""
+        ...
+
+
+class PaneStore:
+    """A plain dict of pane vectors, the simplest :class:`PaneSource`."""
+
+    def __init__(self) -> None:
+        self.panes: dict[int, np.ndarray] = {}
+
+    def add(self, pane: int, delta: np.ndarray) -> None:
+        """Add ``delta`` to ``pane``."""
+        stored = self.panes.get(pane)
+        if stored is None:
+            self.panes[pane] = delta.astype(np.float64, copy=True)
+        else:
+            stored += delta
+
+    def get(self, pane: int) -> np.ndarray | None:
+        """The vector of ``pane``, or None."""
+        return self.panes.get(pane)
+
+    def indices(self) -> Iterable[int]:
+        """Every stored pane."""
+        return self.panes.keys()
+
+
+class SlidingWindows:
+    """The running sum of each sliding window over panes kept elsewhere.
+
+    The panes themselves live in a :class:`PaneSource` (for the engine: the
+    partition ledgers), so they are stored once; the caller records a delta in
+    its pane, then calls :meth:`add` so every window holding the pane follows.
+
+    >>> store = PaneStore()
+    >>> w = SlidingWindows(width=1, window_sizes={"2p": 2}, keep_panes=3, panes=store)
     >>> for pane in (0, 1, 2):
+    ...     store.add(pane, np.array([pane + 1.0]))
     ...     w.add(pane, np.array([pane + 1.0]))
     ...     w.advance(pane)
     >>> w.window("2p").tolist(), w.span("2p")
     ([5.0], (1, 2))
     """
 
-    def __init__(self, width: int, window_sizes: dict[str, int], keep_panes: int) -> None:
+    def __init__(
+        self, width: int, window_sizes: dict[str, int], keep_panes: int, panes: PaneSource
+    ) -> None:
         if keep_panes < max(window_sizes.values()):
             raise ValueError("keep_panes must cover the largest window")
         self.width = width
         self.window_sizes = dict(window_sizes)
         self.keep_panes = keep_panes
+        self.source = panes
         self._reset()
 
     def _reset(self) -> None:
-        self._panes: dict[int, np.ndarray] = {}
         self._sums = {name: np.zeros(self.width) for name in self.window_sizes}
         self._slides = dict.fromkeys(self.window_sizes, 0)
         self.end_pane: int | None = None
@@ -83,12 +129,7 @@ class SlidingWindows:
         return self.end_pane - self.keep_panes + 1
 
     def add(self, pane: int, delta: np.ndarray) -> None:
-        """Add ``delta`` to ``pane`` and to every window that holds it."""
-        stored = self._panes.get(pane)
-        if stored is None:
-            self._panes[pane] = delta.astype(np.float64, copy=True)
-        else:
-            stored += delta
+        """Add ``delta`` (already recorded in ``pane``) to every window that holds the pane."""
         if self.end_pane is None:
             return
         for name, size in self.window_sizes.items():
@@ -107,27 +148,26 @@ class SlidingWindows:
                 continue
             total = self._sums[name]
             for pane in range(previous - size + 1, end_pane - size + 1):
-                leaving = self._panes.get(pane)
+                leaving = self.source.get(pane)
                 if leaving is not None:
                     total -= leaving
             for pane in range(previous + 1, end_pane + 1):
-                entering = self._panes.get(pane)
+                entering = self.source.get(pane)
                 if entering is not None:
                     total += entering
             self._slides[name] += end_pane - previous
             if self._slides[name] >= size:
                 self._resum(name)
-        oldest = end_pane - self.keep_panes + 1
-        for pane in [p for p in self._panes if p < oldest]:
-            del self._panes[pane]
 
     def _resum(self, name: str) -> None:
         assert self.end_pane is not None
         first = self.end_pane - self.window_sizes[name] + 1
         total = np.zeros(self.width)
-        for pane, vector in self._panes.items():
+        for pane in self.source.indices():
             if first <= pane <= self.end_pane:
-                total += vector
+                vector = self.source.get(pane)
+                if vector is not None:
+                    total += vector
         self._sums[name] = total
         self._slides[name] = 0
 
@@ -139,10 +179,6 @@ class SlidingWindows:
         """First and last pane of window ``name``."""
         end = self.end_pane if self.end_pane is not None else 0
         return window_panes(end, self.window_sizes[name])
-
-    def panes(self) -> dict[int, np.ndarray]:
-        """The stored panes by index (read-only use)."""
-        return self._panes
 
 
 def panes_for(seconds: float, pane_s: float) -> int:

@@ -8,7 +8,14 @@ import pytest
 from stream_monitor.decode import concat_batches
 from stream_monitor.state import ModelVersionState
 from stream_monitor.synthetic import SyntheticTraffic
-from stream_monitor.windows import SlidingWindows, late_mask, pane_of, panes_for, window_panes
+from stream_monitor.windows import (
+    PaneStore,
+    SlidingWindows,
+    late_mask,
+    pane_of,
+    panes_for,
+    window_panes,
+)
 from tests.conftest import as_messages, make_config
 
 
@@ -48,7 +55,8 @@ def test_late_mask_is_independent_of_batching() -> None:
 
 def test_sliding_windows_equal_recomputation_from_panes() -> None:
     rng = np.random.default_rng(5)
-    windows = SlidingWindows(width=3, window_sizes={"a": 3, "b": 7}, keep_panes=9)
+    store = PaneStore()
+    windows = SlidingWindows(width=3, window_sizes={"a": 3, "b": 7}, keep_panes=9, panes=store)
     added: dict[int, np.ndarray] = {}
     end = None
     for step in range(300):
@@ -56,6 +64,7 @@ def test_sliding_windows_equal_recomputation_from_panes() -> None:
         if end is not None and pane <= end - 9:
             continue
         delta = rng.integers(0, 5, 3).astype(float)
+        store.add(pane, delta)
         windows.add(pane, delta)
         added[pane] = added.get(pane, np.zeros(3)) + delta
         if step % 3 == 0:
