@@ -16,7 +16,7 @@ COUNTRY_WEIGHTS = np.array([30, 15, 12, 10, 8, 7, 6, 5, 4, 3], dtype=float)
 MERCHANTS = ["grocery", "travel", "electronics", "fashion", "gaming", "fuel"]
 DISTRICTS = ["centre", "north", "south", "east", "west", "harbour"]
 
-#: Features that drift in the drifted traffic, by model.
+#: Features that drift in the drifted traffic, by model (the price estimator also slows down).
 DRIFTING_FEATURES = {"fraud-detector": ("amount", "country"), "price-estimator": ("area_m2",)}
 
 
@@ -76,7 +76,7 @@ class SyntheticTraffic:
         district = rng.choice(DISTRICTS, n)
         truth = 3000.0 * area + 15000.0 * rooms + rng.normal(0, 20000.0, n)
         prediction = truth + rng.normal(0, 15000.0 if not drifted else 40000.0, n)
-        latency = rng.lognormal(np.log(25.0), 0.5, n)
+        latency = rng.lognormal(np.log(45.0 if drifted else 25.0), 0.5, n)
         null_rooms = rng.random(n) < 0.05
         events = []
         for i, event_id in enumerate(self._ids(n, "price")):
