@@ -155,17 +155,21 @@ class CounterLayout:
             [self.prediction, *self.features.values()], self.epsilon
         )
 
-    def pane_deltas(self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int) -> np.ndarray:
+    def pane_deltas(
+        self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int, labels: Any = None
+    ) -> np.ndarray:
         """Count ``batch`` into ``n_panes`` vectors; ``pane_rows[i]`` is row i's pane (0-based).
 
-        Rows with an inline label are counted in the quality summary too.
+        Rows with an inline label are counted in the quality summary too; ``labels``
+        is the batch's :func:`label_column` when the caller already has it.
         """
         positions = [np.full(len(batch), EVENTS_SLOT, dtype=np.int64)]
         positions.extend(self.prediction.positions(batch.prediction))
         for name, slots in self.features.items():
             positions.extend(slots.positions(batch.features[name]))
         positions.extend(self.latency.positions(batch.latency_ms))
-        labels = label_column(self.model.task, batch.labels)
+        if labels is None:
+            labels = label_column(self.model.task, batch.labels)
         prediction: Any = batch.prediction
         positions.extend(self.quality.positions(prediction, labels))
         sums = np.concatenate(
@@ -177,10 +181,9 @@ class CounterLayout:
         return deltas
 
     def label_deltas(
-        self, predictions: Any, labels: Sequence[Any], pane_rows: np.ndarray, n_panes: int
+        self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
     ) -> np.ndarray:
-        """Count joined labels (with their predictions) into the quality summary only."""
-        column = label_column(self.model.task, labels)
+        """Count joined labels (their :func:`label_column`) into the quality summary only."""
         return pane_deltas(
             self.width,
             pane_rows,

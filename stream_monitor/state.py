@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,17 +29,19 @@ class Counted:
     parts: list[tuple[PartitionLedger, ModelBatch, np.ndarray]] = field(default_factory=list)
 
 
-def prediction_errors(task: str, threshold: float, predictions: Any, labels: Any) -> np.ndarray:
+def prediction_errors(task: str, threshold: float, predictions: Any, column: Any) -> np.ndarray:
     """The error stream of labeled rows: 0/1 misclassification, or absolute error.
 
-    NaN marks rows without a usable label (they are not fed to the detector).
+    ``column`` is the rows' :func:`~stream_monitor.layout.label_column`; NaN marks
+    rows without a usable label (they are not fed to the detector).
 
-    >>> prediction_errors("binary", 0.5, np.array([0.9, 0.2, 0.7]), [1, 1, None]).tolist()
+    >>> labels = label_column("binary", [1, 1, None])
+    >>> prediction_errors("binary", 0.5, np.array([0.9, 0.2, 0.7]), labels).tolist()
     [0.0, 1.0, nan]
-    >>> prediction_errors("regression", 0.5, np.array([3.0, 1.0]), [1.0, 1.5]).tolist()
+    >>> labels = label_column("regression", [1.0, 1.5])
+    >>> prediction_errors("regression", 0.5, np.array([3.0, 1.0]), labels).tolist()
     [2.0, 0.5]
     """
-    column = label_column(task, labels)
     if task == "multiclass":
         return np.array(
             [
@@ -220,11 +223,12 @@ class ModelVersionState:
         if len(batch) == 0:
             return Counted(rejects)
         pane_index = pane_of(batch.event_ts, self.pane_s)
-        self._add(ledger, pane_index, self.layout.pane_deltas, batch)
+        labels = label_column(self.model.task, batch.labels)
+        self._add(ledger, pane_index, partial(self.layout.pane_deltas, labels=labels), batch)
         ledger.advance(self.key, float(batch.event_ts.max()))
         self._advance(ledger.watermark(self.key))
         self.events_total += len(batch)
-        self._feed_errors(ledger, batch.prediction, batch.labels)
+        self._feed_errors(ledger, batch.prediction, labels)
         return Counted(rejects, [(ledger, batch, pane_index)])
 
     def _advance(self, event_ts: float) -> None:
@@ -239,7 +243,7 @@ class ModelVersionState:
             for ledger in self._ledgers.values():
                 ledger.evict(self.key, oldest)
 
-    def _feed_errors(self, ledger: PartitionLedger, predictions: Any, labels: list[Any]) -> None:
+    def _feed_errors(self, ledger: PartitionLedger, predictions: Any, labels: Any) -> None:
         """Feed the error stream; a detection is counted in the watermark's pane."""
         assert self.layout is not None and self.windows is not None
         assert self.windows.end_pane is not None
@@ -278,8 +282,9 @@ class ModelVersionState:
             predictions = _take(predictions, rows)
             labels = [labels[i] for i in rows]
         if len(panes):
-            self._add(ledger, panes, self.layout.label_deltas, predictions, labels)
-            self._feed_errors(ledger, predictions, labels)
+            column = label_column(self.model.task, labels)
+            self._add(ledger, panes, self.layout.label_deltas, predictions, column)
+            self._feed_errors(ledger, predictions, column)
         return late
 
     def adopt_reference(self, reference: Reference) -> bool:
