@@ -303,12 +303,13 @@ class EngineRun:
 
 
 def run_engine(config: MonitorConfig, engine_batches: Sequence[Sequence[RawMessage]]) -> EngineRun:
-    """A fresh engine over ``engine_batches``: process, then evaluate, per batch."""
+    """A fresh engine over ``engine_batches``: process, then evaluate, per batch; then close all."""
     engine = Engine(config)
     run = EngineRun()
     for batch in engine_batches:
         run.rejected += len(engine.process(batch))
         run.drift_events += len(engine.evaluate())
+    run.drift_events += len(engine.evaluate(final=True))
     run.events = sum(engine.events_total.values())
     run.windows = len(engine.snapshot().windows)
     return run

@@ -10,7 +10,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_monitor.config import ConfigError, MonitorConfig, load_config, redact
+from stream_monitor.config import (
+    ROLES,
+    ConfigError,
+    MonitorConfig,
+    check_role,
+    load_config,
+    redact,
+)
 from stream_monitor.engine import Engine
 from stream_monitor.reference import Reference, ReferenceError, build_reference, load_reference
 
@@ -49,12 +56,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The service: consume, compute, serve /metrics, emit drift events."""
+    """The service: consume, compute, serve /metrics, emit drift events (or one stage of it)."""
+    from stream_monitor.kafka.aggregate_service import AggregateService
     from stream_monitor.kafka.service import MonitorService
     from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 
     config, baselines = _load(args.config)
-    service = MonitorService(config, Engine(config, baselines))
+    check_role(config, args.role)
+    engine = Engine(config, baselines)
+    service = (
+        AggregateService(config, engine)
+        if args.role == "aggregate"
+        else MonitorService(config, engine, ingest=args.role == "ingest")
+    )
     server = MetricsServer(
         build_registry(service.snapshot), config.metrics.host, config.metrics.port, service.ready
     ).start()
@@ -63,9 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     log.info("serving /metrics on %s:%d", config.metrics.host, server.port)
     log.info(
-        "kafka %s, group %s, client settings %s",
+        "role %s, kafka %s, group %s, client settings %s",
+        args.role,
         config.kafka.bootstrap_servers,
-        config.kafka.group_id,
+        service.config.kafka.group_id,
         redact(config.kafka.client),
     )
     try:
@@ -92,7 +107,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         reject_log.record(engine.process(batch))
         for event in engine.evaluate():
             out.write(event.to_json() + b"\n")
-    for event in engine.evaluate():
+    for event in engine.evaluate(final=True):
         out.write(event.to_json() + b"\n")
     out.flush()
     if args.metrics_out:
@@ -167,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="consume from Kafka, serve /metrics, emit drift events")
     run.add_argument("--config", required=True)
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: one process does everything; ingest / aggregate: one stage of a "
+        "scaled-out deployment (README, Scaling out)",
+    )
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser(

@@ -149,6 +149,7 @@ class WindowConfig:
     )
     allowed_lateness_s: float = 300.0
     max_future_s: float = 3600.0
+    idle_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class TopicConfig:
     drift_events: str = "drift-events"
     dead_letter: str | None = None
     changelog: str | None = None
+    partials: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,22 @@ class KafkaConfig:
     startup_timeout_s: float = 30.0
     statistics_interval_ms: int = 5000
     checkpoints: bool = True
+    partials_partitions: int = 0
 
     @property
     def changelog_topic(self) -> str:
         """The compacted topic holding state checkpoints."""
         return self.topics.changelog or f"{self.group_id}-changelog"
+
+    @property
+    def partials_topic(self) -> str:
+        """The compacted topic joining ingest and aggregate replicas (scale-out)."""
+        return self.topics.partials or f"{self.group_id}-partials"
+
+    @property
+    def aggregate_group_id(self) -> str:
+        """The consumer group of aggregate replicas."""
+        return f"{self.group_id}-aggregate"
 
 
 @dataclass(frozen=True)
@@ -526,6 +539,7 @@ def _kafka(reader: _Reader) -> KafkaConfig:
         or defaults.drift_events,
         dead_letter=topics_reader.string("dead_letter", None),
         changelog=topics_reader.string("changelog", None),
+        partials=topics_reader.string("partials", None),
     )
     topics_reader.finish()
     base = KafkaConfig()
@@ -560,6 +574,7 @@ def _kafka(reader: _Reader) -> KafkaConfig:
             "statistics_interval_ms", base.statistics_interval_ms, minimum=0
         ),
         checkpoints=_boolean(reader, "checkpoints", base.checkpoints),
+        partials_partitions=reader.integer("partials_partitions", base.partials_partitions),
     )
     reader.finish()
     return kafka
@@ -585,6 +600,7 @@ def _windows(reader: _Reader) -> WindowConfig:
         sizes=sizes,
         allowed_lateness_s=reader.number("allowed_lateness_s", base.allowed_lateness_s, minimum=0),
         max_future_s=reader.duration("max_future_s", base.max_future_s),
+        idle_timeout_s=reader.duration("idle_timeout_s", base.idle_timeout_s),
     )
     reader.finish()
     return result
@@ -653,6 +669,28 @@ def config_from_dict(data: Any, base_dir: Path = Path(".")) -> MonitorConfig:
     )
     root.finish()
     return config
+
+
+ROLES = ("all", "ingest", "aggregate")
+
+
+def check_role(config: MonitorConfig, role: str) -> None:
+    """Raise :class:`ConfigError` when ``config`` cannot run as ``role``.
+
+    Scaled-out replicas must count against one reference per model, so
+    ``ingest`` and ``aggregate`` need a baseline file for every model.
+    """
+    if role not in ROLES:
+        raise ConfigError(f"--role: expected one of {', '.join(ROLES)}, got {role!r}")
+    if role == "all":
+        return
+    for index, model in enumerate(config.models):
+        if model.reference.baseline is None:
+            raise ConfigError(
+                f"models[{index}].reference.baseline: required with --role {role} "
+                "(every replica must count against the same reference; "
+                "build one with 'stream-monitor baseline')"
+            )
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> MonitorConfig:

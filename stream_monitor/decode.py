@@ -49,6 +49,7 @@ REASONS = (
     "late_label",
     "label_without_join",
     "state_conflict",
+    "late_partial",
 )
 
 #: Epoch values above this are read as milliseconds (SPEC section 1).

@@ -2,8 +2,19 @@
 
 The engine knows nothing of Kafka or HTTP: the service loop, ``replay`` and the
 benchmark feed it the same :class:`RawMessage` batches, so they compute the
-same numbers. Each :meth:`Engine.evaluate` judges every window and publishes
-an immutable :class:`Snapshot` that the Prometheus collector reads.
+same numbers. Each :meth:`Engine.evaluate` judges the windows that ended at
+newly closed panes and publishes an immutable :class:`Snapshot` of the live
+windows that the Prometheus collector reads.
+
+A pane is closed once every input partition's watermark (the largest event
+time it carried) has passed the pane's end by the allowed lateness: later
+events for it are rejected as late, so the pane is complete. A partition that
+is caught up (nothing left to read) and whose watermark did not move for
+``windows.idle_timeout_s`` of wall time does not hold panes open; one that
+stalls with messages left to read (a rebalance, a crashed replica) does.
+Drift is judged on each closed pane in turn, so drift events depend on the
+events alone, never on when evaluation ran or how many instances shared the
+work.
 """
 
 from __future__ import annotations
@@ -12,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,6 +40,7 @@ from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference
 from stream_monitor.sketches.latency import LatencyHistogram, LatencyStats
 from stream_monitor.state import ModelVersionState
+from stream_monitor.windows import SlidingWindows
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +80,17 @@ class Snapshot:
 
 
 class Engine:
-    """Per model version state, label joins, evaluation and counters for one monitor instance."""
+    """Per model version state, label joins, evaluation and counters for one monitor instance.
+
+    ``clock`` (monotonic seconds) enables the idle timeout of partitions; without
+    it (replay, benchmarks) a pane closes only when every partition passed it.
+    """
 
     def __init__(
-        self, config: MonitorConfig, baselines: Mapping[str, Reference] | None = None
+        self,
+        config: MonitorConfig,
+        baselines: Mapping[str, Reference] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.baselines = dict(baselines or {})
@@ -92,6 +111,8 @@ class Engine:
         )
         self.watermark_s = -math.inf
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
+        self.clock = clock
+        self._expected: dict[PartitionKey, float | None] = {}
         self._snapshot = Snapshot()
 
     def process(self, messages: Sequence[RawMessage], now_s: float | None = None) -> list[Reject]:
@@ -102,7 +123,10 @@ class Engine:
         rejects: list[Reject] = []
         for key, indexes in _by_partition(messages).items():
             ledger = self.ledger(key)
+            event_time = ledger.event_time
             part = self._process_partition([messages[i] for i in indexes], ledger, now_s)
+            if ledger.event_time > event_time and self.clock is not None:
+                ledger.advanced_at = self.clock()
             rejects.extend(
                 Reject(indexes[r.message_index] if r.message_index >= 0 else -1, r.reason, r.detail)
                 for r in part
@@ -120,6 +144,35 @@ class Engine:
             ledger = self.ledgers[key] = PartitionLedger(key)
         return ledger
 
+    def expect(self, keys: Iterable[PartitionKey]) -> None:
+        """Input partitions that hold panes open until they pass them (or go idle)."""
+        for key in keys:
+            self._expected.setdefault(key, self.clock() if self.clock is not None else None)
+
+    def closing_watermark(self) -> float:
+        """The event time every active input partition has reached.
+
+        Active: expected or carrying events, and not idle (caught up and still for
+        ``idle_timeout_s``). When every partition is idle, the largest watermark
+        of all (nothing more is coming).
+        """
+        now = self.clock() if self.clock is not None else None
+        idle_s = self.config.windows.idle_timeout_s
+        keys = set(self._expected) | {k for k, ledger in self.ledgers.items() if ledger.watermarks}
+        active, seen = [], []
+        for key in keys:
+            ledger = self.ledgers.get(key)
+            mark = ledger.event_time if ledger is not None else -math.inf
+            if mark > -math.inf:
+                seen.append(mark)
+            since = ledger.advanced_at if ledger is not None else None
+            since = self._expected.get(key) if since is None else since
+            caught_up = ledger is None or ledger.caught_up
+            if caught_up and now is not None and since is not None and now - since >= idle_s:
+                continue
+            active.append(mark)
+        return min(active) if active else max(seen, default=-math.inf)
+
     def _process_partition(
         self, messages: Sequence[RawMessage], ledger: PartitionLedger, now_s: float | None
     ) -> list[Reject]:
@@ -127,7 +180,7 @@ class Engine:
         rejects = result.rejects
         for batch in result.batches:
             batch = self._drop_future(batch, now_s, rejects)
-            state = self._state(batch.model, batch.version)
+            state = self.state(batch.model, batch.version)
             if state is None:
                 rejects.extend(Reject(int(i), "too_many_versions") for i in batch.message_index)
                 continue
@@ -233,16 +286,19 @@ class Engine:
                 continue
             if state.reference is not None:
                 references["\x1f".join(version_key)] = state.reference.to_dict()
+        errors = []
         for state in self.states.values():
             warmup += [persist.batch_to_json(b) for b in state.warmup_of(ledger)]
-            instance.append(
-                [state.model.name, state.version, state.quality_reference, state.errors.to_state()]
-            )
+            judged = state.judged.end_pane if state.judged is not None else None
+            instance.append([state.model.name, state.version, state.quality_reference, judged])
+            if key in state.errors:
+                errors.append([state.model.name, state.version, state.errors[key].to_state()])
         meta = {
             "next_offset": ledger.next_offset,
             "watermarks": [[*v, ts] for v, ts in ledger.watermarks.items()],
             "references": references,
             "warmup": warmup,
+            "errors": errors,
             "joins": {model: store.owned_state(key) for model, store in (self.joins or {}).items()},
             "severities": persist.severities_to_json(self.board.severities()),
             "instance": instance,
@@ -251,6 +307,7 @@ class Engine:
 
     def drop_partition(self, key: PartitionKey) -> None:
         """Forget a partition this instance no longer owns (revoked or lost)."""
+        self._expected.pop(key, None)
         ledger = self.ledgers.pop(key, None)
         if ledger is None:
             return
@@ -277,7 +334,7 @@ class Engine:
                 warmup.setdefault((batch.model, batch.version), []).append(batch)
         versions = set(ledger.panes) | set(ledger.watermarks) | set(warmup)
         for version_key in versions:
-            state = self._state(*version_key)
+            state = self.state(*version_key)
             if state is None:
                 continue
             stored = meta["references"].get("\x1f".join(version_key))
@@ -299,13 +356,28 @@ class Engine:
                 self.joins[model].load_owned(rows, checkpoint.key)
         for series, severity in persist.severities_from_json(meta["severities"]).items():
             self.board.adopt(series, severity)
-        for model, version, quality_reference, errors in meta["instance"]:
+        for model, version, quality_reference, judged in meta["instance"]:
             state = self.states.get((model, version))
             if state is not None:
                 state.quality_reference = state.quality_reference or quality_reference
-                state.errors.adopt(errors)
+                if judged is not None:
+                    state.adopt_judged(int(judged))
+        for model, version, errors in meta["errors"]:
+            state = self.states.get((model, version))
+            if state is not None:
+                state.error_stream(checkpoint.key).adopt(errors)
 
-    def _state(self, model: str, version: str) -> ModelVersionState | None:
+    def drop_model(self, model: str) -> None:
+        """Forget every version of ``model`` (an aggregator handed it to another replica)."""
+        for key in [k for k in self.states if k[0] == model]:
+            del self.states[key]
+            self.board.forget(*key)
+            for ledger in self.ledgers.values():
+                ledger.panes.pop(key, None)
+                ledger.watermarks.pop(key, None)
+
+    def state(self, model: str, version: str) -> ModelVersionState | None:
+        """The state of a model version, created on first use (None beyond the version cap)."""
         state = self.states.get((model, version))
         if state is not None:
             return state
@@ -328,42 +400,31 @@ class Engine:
                 self.drift_events_total[(model, version, metric, severity)] += 0
         return state
 
-    def evaluate(self, now_s: float | None = None) -> list[DriftEvent]:
-        """Judge every window, publish a new snapshot, and return the drift events."""
+    def evaluate(self, now_s: float | None = None, final: bool = False) -> list[DriftEvent]:
+        """Judge the windows of newly closed panes, publish a snapshot, return the drift events.
+
+        ``final`` (end of the input, as in ``replay``) closes every pane seen.
+        """
         detected_at = time.time() if now_s is None else now_s
+        closing = self.closing_watermark()
         events: list[DriftEvent] = []
         samples: list[WindowSample] = []
         histograms = {}
         for state in self.states.values():
-            if state.layout is None or state.windows is None or state.cumulative is None:
+            if state.layout is None or state.windows is None or state.judged is None:
                 continue
-            layout = state.layout
-            histograms[(state.model.name, state.version)] = layout.latency_histogram(
+            assert state.cumulative is not None
+            mark = state.watermark_s if final else closing - state.allowed_lateness_s
+            if math.isfinite(mark):
+                last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
+                for _ in state.close_panes(last_closed):
+                    for window in state.window_sizes:
+                        sample, info = self._sample(state, state.judged, window)
+                        events.extend(self._judge(state, info, sample, detected_at))
+            histograms[(state.model.name, state.version)] = state.layout.latency_histogram(
                 state.cumulative
             )
-            for window in state.window_sizes:
-                first, last = state.windows.span(window)
-                vector = state.windows.window(window)
-                stats = layout.stability(vector)
-                start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
-                covered_s = max(state.pane_s, min(end_s - start_s, state.watermark_s - start_s))
-                sample = WindowSample(
-                    state.model.name,
-                    state.version,
-                    window,
-                    start_s,
-                    end_s,
-                    stats.events / covered_s,
-                    stats,
-                    layout.quality_values(vector),
-                    layout.latency_stats(vector),
-                    layout.detections(vector),
-                )
-                samples.append(sample)
-                info = WindowInfo(
-                    window, start_s, end_s, stats.events, layout.reference.description
-                )
-                events.extend(self._judge(state, info, sample, detected_at))
+            samples += [self._sample(state, state.windows, w)[0] for w in state.window_sizes]
         for event in events:
             key = (event.model, event.model_version, event.metric, event.severity)
             self.drift_events_total[key] += 1
@@ -378,6 +439,41 @@ class Engine:
             label_joins=self._join_counts(),
         )
         return events
+
+    def operations_snapshot(self) -> Snapshot:
+        """A snapshot of the counters alone (an ingest replica judges no window)."""
+        return Snapshot(
+            events_total=dict(self.events_total),
+            invalid_total={**dict.fromkeys(REASONS, 0), **self.invalid_total},
+            label_joins=self._join_counts(),
+        )
+
+    @staticmethod
+    def _sample(
+        state: ModelVersionState, windows: SlidingWindows, window: str
+    ) -> tuple[WindowSample, WindowInfo]:
+        """The statistics of ``window`` as ``windows`` hold it now."""
+        layout = state.layout
+        assert layout is not None
+        first, last = windows.span(window)
+        vector = windows.window(window)
+        stats = layout.stability(vector)
+        start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
+        covered_s = max(state.pane_s, min(end_s - start_s, state.watermark_s - start_s))
+        sample = WindowSample(
+            state.model.name,
+            state.version,
+            window,
+            start_s,
+            end_s,
+            stats.events / covered_s,
+            stats,
+            layout.quality_values(vector),
+            layout.latency_stats(vector),
+            layout.detections(vector),
+        )
+        info = WindowInfo(window, start_s, end_s, stats.events, layout.reference.description)
+        return sample, info
 
     def _join_counts(self) -> dict[str, int]:
         if self.joins is None:
@@ -405,7 +501,7 @@ class Engine:
             else []
         )
         checks += quality_checks(state, sample)
-        if sample.detections > 0 or self.board.severities().get(
+        if sample.detections > 0 or self.board.severity(
             SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
         ) not in (None, "ok"):
             checks.append(("concept_drift", None, sample.detections, DETECTION))

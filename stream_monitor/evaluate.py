@@ -169,6 +169,10 @@ class SeverityBoard:
         if key not in self._severities and severity in LEVELS:
             self._severities[key] = severity
 
+    def severity(self, key: SeriesKey) -> str | None:
+        """The severity of ``key`` (None before it was judged)."""
+        return self._severities.get(key)
+
     def severities(self) -> dict[SeriesKey, str]:
         """Severity of every series judged so far."""
         return dict(self._severities)

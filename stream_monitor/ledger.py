@@ -4,8 +4,9 @@ Windows are sums of pane vectors, so the state of an instance is the sum of
 its partitions' contributions. A :class:`PartitionLedger` keeps one partition's
 share (its pane deltas per model version, its event-time watermarks and the
 offset they reflect) so that the partition can be checkpointed, handed to
-another instance on a rebalance (subtracted here, added there) and restored
-after a crash, without any other partition's state moving.
+another instance on a rebalance (subtracted here, added there), restored after
+a crash, or published to the aggregators of a scaled-out deployment, without
+any other partition's state moving.
 """
 
 from __future__ import annotations
@@ -17,6 +18,52 @@ VersionKey = tuple[str, str]
 PaneKey = tuple[VersionKey, int]
 
 
+class PaneChanges:
+    """Which panes changed or were evicted since they were last written somewhere.
+
+    A ledger keeps one tracker per destination (the changelog, the partials
+    topic), so each is written incrementally and only written panes need a
+    tombstone when they are evicted.
+    """
+
+    def __init__(self) -> None:
+        self.dirty: set[PaneKey] = set()
+        self.evicted: set[PaneKey] = set()
+        self._written: set[PaneKey] = set()
+
+    def touch(self, key: PaneKey) -> None:
+        """``key`` changed."""
+        self.dirty.add(key)
+        self.evicted.discard(key)
+
+    def evict(self, key: PaneKey) -> None:
+        """``key`` was forgotten."""
+        self.dirty.discard(key)
+        if key in self._written:
+            self._written.discard(key)
+            self.evicted.add(key)
+
+    def take(
+        self, panes: dict[VersionKey, dict[int, np.ndarray]]
+    ) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
+        """Panes changed and panes evicted since the last call."""
+        changed = {
+            (version, pane): panes[version][pane]
+            for version, pane in self.dirty
+            if pane in panes.get(version, {})
+        }
+        evicted = set(self.evicted)
+        self._written |= set(changed)
+        self.dirty.clear()
+        self.evicted.clear()
+        return changed, evicted
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything changed since the last :meth:`take`."""
+        return bool(self.dirty or self.evicted)
+
+
 class PartitionLedger:
     """Pane deltas, watermarks and the next offset of one input partition."""
 
@@ -25,13 +72,19 @@ class PartitionLedger:
         self.next_offset: int | None = None
         self.panes: dict[VersionKey, dict[int, np.ndarray]] = {}
         self.watermarks: dict[VersionKey, float] = {}
-        self.dirty: set[PaneKey] = set()
-        self.evicted: set[PaneKey] = set()
-        self._written: set[PaneKey] = set()
+        self.advanced_at: float | None = None
+        self.caught_up = True
+        self.checkpointed = PaneChanges()
+        self.published = PaneChanges()
 
     def watermark(self, version: VersionKey) -> float:
         """Largest event time of ``version`` seen on this partition (-inf before any)."""
         return self.watermarks.get(version, -np.inf)
+
+    @property
+    def event_time(self) -> float:
+        """Largest event time of any version on this partition (its watermark)."""
+        return max(self.watermarks.values(), default=-np.inf)
 
     def advance(self, version: VersionKey, event_ts_max: float) -> None:
         """Move this partition's watermark of ``version`` forward."""
@@ -45,38 +98,44 @@ class PartitionLedger:
             panes[pane] = delta.copy()
         else:
             stored += delta
-        self.dirty.add((version, pane))
-        self.evicted.discard((version, pane))
+        self._touch((version, pane))
+
+    def replace(self, version: VersionKey, pane: int, vector: np.ndarray) -> np.ndarray:
+        """Set ``pane`` to ``vector``; returns the change (new minus old)."""
+        panes = self.panes.setdefault(version, {})
+        old = panes.get(pane)
+        panes[pane] = vector
+        self._touch((version, pane))
+        return vector if old is None else vector - old
+
+    def _touch(self, key: PaneKey) -> None:
+        self.checkpointed.touch(key)
+        self.published.touch(key)
 
     def evict(self, version: VersionKey, oldest_pane: int) -> None:
         """Forget panes older than ``oldest_pane`` (they left every window)."""
         panes = self.panes.get(version, {})
         for pane in [p for p in panes if p < oldest_pane]:
             del panes[pane]
-            self.dirty.discard((version, pane))
-            if (version, pane) in self._written:  # only checkpointed panes need a tombstone
-                self._written.discard((version, pane))
-                self.evicted.add((version, pane))
+            self.checkpointed.evict((version, pane))
+            self.published.evict((version, pane))
 
     def mark_all_dirty(self) -> None:
         """Rewrite every pane at the next checkpoint (after one that was not confirmed).
 
-        Panes evicted since stay listed in ``evicted``, so their tombstones are written too.
+        Panes evicted since stay listed as evicted, so their tombstones are written too.
         """
-        self.dirty = {(version, pane) for version, panes in self.panes.items() for pane in panes}
+        for version, panes in self.panes.items():
+            for pane in panes:
+                self.checkpointed.touch((version, pane))
 
     def take_changes(self) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
-        """Panes changed and panes evicted since the last call (for an incremental checkpoint)."""
-        changed = {
-            (version, pane): self.panes[version][pane]
-            for version, pane in self.dirty
-            if pane in self.panes.get(version, {})
-        }
-        evicted = set(self.evicted)
-        self._written |= set(changed)
-        self.dirty.clear()
-        self.evicted.clear()
-        return changed, evicted
+        """Panes changed and panes evicted since the last checkpoint."""
+        return self.checkpointed.take(self.panes)
+
+    def take_unpublished(self) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
+        """Panes changed and panes evicted since the last publication of partials."""
+        return self.published.take(self.panes)
 
 
 class LedgerPanes:

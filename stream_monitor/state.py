@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -120,6 +121,12 @@ class ModelVersionState:
     Without a baseline the first ``reference.warmup_events`` events become the
     reference; they are buffered (a bounded number) and counted in their panes
     as soon as the reference exists.
+
+    Two sets of windows read the same panes: ``windows`` end at the newest
+    pane (what ``/metrics`` shows) and ``judged`` end at the newest *closed*
+    pane, one pane at a time, so drift is judged on complete windows at
+    points fixed by event time alone (see :meth:`close_panes`). Each input
+    partition feeds its own concept-drift error stream, in its Kafka order.
     """
 
     def __init__(
@@ -152,7 +159,10 @@ class ModelVersionState:
         self.windows: SlidingWindows | None = None
         self.cumulative: np.ndarray | None = None
         self.quality_reference: dict[str, float] = {}
-        self.errors = ErrorStream(concept_drift)
+        self.concept_drift = concept_drift
+        self.errors: dict[PartitionKey, ErrorStream] = {}
+        self.judged: SlidingWindows | None = None
+        self.rejudge = False
         self.key = (model.name, version)
         self._warmup: list[tuple[PartitionLedger, ModelBatch]] = []
         self._warmup_rows = 0
@@ -167,12 +177,9 @@ class ModelVersionState:
 
     def _start(self, reference: Reference, rows: ModelBatch | None) -> None:
         self.layout = CounterLayout(self.model, reference)
-        self.windows = SlidingWindows(
-            self.layout.width,
-            self.window_sizes,
-            self.keep_panes,
-            LedgerPanes(self.key, self._ledgers),
-        )
+        panes = LedgerPanes(self.key, self._ledgers)
+        self.windows = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
+        self.judged = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
         self.cumulative = np.zeros(self.layout.width)
         self.quality_reference = dict(reference.quality)
         if rows is not None and len(rows):
@@ -228,7 +235,7 @@ class ModelVersionState:
         ledger.advance(self.key, float(batch.event_ts.max()))
         self._advance(ledger.watermark(self.key))
         self.events_total += len(batch)
-        self._feed_errors(ledger, batch.prediction, labels)
+        self._feed_errors(ledger, batch.prediction, labels, pane_index)
         return Counted(rejects, [(ledger, batch, pane_index)])
 
     def _advance(self, event_ts: float) -> None:
@@ -238,19 +245,44 @@ class ModelVersionState:
             return
         self.watermark_s = event_ts
         self.windows.advance(int(pane_of(np.array([event_ts]), self.pane_s)[0]))
-        oldest = self.windows.oldest_pane
-        if oldest is not None:
-            for ledger in self._ledgers.values():
-                ledger.evict(self.key, oldest)
+        self._evict()
 
-    def _feed_errors(self, ledger: PartitionLedger, predictions: Any, labels: Any) -> None:
-        """Feed the error stream; a detection is counted in the watermark's pane."""
-        assert self.layout is not None and self.windows is not None
-        assert self.windows.end_pane is not None
+    def _evict(self) -> None:
+        """Forget panes that left every live and every judged window.
+
+        Judged windows lag the live ones while a partition holds panes open;
+        panes further back than twice the horizon go regardless (memory stays
+        bounded), and judged windows still holding them skip ahead past them.
+        """
+        assert self.windows is not None and self.judged is not None
+        live = self.windows.oldest_pane
+        if live is None:
+            return
+        floor = live - self.keep_panes
+        judged = self.judged.oldest_pane
+        if judged is not None and judged < floor:
+            self.judged.advance(floor + max(self.window_sizes.values()) - 1)
+            judged = self.judged.oldest_pane
+        oldest = floor if judged is None else max(floor, min(live, judged))
+        for ledger in self._ledgers.values():
+            ledger.evict(self.key, oldest)
+
+    def error_stream(self, key: PartitionKey) -> ErrorStream:
+        """The concept-drift error stream of input partition ``key``."""
+        stream = self.errors.get(key)
+        if stream is None:
+            stream = self.errors[key] = ErrorStream(self.concept_drift)
+        return stream
+
+    def _feed_errors(
+        self, ledger: PartitionLedger, predictions: Any, labels: Any, panes: np.ndarray
+    ) -> None:
+        """Feed the partition's error stream; a detection counts in the newest pane fed."""
+        assert self.layout is not None
         errors = prediction_errors(self.model.task, self.model.threshold, predictions, labels)
-        found = self.errors.feed(errors)
+        found = self.error_stream(ledger.key).feed(errors)
         if found:
-            self._credit(ledger, self.windows.end_pane, self.layout.detection_delta(found))
+            self._credit(ledger, int(panes.max()), self.layout.detection_delta(found))
 
     def _add(
         self, ledger: PartitionLedger, pane_index: np.ndarray, deltas_of: Any, *columns: Any
@@ -261,17 +293,83 @@ class ModelVersionState:
             self._credit(ledger, pane, delta)
 
     def _credit(self, ledger: PartitionLedger, pane: int, delta: np.ndarray) -> None:
-        assert self.windows is not None and self.cumulative is not None
-        self.windows.add(pane, delta)
-        self.cumulative += delta
+        assert self.cumulative is not None
         ledger.add(self.key, pane, delta)
         self._ledgers[ledger.key] = ledger
+        self._follow(pane, delta)
+        self.cumulative += delta
+
+    def _follow(self, pane: int, delta: np.ndarray) -> None:
+        """Add a pane's change to every live and judged window holding the pane."""
+        assert self.windows is not None and self.judged is not None
+        self.windows.add(pane, delta)
+        end = self.judged.end_pane
+        if end is not None and end - max(self.window_sizes.values()) < pane <= end:
+            self.judged.add(pane, delta)
+            self.rejudge = True
+
+    def merge(self, ledger: PartitionLedger, pane: int, vector: np.ndarray) -> bool:
+        """Take a partition's newest partial summary of ``pane`` (scale-out aggregation).
+
+        Returns False, keeping nothing, when the pane already left every window.
+        """
+        assert self.windows is not None and self.cumulative is not None
+        oldest = self.windows.oldest_pane
+        if oldest is not None and pane < oldest - self.keep_panes:
+            return False
+        delta = ledger.replace(self.key, pane, vector)
+        self._ledgers[ledger.key] = ledger
+        self._follow(pane, delta)
+        self.cumulative += delta
+        return True
+
+    def follow_watermark(self, ledger: PartitionLedger) -> None:
+        """Slide the live windows to a partition's reported watermark (scale-out aggregation)."""
+        if self.windows is not None:
+            self._ledgers[ledger.key] = ledger
+            self._advance(ledger.watermark(self.key))
+
+    def close_panes(self, last_closed: int) -> Iterator[int]:
+        """Slide the judged windows up to ``last_closed``, one pane at a time.
+
+        Yields each end pane; the caller judges ``judged`` there. After a late
+        change to a judged pane (``rejudge``) the current end is yielded again.
+        """
+        if self.judged is None:
+            return
+        end = self.judged.end_pane
+        if end is None:
+            held = self.judged.source.indices()
+            if not held:
+                return
+            end = min(held) - 1
+        if self.rejudge and self.judged.end_pane is not None:
+            self.rejudge = False
+            yield self.judged.end_pane
+        for pane in range(end + 1, last_closed + 1):
+            self.judged.advance(pane)
+            self.rejudge = False
+            yield pane
+
+    def adopt_judged(self, end_pane: int) -> None:
+        """Continue judging after ``end_pane`` (restored: it was judged before)."""
+        if self.judged is not None and (
+            self.judged.end_pane is None or self.judged.end_pane < end_pane
+        ):
+            self.judged.advance(end_pane)
+            self.rejudge = False
 
     def add_labels(
         self, panes: np.ndarray, predictions: Any, labels: list[Any], ledger: PartitionLedger
     ) -> int:
-        """Count joined labels in their predictions' panes; returns how many were too late."""
+        """Count joined labels in their predictions' panes; returns how many were too late.
+
+        Every joined label feeds the error stream; one whose pane left every
+        window is not counted in the panes.
+        """
         assert self.layout is not None and self.windows is not None
+        column = label_column(self.model.task, labels)
+        self._feed_errors(ledger, predictions, column, panes)
         oldest = self.windows.oldest_pane
         kept = panes >= oldest if oldest is not None else np.ones(len(panes), dtype=bool)
         late = int((~kept).sum())
@@ -280,11 +378,9 @@ class ModelVersionState:
             rows = np.flatnonzero(kept)
             panes = panes[rows]
             predictions = _take(predictions, rows)
-            labels = [labels[i] for i in rows]
+            column = _take(column, rows)
         if len(panes):
-            column = label_column(self.model.task, labels)
             self._add(ledger, panes, self.layout.label_deltas, predictions, column)
-            self._feed_errors(ledger, predictions, column)
         return late
 
     def adopt_reference(self, reference: Reference) -> bool:
@@ -302,10 +398,11 @@ class ModelVersionState:
         self._ledgers.pop(ledger.key, None)
         kept = [(owner, batch) for owner, batch in self._warmup if owner is not ledger]
         self._warmup, self._warmup_rows = kept, sum(len(batch) for _, batch in kept)
+        self.errors.pop(ledger.key, None)
         if self.windows is None:
             return
         for pane, vector in ledger.panes.get(self.key, {}).items():
-            self.windows.add(pane, -vector)
+            self._follow(pane, -vector)
 
     def restore_partition(self, ledger: PartitionLedger, warmup: list[ModelBatch]) -> Counted:
         """Add a restored partition's share: its ledger's panes and buffered warm-up rows."""
@@ -315,7 +412,7 @@ class ModelVersionState:
             return self._finish_warmup()
         self._ledgers[ledger.key] = ledger
         for pane, vector in ledger.panes.get(self.key, {}).items():
-            self.windows.add(pane, vector)
+            self._follow(pane, vector)
         self._advance(ledger.watermark(self.key))
         counted = Counted()
         for batch in warmup:

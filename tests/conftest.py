@@ -49,7 +49,12 @@ def make_config(**overrides: Any) -> MonitorConfig:
     """A config for the synthetic models; keyword arguments replace top-level sections."""
     data: dict[str, Any] = {
         "models": [FRAUD_MODEL, PRICE_MODEL],
-        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "windows": {
+            "pane_s": 60,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": 3,
+        },
         "drift": {"min_window_events": 200},
     }
     data.update(overrides)

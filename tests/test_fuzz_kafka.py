@@ -92,7 +92,12 @@ def config_for(broker: EmbeddedBroker, events: str, drift: str, dead_letter: str
                 "topics": {"events": events, "drift_events": drift, "dead_letter": dead_letter},
                 **TEST_KAFKA,
             },
-            "windows": {"pane_s": 60, "sizes": ["5m", "1h"], "allowed_lateness_s": 120},
+            "windows": {
+                "pane_s": 60,
+                "sizes": ["5m", "1h"],
+                "allowed_lateness_s": 120,
+                "idle_timeout_s": 3,
+            },
             "drift": {"min_window_events": 50},
             "limits": {
                 "max_message_bytes": MAX_MESSAGE_BYTES,

@@ -58,7 +58,12 @@ def test_late_out_of_order_labels_through_kafka(
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {"pane_s": PANE_S, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "windows": {
+            "pane_s": PANE_S,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": 3,
+        },
         "labels": {"ttl_s": TTL_S, "clock": "event"},  # join: on, as a labels topic is set
         "models": [FRAUD_MODEL],
         "evaluation_interval_s": 0.5,

@@ -239,7 +239,12 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
                 **TEST_KAFKA,
             },
             "metrics": {"host": "127.0.0.1", "port": 0},
-            "windows": {"pane_s": 60, "sizes": list(WINDOWS), "allowed_lateness_s": 120},
+            "windows": {
+                "pane_s": 60,
+                "sizes": list(WINDOWS),
+                "allowed_lateness_s": 120,
+                "idle_timeout_s": 3,
+            },
             "drift": {"min_window_events": 200},
             "models": [FRAUD_MODEL, PRICE_MODEL],
         }

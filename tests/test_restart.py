@@ -81,7 +81,12 @@ def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": port},
-        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "windows": {
+            "pane_s": 60,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": 3,
+        },
         "drift": {"min_window_events": 200},
         "models": [FRAUD_MODEL, PRICE_MODEL],
     }
@@ -146,7 +151,12 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
             "topics": {"events": events_topic, "drift_events": topic_names("drift")},
             **TEST_KAFKA,
         },
-        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "windows": {
+            "pane_s": 60,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": 3,
+        },
         "models": [FRAUD_MODEL],
     }
     config = config_from_dict(base)

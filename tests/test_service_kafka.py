@@ -57,7 +57,12 @@ def config_data(broker: EmbeddedBroker, events_topic: str, drift_topic: str, dlq
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120},
+        "windows": {
+            "pane_s": 60,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": 3,
+        },
         "drift": {"min_window_events": 200},
         "models": [FRAUD_MODEL, PRICE_MODEL],
     }

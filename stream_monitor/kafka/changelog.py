@@ -44,7 +44,7 @@ from stream_monitor.sinks.kafka_topics import TopicWriter
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHUNK_BYTES = 512 * 1024
 
 
@@ -175,8 +175,11 @@ def read_changelog(
     topic: str,
     partition: int,
     timeout_s: float = 15.0,
-) -> dict[bytes, bytes | None]:
-    """The latest value of every key in one changelog partition (None: deleted)."""
+) -> tuple[dict[bytes, bytes | None], int]:
+    """The latest value of every key in one compacted partition (None: deleted).
+
+    Also returns the offset just past the marker: what a reader continues from.
+    """
     nonce = uuid.uuid4().hex
     outcome: list[Any] = []
     producer = Producer({**producer_settings, "enable.idempotence": False})
@@ -210,7 +213,7 @@ def read_changelog(
                     continue
                 key = message.key()
                 if key == marker:
-                    return latest
+                    return latest, (message.offset() or 0) + 1
                 if key is not None:
                     latest[key] = message.value()
         raise CheckpointError(f"{topic}[{partition}]: restore read did not reach its marker")

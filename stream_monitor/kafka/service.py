@@ -38,6 +38,7 @@ from stream_monitor.kafka.changelog import (
     read_changelog,
     restore,
 )
+from stream_monitor.kafka.publisher import PartialPublisher
 from stream_monitor.rejects import RejectLog
 from stream_monitor.sinks.kafka_topics import (
     DeliveryError,
@@ -112,16 +113,26 @@ def brokers_up(stats: dict[str, Any]) -> bool:
 
 
 class MonitorService:
-    """One monitor instance in the consumer group."""
+    """One monitor instance in the consumer group.
+
+    With ``ingest`` it judges nothing: it publishes partial summaries for the
+    aggregate replicas (:mod:`stream_monitor.partials`) where it would evaluate,
+    so they are delivered before the changelog and the offsets they reflect.
+    """
 
     def __init__(
         self,
         config: MonitorConfig,
         engine: Engine,
         on_drift: Callable[[DriftEvent], None] | None = None,
+        ingest: bool = False,
     ) -> None:
         self.config = config
+        self.ingest = ingest
+        self.publisher: PartialPublisher | None = None
         self.engine = engine
+        if engine.clock is None:
+            engine.clock = time.monotonic
         self.on_drift = on_drift
         self.reject_log = RejectLog()
         self._lag: dict[tuple[str, int], int] = {}
@@ -170,6 +181,8 @@ class MonitorService:
                 self._stop.wait(1.0)
                 self._reopen_changelog()
         self._owned.update((p.topic, p.partition) for p in partitions)
+        events = self.config.kafka.topics.events
+        self.engine.expect((p.topic, p.partition) for p in partitions if p.topic == events)
         if self.config.kafka.assignment_strategy == "cooperative-sticky":
             consumer.incremental_assign(partitions)
         else:
@@ -185,7 +198,7 @@ class MonitorService:
             by_changelog.setdefault(target, []).append(p)
         settings = consumer_settings(self.config.kafka)
         for target, members in by_changelog.items():
-            latest = read_changelog(
+            latest, _ = read_changelog(
                 settings, producer_settings(self.config.kafka), self.changelog.topic, target
             )
             for p in members:
@@ -218,6 +231,8 @@ class MonitorService:
             self.engine.drop_partition(key)
             if self.changelog is not None:
                 self.changelog.forget(key)
+            if self.publisher is not None:
+                self.publisher.forget(key)
 
     # -- public --
 
@@ -246,19 +261,32 @@ class MonitorService:
                     ) from None
                 time.sleep(0.5)
 
-    def open_changelog(self) -> None:
-        """Create (if needed) and open the changelog topic, sized like the input topics."""
+    def input_partitions(self) -> int:
+        """The most partitions of the input topics (1 when they do not exist yet)."""
         kafka = self.config.kafka
         metadata = self.consumer.list_topics(timeout=10)
         inputs = [kafka.topics.events, *([kafka.topics.labels] if kafka.topics.labels else [])]
-        partitions = max(
+        return max(
             [len(metadata.topics[t].partitions) for t in inputs if t in metadata.topics] or [1]
         )
+
+    def open_compacted(self, topic: str, partitions: int) -> int:
+        """Create (if needed) a compacted topic; its partition count."""
+        kafka = self.config.kafka
         admin = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client}
-        topic = kafka.changelog_topic
-        self.changelog = ChangelogWriter(
-            self.writer, topic, ensure_changelog(admin, topic, partitions)
-        )
+        return ensure_changelog(admin, topic, partitions)
+
+    def open_changelog(self) -> None:
+        """Create (if needed) and open the changelog topic, sized like the input topics."""
+        topic = self.config.kafka.changelog_topic
+        partitions = self.open_compacted(topic, self.input_partitions())
+        self.changelog = ChangelogWriter(self.writer, topic, partitions)
+
+    def open_partials(self) -> int:
+        """Create (if needed) the partials topic; its partition count."""
+        kafka = self.config.kafka
+        wanted = kafka.partials_partitions or self.input_partitions()
+        return self.open_compacted(kafka.partials_topic, wanted)
 
     def _reopen_changelog(self) -> None:
         """Recreate a changelog topic that vanished (a broker that lost its data)."""
@@ -273,6 +301,11 @@ class MonitorService:
         kafka = self.config.kafka
         if kafka.checkpoints and self.changelog is None:
             self.open_changelog()
+        if self.ingest and self.publisher is None:
+            partitions = self.open_partials()
+            self.publisher = PartialPublisher(
+                self.engine, self.writer, kafka.partials_topic, partitions
+            )
         topics = [kafka.topics.events]
         if kafka.topics.labels:
             topics.append(kafka.topics.labels)
@@ -333,8 +366,30 @@ class MonitorService:
                     self.writer, self.config.kafka.topics.dead_letter, raw, rejects
                 )
 
+    def _note_caught_up(self) -> None:
+        """Whether each owned partition was read to its (cached) high watermark."""
+        for key in self._owned:
+            ledger = self.engine.ledgers.get(key)
+            if ledger is None:
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                continue
+            ledger.caught_up = high >= 0 and (ledger.next_offset or 0) >= high
+
     def evaluate(self) -> None:
-        """Judge the windows, queue drift events, publish the snapshot."""
+        """Judge windows and queue drift events (ingest: publish partials); refresh the snapshot."""
+        self._note_caught_up()
+        if self.publisher is not None:
+            self.publisher.publish(key for key in self.engine.ledgers if key in self._owned)
+            self.writer.producer.poll(0)
+            self._snapshot = replace(
+                self.engine.operations_snapshot(),
+                consumer_lag=dict(self._lag),
+                broker_up=self._broker_up,
+            )
+            return
         events = self.engine.evaluate()
         if events:
             produce_drift_events(self.writer, self.config.kafka.topics.drift_events, events)
@@ -355,6 +410,8 @@ class MonitorService:
         for ledger in self.engine.ledgers.values():
             ledger.mark_all_dirty()
         self._checkpointed.clear()
+        if self.publisher is not None:
+            self.publisher.resend()
 
     def checkpoint(self) -> bool:
         """Evaluate, write state, confirm delivery, then commit offsets (the module's order)."""
@@ -365,7 +422,7 @@ class MonitorService:
         if self.changelog is not None:
             for key in owned:
                 ledger = self.engine.ledgers[key]
-                unchanged = not ledger.dirty and not ledger.evicted
+                unchanged = not ledger.checkpointed.pending
                 if unchanged and self._checkpointed.get(key) == ledger.next_offset:
                     continue
                 changed, evicted, meta = self.engine.checkpoint_partition(key)
@@ -378,6 +435,8 @@ class MonitorService:
             for key in owned:
                 self.engine.ledgers[key].mark_all_dirty()
                 self._checkpointed.pop(key, None)
+            if self.publisher is not None:
+                self.publisher.resend()
             return False
         offsets = [
             TopicPartition(topic, partition, ledger.next_offset)

@@ -1,0 +1,174 @@
+"""The aggregate stage: partial summaries from every ingest replica merged per model.
+
+An :class:`Aggregator` feeds an :class:`~stream_monitor.engine.Engine` with
+records of the partials topic instead of input messages. Each input
+partition gets a ledger, as in a single process, but its panes are replaced by
+the newest partial the partition's ingest replica published (newest by input
+offset, so re-sent and stale partials change nothing) and its watermarks come
+from the replica's reports. Windows, closing, judging and drift events are the
+engine's own, so an aggregator computes what one process reading every input
+partition computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from stream_monitor import persist
+from stream_monitor.engine import Engine
+from stream_monitor.ledger import PartitionKey, VersionKey
+from stream_monitor.partials import (
+    JudgedMark,
+    PanePartial,
+    Record,
+    WatermarkReport,
+    fingerprint,
+    partition_of,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Aggregator:
+    """Merges partials into an engine and tracks which models it owns."""
+
+    def __init__(self, engine: Engine, partitions: int) -> None:
+        self.engine = engine
+        self.partitions = partitions
+        self._offsets: dict[tuple[PartitionKey, VersionKey, int], int] = {}
+        self._fingerprints: dict[VersionKey, str] = {}
+        self._judged: dict[str, bytes] = {}
+
+    def apply(self, records: Iterable[Record]) -> None:
+        """Merge records in log order."""
+        for record in records:
+            if isinstance(record, PanePartial):
+                self._merge(record)
+            elif isinstance(record, WatermarkReport):
+                self._follow(record)
+            else:
+                self._adopt(record)
+
+    def restore(self, records: Iterable[Record]) -> None:
+        """Rebuild owned models from a read of their partials partitions.
+
+        Panes and watermarks first, then the judged marks, so judging resumes
+        after the last pane judged before, with every restored pane in place.
+        """
+        records = list(records)
+        self.apply(r for r in records if not isinstance(r, JudgedMark))
+        self.apply(r for r in records if isinstance(r, JudgedMark))
+
+    def _merge(self, partial: PanePartial) -> None:
+        key = (partial.source, partial.version, partial.pane)
+        if self._offsets.get(key, -1) > partial.offset:
+            return  # an older copy: the partition was re-read after a crash or a rebalance
+        engine = self.engine
+        state = engine.state(*partial.version)
+        if state is None:
+            engine.invalid_total["too_many_versions"] += 1
+            return
+        if state.layout is None or state.layout.width != len(partial.vector):
+            engine.invalid_total["state_conflict"] += 1
+            return
+        expected = self._fingerprints.get(partial.version)
+        if expected is None:
+            assert state.reference is not None
+            expected = self._fingerprints[partial.version] = fingerprint(state.reference)
+        if partial.reference != expected:
+            log.error(
+                "%s %s: a partial from %s[%d] was counted against another reference "
+                "(give every replica the same baseline file); it is not merged",
+                *partial.version,
+                *partial.source,
+            )
+            engine.invalid_total["state_conflict"] += 1
+            return
+        ledger = engine.ledger(partial.source)
+        fresh = state.windows is not None and state.windows.end_pane is None
+        if not state.merge(ledger, partial.pane, partial.vector):
+            engine.invalid_total["late_partial"] += 1
+            return
+        self._offsets[key] = partial.offset
+        if fresh:  # a new state: follow the watermarks already reported
+            for other in engine.ledgers.values():
+                if partial.version in other.watermarks:
+                    state.follow_watermark(other)
+
+    def _follow(self, report: WatermarkReport) -> None:
+        engine = self.engine
+        ledger = engine.ledger(report.source)
+        before = ledger.event_time
+        ledger.caught_up = report.caught_up
+        ledger.next_offset = report.offset
+        for version, event_ts in report.watermarks.items():
+            ledger.advance(version, event_ts)
+            state = engine.states.get(version)
+            if state is not None:
+                state.follow_watermark(ledger)
+                engine.watermark_s = max(engine.watermark_s, state.watermark_s)
+        if ledger.event_time > before and engine.clock is not None:
+            ledger.advanced_at = engine.clock()
+
+    def _adopt(self, mark: JudgedMark) -> None:
+        for version, end_pane, quality_reference in mark.versions:
+            state = self.engine.state(mark.model, version)
+            if state is None:
+                continue
+            state.quality_reference = state.quality_reference or quality_reference
+            if end_pane is not None:
+                state.adopt_judged(int(end_pane))
+        for series, severity in persist.severities_from_json(mark.severities).items():
+            self.engine.board.adopt(series, severity)
+
+    def owns(self, model: str, partitions: set[int]) -> bool:
+        """Whether ``model``'s partials partition is among ``partitions``."""
+        return partition_of(model, self.partitions) in partitions
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the models of partials partitions this replica no longer owns."""
+        models = {m for m, _ in self.engine.states if self.owns(m, partitions)}
+        for model in models:
+            self.engine.drop_model(model)
+            self._judged.pop(model, None)
+        self._offsets = {k: v for k, v in self._offsets.items() if k[1][0] not in models}
+        self._fingerprints = {k: v for k, v in self._fingerprints.items() if k[0] not in models}
+
+    def judged_marks(self) -> list[tuple[str, JudgedMark]]:
+        """Progress records of models whose judging moved since they were last taken."""
+        engine = self.engine
+        severities = engine.board.severities()
+        marks = []
+        for model in sorted({m for m, _ in engine.states}):
+            versions = [
+                [
+                    state.version,
+                    state.judged.end_pane if state.judged is not None else None,
+                    state.quality_reference,
+                ]
+                for (name, _), state in engine.states.items()
+                if name == model
+            ]
+            rows = persist.severities_to_json(
+                {k: v for k, v in severities.items() if k.model == model}
+            )
+            mark = JudgedMark(model, versions, rows)
+            text = repr(mark).encode()
+            if self._judged.get(model) != text:
+                self._judged[model] = text
+                marks.append((model, mark))
+        return marks
+
+    def forget_marks(self) -> None:
+        """Write every progress record again (the last ones were not delivered)."""
+        self._judged.clear()
+
+    def prune(self) -> None:
+        """Drop newest-offset entries of panes no ledger holds any more (bounded memory)."""
+        ledgers = self.engine.ledgers
+        self._offsets = {
+            key: offset
+            for key, offset in self._offsets.items()
+            if key[0] in ledgers and key[2] in ledgers[key[0]].panes.get(key[1], {})
+        }

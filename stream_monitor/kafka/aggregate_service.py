@@ -1,0 +1,202 @@
+"""The aggregate replica's loop: partials in, windows judged, drift events out.
+
+Aggregate replicas form their own consumer group (``<group_id>-aggregate``)
+on the partials topic; each owns the models whose partials partition it is
+assigned. On assignment a partition is read from its beginning up to a marker
+(the topic is compacted: the newest partial of every pane, the watermarks and
+the last judged mark), which rebuilds the models exactly; consumption goes on
+from the marker. Nothing is committed: the topic itself is the state.
+
+Order per evaluation: judge, produce the drift events and confirm them, then
+write each model's judged mark. A crash in between re-judges the panes after
+the last mark and re-sends their drift events, with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from stream_monitor.aggregate import Aggregator
+from stream_monitor.config import MonitorConfig
+from stream_monitor.engine import Engine
+from stream_monitor.evaluate import DriftEvent
+from stream_monitor.kafka.changelog import CheckpointError, read_changelog
+from stream_monitor.kafka.service import (
+    DELIVERY_TIMEOUT_S,
+    MonitorService,
+    consumer_settings,
+    producer_settings,
+)
+from stream_monitor.partials import (
+    PartialError,
+    Record,
+    decode_record,
+    encode_judged,
+    judged_key,
+    partition_of,
+)
+from stream_monitor.sinks.kafka_topics import DeliveryError
+
+log = logging.getLogger(__name__)
+
+
+class AggregateService(MonitorService):
+    """One aggregate replica: merges the partials of the models it owns and judges them."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        engine: Engine,
+        on_drift: Callable[[DriftEvent], None] | None = None,
+    ) -> None:
+        kafka = config.kafka
+        own = replace(
+            kafka,
+            group_id=kafka.aggregate_group_id,
+            topics=replace(kafka.topics, partials=kafka.partials_topic),
+            checkpoints=False,
+        )
+        super().__init__(replace(config, kafka=own), engine, on_drift)
+        self.aggregator: Aggregator | None = None
+        self._partitions: set[int] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume partials until ``stop`` is set, judging every ``evaluation_interval_s``."""
+        self._stop = stop
+        kafka = self.config.kafka
+        self.aggregator = Aggregator(self.engine, self.open_partials())
+        metadata = self.consumer.list_topics(timeout=10)
+        events = metadata.topics.get(kafka.topics.events)
+        if events is not None and not events.error:
+            self.engine.expect((kafka.topics.events, p) for p in events.partitions)
+        self.consumer.subscribe(
+            [kafka.partials_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        last = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.process(self.consumer.consume(kafka.batch_size, kafka.poll_timeout_s))
+                if time.monotonic() - last >= self.config.evaluation_interval_s:
+                    self.checkpoint()
+                    last = time.monotonic()
+            self.checkpoint()
+        finally:
+            self.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("aggregating partials partitions %s", sorted(p.partition for p in partitions))
+        for p in partitions:
+            while not self._stop.is_set():
+                try:
+                    p.offset = self._rebuild(p.partition)
+                    break
+                except (CheckpointError, KafkaException) as exc:
+                    log.warning("reading partials[%d] failed, retrying: %s", p.partition, exc)
+                    self._stop.wait(1.0)
+            self._partitions.add(p.partition)
+        if self.config.kafka.assignment_strategy == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self._assigned = True
+
+    def _rebuild(self, partition: int) -> int:
+        """Rebuild the models of one partials partition; the offset to continue from."""
+        assert self.aggregator is not None
+        kafka = self.config.kafka
+        latest, next_offset = read_changelog(
+            consumer_settings(kafka), producer_settings(kafka), kafka.partials_topic, partition
+        )
+        self.aggregator.restore(self._decode(list(latest.items())))
+        log.info("restored partials[%d]: %d records", partition, len(latest))
+        return next_offset
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.checkpoint()
+        self._on_lost(consumer, partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {p.partition for p in partitions}
+        self._partitions -= gone
+        if self.aggregator is not None:
+            self.aggregator.drop(gone)
+
+    def process(self, messages: list[Message]) -> None:
+        """Merge one consumed batch of partials."""
+        assert self.aggregator is not None
+        pairs = []
+        for message in messages:
+            if message.error() is None:
+                self._broker_up = True
+                pairs.append((message.key(), message.value()))
+        self.aggregator.apply(self._decode(pairs))
+
+    def _decode(self, pairs: list[tuple[bytes | None, bytes | None]]) -> list[Record]:
+        records = []
+        for key, value in pairs:
+            try:
+                record = decode_record(key, value)
+            except PartialError as exc:
+                log.warning("%s", exc)
+                self.engine.invalid_total["state_conflict"] += 1
+                continue
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _check_unread(self) -> None:
+        """An input partition with messages its ingest replica has not read is not idle.
+
+        Its last report may say it was caught up, yet its replica died (or is
+        rebalancing) since and new messages wait: it holds panes open until a
+        replica reads them. Asked of the broker only for partitions still for
+        ``idle_timeout_s``.
+        """
+        idle_s = self.config.windows.idle_timeout_s
+        now = time.monotonic()
+        events = self.config.kafka.topics.events
+        for key, ledger in self.engine.ledgers.items():
+            still = ledger.advanced_at is not None and now - ledger.advanced_at >= idle_s
+            if key[0] != events or not still or not ledger.caught_up:
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(*key), timeout=2.0)
+            except KafkaException:
+                high = -1
+            if high < 0 or high > (ledger.next_offset or 0):
+                ledger.caught_up = False
+
+    def checkpoint(self) -> bool:
+        """Judge, deliver the drift events, then record how far each model was judged."""
+        if self._producer_failed:
+            self._renew_producer()
+        self._check_unread()
+        self.evaluate()
+        try:
+            self.writer.confirm(DELIVERY_TIMEOUT_S)
+        except DeliveryError as exc:
+            log.warning("%s; judged marks not written yet", exc)
+            return False
+        if self.aggregator is None:
+            return True
+        topic = self.config.kafka.partials_topic
+        for model, mark in self.aggregator.judged_marks():
+            partition = partition_of(model, self.aggregator.partitions)
+            self.writer.produce(topic, judged_key(model), encode_judged(mark), partition=partition)
+        try:
+            self.writer.confirm(DELIVERY_TIMEOUT_S)
+        except DeliveryError as exc:
+            log.warning("%s; judged marks will be written again", exc)
+            self.aggregator.forget_marks()
+            return False
+        self.aggregator.prune()
+        return True

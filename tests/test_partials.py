@@ -1,0 +1,193 @@
+"""Partial summaries: the codec, and ingest engines + an aggregator equal to one engine.
+
+These run in one process without a broker (the records go through a list in
+arrival order); tests/test_scale_out.py runs the same through Kafka with real
+replica processes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_monitor.aggregate import Aggregator
+from stream_monitor.decode import RawMessage
+from stream_monitor.engine import Engine
+from stream_monitor.kafka.publisher import PartialPublisher
+from stream_monitor.partials import (
+    PanePartial,
+    Record,
+    WatermarkReport,
+    decode_record,
+    encode_pane,
+    encode_watermarks,
+    pane_key,
+    watermark_key,
+)
+from stream_monitor.reference import Reference
+from stream_monitor.synthetic import SyntheticTraffic
+from tests.conftest import make_config
+from tests.test_engine import START
+
+TOPIC, PARTITIONS, PARTIALS = "events", 4, 3
+
+
+class ListWriter:
+    """Collects produced records in order per partials partition (what a topic keeps)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[int, bytes | None, bytes | None]] = []
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        assert partition is not None and 0 <= partition < PARTIALS
+        self.log.append((partition, key, value))
+
+    def records(self, start: int = 0) -> list[Record]:
+        decoded = [decode_record(key, value) for _, key, value in self.log[start:]]
+        return [r for r in decoded if r is not None]
+
+
+def stream(minutes: int = 24) -> list[dict[str, Any]]:
+    traffic = SyntheticTraffic(seed=5)
+    events: list[dict[str, Any]] = []
+    for minute in range(minutes):
+        ts = START + minute * 60.0
+        events += traffic.fraud(200, ts, drifted=minute >= 12)
+        events += traffic.price(100, ts, drifted=minute >= 16)
+    return events
+
+
+def messages(events: list[dict[str, Any]]) -> list[RawMessage]:
+    """Events spread over partitions by event id, with per-partition offsets."""
+    offsets = [0] * PARTITIONS
+    out = []
+    for event in events:
+        partition = zlib.crc32(str(event["event_id"]).encode()) % PARTITIONS
+        out.append(RawMessage(orjson.dumps(event), None, TOPIC, partition, offsets[partition]))
+        offsets[partition] += 1
+    return out
+
+
+def baselines(events: list[dict[str, Any]]) -> dict[str, Reference]:
+    """References from the first minutes, through a throwaway engine's warm-up."""
+    engine = Engine(make_config())
+    engine.process([RawMessage(orjson.dumps(e)) for e in events if e["timestamp"] < START + 600])
+    return {m: s.reference for (m, _), s in engine.states.items() if s.reference is not None}
+
+
+def test_pane_records_round_trip_sparse() -> None:
+    vector = np.zeros(500)
+    vector[[3, 99, 499]] = [1.0, -2.5, 1e300]
+    key = pane_key(("events", 2), ("m", "v1"), 123)
+    value = encode_pane(vector, 77, "f00d")
+    assert len(value) < 200  # three non-zero slots, not 500 floats
+    record = decode_record(key, value)
+    assert isinstance(record, PanePartial)
+    assert (record.source, record.version, record.pane, record.offset) == (
+        ("events", 2),
+        ("m", "v1"),
+        123,
+        77,
+    )
+    assert record.reference == "f00d" and np.array_equal(record.vector, vector)
+    marks = decode_record(watermark_key(("events", 2)), encode_watermarks({("m", "v1"): 9.5}, 3))
+    assert marks == WatermarkReport(("events", 2), {("m", "v1"): 9.5}, True, 3)
+    assert decode_record(key, None) is None
+
+
+@pytest.fixture(scope="module")
+def workload() -> tuple[Any, dict[str, Reference], list[list[RawMessage]]]:
+    events = stream()
+    all_messages = messages(events)
+    batches = [all_messages[i : i + 700] for i in range(0, len(all_messages), 700)]
+    return make_config(), baselines(events), batches
+
+
+def scaled(
+    config: Any,
+    refs: dict[str, Reference],
+    batches: list[list[RawMessage]],
+    owners: dict[int, int],
+    replicas: int,
+) -> tuple[Aggregator, list[Any], ListWriter]:
+    """``replicas`` ingest engines (partition -> replica in ``owners``) and one aggregator."""
+    writer = ListWriter()
+    ingest = [Engine(config, refs) for _ in range(replicas)]
+    publishers = [PartialPublisher(e, writer, "partials", PARTIALS) for e in ingest]  # type: ignore[arg-type]
+    aggregator = Aggregator(Engine(config, refs), PARTIALS)
+    events = []
+    read = 0
+    for batch in batches:
+        for replica, engine in enumerate(ingest):
+            mine = [m for m in batch if owners[m.partition] == replica]
+            if mine:
+                engine.process(mine)
+            publishers[replica].publish(list(engine.ledgers))
+        aggregator.apply(writer.records(read))
+        read = len(writer.log)
+        events += aggregator.engine.evaluate(now_s=START)
+    return aggregator, events, writer
+
+
+def windows_of(engine: Engine) -> dict[tuple[str, str, str], np.ndarray]:
+    return {
+        (s.model.name, s.version, name): s.windows.window(name).copy()
+        for s in engine.states.values()
+        if s.windows is not None
+        for name in s.window_sizes
+    }
+
+
+def test_three_ingest_engines_and_an_aggregator_equal_one_engine(workload: Any) -> None:
+    config, refs, batches = workload
+    single = Engine(config, refs)
+    expected_events = []
+    for batch in batches:
+        single.process(batch)
+        expected_events += single.evaluate(now_s=START)
+    aggregator, events, _ = scaled(config, refs, batches, {0: 0, 1: 1, 2: 2, 3: 0}, 3)
+    expected_events += single.evaluate(now_s=START, final=True)
+    events += aggregator.engine.evaluate(now_s=START, final=True)
+
+    assert len(expected_events) > 5
+    assert [e.id for e in events] == [e.id for e in expected_events]
+    for mine, theirs in zip(events, expected_events, strict=True):
+        assert mine.value == pytest.approx(theirs.value, rel=1e-12, abs=1e-12)
+    expected, found = windows_of(single), windows_of(aggregator.engine)
+    assert expected.keys() == found.keys()
+    for key, vector in expected.items():
+        np.testing.assert_allclose(found[key], vector, rtol=1e-12, atol=1e-9, err_msg=str(key))
+
+
+def test_re_sent_and_stale_partials_change_nothing(workload: Any) -> None:
+    config, refs, batches = workload
+    aggregator, _, writer = scaled(config, refs, batches, {0: 0, 1: 0, 2: 1, 3: 1}, 2)
+    before = windows_of(aggregator.engine)
+    records = writer.records()
+    stale = [
+        PanePartial(r.source, r.version, r.pane, r.offset - 1, r.reference, r.vector * 0.5)
+        for r in records
+        if isinstance(r, PanePartial) and r.offset > 0
+    ]
+    aggregator.apply(records)  # every partial again (a restarted replica re-sends)
+    aggregator.apply(stale)  # older copies (a replica restored from an older checkpoint)
+    after = windows_of(aggregator.engine)
+    for key, vector in before.items():
+        np.testing.assert_allclose(after[key], vector, rtol=1e-12, atol=1e-9, err_msg=str(key))
+
+
+def test_a_partial_counted_against_another_reference_is_refused(workload: Any) -> None:
+    config, refs, batches = workload
+    aggregator, _, writer = scaled(config, refs, batches[:3], {p: 0 for p in range(4)}, 1)
+    partial = next(r for r in writer.records() if isinstance(r, PanePartial))
+    forged = PanePartial(
+        partial.source, partial.version, partial.pane, 10**9, "another", partial.vector
+    )
+    aggregator.apply([forged])
+    assert aggregator.engine.invalid_total["state_conflict"] == 1

@@ -1,0 +1,317 @@
+"""Scale-out: ingest and aggregate replicas compute what one process computes.
+
+The same stream (three models, one of them keyed by event id so it spreads over
+every partition) goes through one ``--role all`` process and through three
+ingest plus two aggregate replicas, each a real process on the embedded broker.
+Window statistics, quality metrics and drift events (ids included) must agree;
+then again with one replica of each role killed with SIGKILL mid-stream.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from stream_monitor.cli import main
+from stream_monitor.embedded import EmbeddedBroker, free_port
+from stream_monitor.sinks.prometheus import QUALITY_GAUGES
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.test_engine import START
+from tests.test_restart import STATS, produce, scrape
+from tests.test_service_kafka import consume_all, samples
+
+pytestmark = pytest.mark.broker
+
+PARTITIONS = 4
+IDLE_TIMEOUT_S = 15
+SECOND_FRAUD = {**FRAUD_MODEL, "name": "fraud-detector-eu"}
+COMPARED = (
+    *STATS,
+    "stream_monitor_concept_drift_detections",
+    *(f"stream_monitor_{name}" for name in QUALITY_GAUGES),
+)
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def traffic(minutes: int = 24, per_minute: int = 150) -> list[dict[str, Any]]:
+    """Three models; the two fraud models drift from minute 12, the price model does not."""
+    from stream_monitor.synthetic import SyntheticTraffic
+
+    generator = SyntheticTraffic(seed=11)
+    events: list[dict[str, Any]] = []
+    for minute in range(minutes):
+        ts = START + minute * 60.0
+        drifted = minute >= 12
+        events += generator.fraud(per_minute, ts, drifted=drifted)
+        events += generator.price(per_minute // 2, ts)
+        for event in generator.fraud(per_minute // 2, ts, drifted=drifted):
+            event["model"] = SECOND_FRAUD["name"]
+            events.append(event)
+    return events
+
+
+def write_config(
+    tmp_path: Path, broker: EmbeddedBroker, topics: dict[str, str], name: str
+) -> tuple[Path, dict]:
+    """A config with a baseline file per model (built from the first 8 minutes)."""
+    events = traffic()
+    early = [e for e in events if e["timestamp"] < START + 8 * 60]
+    lines = tmp_path / "reference.jsonl"
+    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in early) + b"\n")
+    models = []
+    for model in (FRAUD_MODEL, PRICE_MODEL, SECOND_FRAUD):
+        baseline = tmp_path / f"{model['name']}.baseline.json"
+        models.append({**model, "reference": {"baseline": str(baseline)}})
+    data = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"{name}-{topics['events']}",
+            "topics": {"events": topics["events"], "drift_events": topics["drift"]},
+            **TEST_KAFKA,
+            "commit_interval_s": 1.0,
+        },
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "windows": {
+            "pane_s": 60,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": 120,
+            "idle_timeout_s": IDLE_TIMEOUT_S,
+        },
+        "drift": {"min_window_events": 100},
+        "quality": {"min_labeled_events": 100},
+        "models": models,
+    }
+    config_file = tmp_path / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    for model in models:
+        status = main(
+            ["baseline", "--config", str(config_file), "--model", model["name"],
+             "--input", str(lines), "--output", model["reference"]["baseline"]]
+        )  # fmt: skip
+        assert status == 0
+    return config_file, data
+
+
+class Replica:
+    """One ``stream-monitor run`` process with its own /metrics port."""
+
+    def __init__(self, config_file: Path, role: str, tmp_path: Path) -> None:
+        self.config_file, self.role, self.port = config_file, role, free_port()
+        data = yaml.safe_load(config_file.read_text())
+        data["metrics"]["port"] = self.port
+        self.path = tmp_path / f"{role}-{self.port}.yaml"
+        self.path.write_text(yaml.safe_dump(data))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Replica:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream_monitor", "run", "--config", str(self.path),
+             "--role", self.role],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def series(self, *names: str) -> Series:
+        return samples(scrape(self.port) or "", *names)
+
+
+def consumed(replicas: list[Replica]) -> float:
+    """Valid events counted by ``replicas`` (ingest or all)."""
+    return sum(sum(r.series("stream_monitor_events_total").values()) for r in replicas)
+
+
+def settled(read: Callable[[], Series], timeout_s: float) -> Series:
+    """``read()`` once it returned the same non-empty series for 4 s (or at the deadline)."""
+    deadline, last, since = time.monotonic() + timeout_s, {}, time.monotonic()
+    while time.monotonic() < deadline:
+        found = read()
+        if found != last or not found:
+            last, since = found, time.monotonic()
+        elif time.monotonic() - since >= 4:
+            break
+        time.sleep(0.5)
+    return last
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert condition()
+
+
+def drift_events(broker: EmbeddedBroker, topic: str) -> dict[str, dict]:
+    """Drift events by id (a re-sent event has the same id and content)."""
+    messages = consume_all(broker.bootstrap_servers, topic, 10**6, timeout_s=4)
+    found: dict[str, dict] = {}
+    for message in messages:
+        event = orjson.loads(message.value())
+        found[event["id"]] = event
+    return found
+
+
+def produce_stream(broker: EmbeddedBroker, topic: str, events: list[dict[str, Any]]) -> None:
+    """The first fraud model keyed by event id (every partition), the others by model."""
+    spread = [e for e in events if e["model"] == FRAUD_MODEL["name"]]
+    keyed = [e for e in events if e["model"] != FRAUD_MODEL["name"]]
+    produce(broker.bootstrap_servers, topic, spread, "event_id")
+    produce(broker.bootstrap_servers, topic, keyed, "model")
+
+
+def single_process(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
+) -> tuple[Series, dict[str, dict]]:
+    """Statistics and drift events of one ``--role all`` process over the stream."""
+    topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
+    config_file, _ = write_config(tmp_path, broker, topics, "all")
+    events = traffic()
+    produce_stream(broker, topics["events"], events)
+    replica = Replica(config_file, "all", tmp_path).start()
+    try:
+        wait_for(lambda: consumed([replica]) == len(events), 90)
+        time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
+        found = settled(lambda: replica.series(*COMPARED), 30)
+    finally:
+        assert replica.stop() == 0
+    return found, drift_events(broker, topics["drift"])
+
+
+def compare(expected: Series, found: Series) -> None:
+    """Same series; values equal up to float summation order (relative 1e-9)."""
+    assert len(expected) > 100
+    assert set(found) == set(expected), set(found) ^ set(expected)
+    differ = {
+        key: (found[key], value)
+        for key, value in expected.items()
+        if not (
+            math.isclose(found[key], value, rel_tol=1e-9, abs_tol=1e-12)
+            or (math.isnan(found[key]) and math.isnan(value))
+        )
+    }
+    assert not differ, f"{len(differ)} series differ, e.g. {list(differ.items())[:3]}"
+
+
+def compare_events(expected: dict[str, dict], found: dict[str, dict]) -> None:
+    """The same drift events: ids, and everything but the detection time."""
+    assert expected, "the stream should raise drift events"
+    assert {e["model"] for e in expected.values()} == {
+        FRAUD_MODEL["name"],
+        SECOND_FRAUD["name"],
+    }
+
+    def brief(events: dict[str, dict], ids: set[str]) -> list[tuple]:
+        fields = ("model", "metric", "feature", "window", "window_end", "previous_severity")
+        return sorted(tuple(events[i][f] for f in (*fields, "severity")) for i in ids)
+
+    extra, missing = set(found) - set(expected), set(expected) - set(found)
+    assert not extra and not missing, (brief(found, extra), brief(expected, missing))
+    for event_id, event in expected.items():
+        other = found[event_id]
+        for field in ("model", "metric", "feature", "window", "severity", "window_end"):
+            assert other[field] == event[field]
+        assert other["window_events"] == event["window_events"]
+        assert math.isclose(other["value"], event["value"], rel_tol=1e-9, abs_tol=1e-12)
+
+
+def scaled_out(
+    broker: EmbeddedBroker,
+    topic_names: Callable[..., str],
+    tmp_path: Path,
+    kill: bool,
+) -> tuple[Series, dict[str, dict]]:
+    """Statistics and drift events of 3 ingest + 2 aggregate replicas (optionally killing one
+    of each mid-stream and restarting it)."""
+    topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
+    config_file, _ = write_config(tmp_path, broker, topics, "scaled")
+    events = traffic()
+    ingest = [Replica(config_file, "ingest", tmp_path).start() for _ in range(3)]
+    aggregate = [Replica(config_file, "aggregate", tmp_path).start() for _ in range(2)]
+    replicas = ingest + aggregate
+    try:
+        if kill:
+            half = len(events) // 2
+            produce_stream(broker, topics["events"], events[:half])
+            wait_for(lambda: consumed(ingest) >= half // 2, 90)
+            ingest[0].kill()
+            aggregate[0].kill()
+            produce_stream(broker, topics["events"], events[half:])
+            time.sleep(1.0)
+            ingest[0].start()
+            aggregate[0].start()
+        else:
+            produce_stream(broker, topics["events"], events)
+
+        def every_model_aggregated() -> bool:
+            found = {dict(k[1])["model"] for r in aggregate for k in r.series(*STATS)}
+            return len(found) == 3
+
+        wait_for(every_model_aggregated, 120)
+        time.sleep(IDLE_TIMEOUT_S + 2)
+
+        def union() -> Series:
+            found: Series = {}
+            for replica in aggregate:
+                found.update(replica.series(*COMPARED))
+            return found
+
+        found = settled(union, 60)
+        ingested = consumed(ingest)
+    finally:
+        codes = [replica.stop() for replica in replicas]
+    assert codes == [0] * len(replicas)
+    if not kill:  # a killed replica's counters restart from zero; its events are not lost
+        assert ingested == len(events)
+    return found, drift_events(broker, topics["drift"])
+
+
+@pytest.fixture(scope="module")
+def single(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The single-process run every scaled-out run is compared with."""
+    import uuid
+
+    def names(prefix: str = "t", partitions: int = 1) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        broker.create_topics([name], partitions=partitions)
+        return name
+
+    return single_process(broker, names, tmp_path_factory.mktemp("single"))
+
+
+def test_three_ingest_and_two_aggregate_replicas_equal_one_process(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, single: Any
+) -> None:
+    expected, expected_events = single
+    found, found_events = scaled_out(broker, topic_names, tmp_path, kill=False)
+    compare(expected, found)
+    compare_events(expected_events, found_events)
+
+
+def test_kill_minus_nine_of_an_ingest_and_an_aggregate_replica_changes_nothing(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, single: Any
+) -> None:
+    expected, expected_events = single
+    found, found_events = scaled_out(broker, topic_names, tmp_path, kill=True)
+    compare(expected, found)
+    compare_events(expected_events, found_events)
