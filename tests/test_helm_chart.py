@@ -1,8 +1,9 @@
 """The Helm chart, through the helm-python-sdk (Helm's Go SDK, no helm binary, no cluster).
 
-Lint, render with the default values and with every toggle on, validate values against
-values.schema.json, check the rendered monitor config with the monitor's own loader and CLI,
-and check that the chart's alert rules and dashboard are the files under config/.
+Lint, render with the default values, with every toggle on and with scale-out (ingest and
+aggregate Deployments, KEDA), validate values against values.schema.json, check the rendered
+monitor config with the monitor's own loader and CLI, and check that the chart's alert rules and
+dashboard are the files under config/.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from stream_monitor.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "stream-monitor"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
+SCALE_OUT_VALUES = CHART / "ci" / "scale-out-values.yaml"
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
 DASHBOARD = ROOT / "config" / "grafana" / "stream-monitor.json"
 RELEASE, NAMESPACE = "fraud", "monitoring"
 FULLNAME = f"{RELEASE}-stream-monitor"
+ROLES = ("ingest", "aggregate")
 CONFIG_PATH = "/etc/stream-monitor/monitor.yaml"
 METRICS_PORT = 9108
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
@@ -47,7 +50,19 @@ def all_on_values() -> dict[str, Any]:
     return values
 
 
+def scale_out_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load(SCALE_OUT_VALUES.read_text(encoding="utf-8"))
+    return values
+
+
 VALUE_SETS = {"default": lambda: None, "all-on": all_on_values}
+# Scale-out's config names baseline files, which check-config would open: it joins the value
+# sets of the tests that do not run the monitor on the rendered config.
+RENDER_SETS = {
+    **VALUE_SETS,
+    "scale-out": scale_out_values,
+    "scale-out-minimal": lambda: {"scaleOut": {"enabled": True}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +88,8 @@ def only(objects: list[dict[str, Any]], kind: str, name: str = FULLNAME) -> dict
     return found[0]
 
 
-def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+def container(objects: list[dict[str, Any]], name: str = FULLNAME) -> dict[str, Any]:
+    containers = only(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     found: dict[str, Any] = containers[0]
     return found
@@ -85,10 +100,10 @@ def monitor_yaml(objects: list[dict[str, Any]]) -> str:
     return text
 
 
-def pod_environment(objects: list[dict[str, Any]]) -> dict[str, str]:
+def pod_environment(objects: list[dict[str, Any]], name: str = FULLNAME) -> dict[str, str]:
     """The container's env as the pod would see it; Secret values become placeholders."""
     env = {}
-    for var in container(objects).get("env", []):
+    for var in container(objects, name).get("env", []):
         if "value" in var:
             env[var["name"]] = str(var["value"])
         else:
@@ -100,9 +115,9 @@ def pod_environment(objects: list[dict[str, Any]]) -> dict[str, str]:
 # ---------------------------------------------------------------------------- lint, render
 
 
-@pytest.mark.parametrize("value_set", VALUE_SETS)
+@pytest.mark.parametrize("value_set", RENDER_SETS)
 def test_lint_has_no_errors_or_warnings(value_set: str) -> None:
-    report = helm.lint(CHART, VALUE_SETS[value_set](), strict=True, namespace=NAMESPACE)
+    report = helm.lint(CHART, RENDER_SETS[value_set](), strict=True, namespace=NAMESPACE)
     assert report["total_charts_linted"] == 1
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
@@ -120,9 +135,9 @@ def test_all_on_values_render_every_optional_resource(chart: helm.Chart) -> None
     only(objects, "ConfigMap", f"{FULLNAME}-dashboard")
 
 
-@pytest.mark.parametrize("value_set", VALUE_SETS)
+@pytest.mark.parametrize("value_set", RENDER_SETS)
 def test_every_resource_has_the_standard_labels(chart: helm.Chart, value_set: str) -> None:
-    for obj in render(chart, VALUE_SETS[value_set]()):
+    for obj in render(chart, RENDER_SETS[value_set]()):
         labels = obj["metadata"]["labels"]
         where = f"{obj['kind']} {obj['metadata']['name']}"
         assert labels["app.kubernetes.io/name"] == "stream-monitor", where
@@ -140,6 +155,7 @@ def test_schema_accepts_the_shipped_values(chart: helm.Chart) -> None:
     assert chart.schema is not None
     chart.validate_schema(None)
     chart.validate_schema(all_on_values())
+    chart.validate_schema(scale_out_values())
 
 
 @pytest.mark.parametrize(
@@ -158,8 +174,43 @@ def test_schema_accepts_the_shipped_values(chart: helm.Chart) -> None:
             "/config/models/0/task",
         ),
         ({"kafka": {"existingSecretKeys": {"KAFKA-USER": "username"}}}, "KAFKA-USER"),
+        ({"scaleOut": {"enabled": "yes"}}, "/scaleOut/enabled"),
+        ({"scaleOut": {"ingest": {"replicas": "two"}}}, "/scaleOut/ingest/replicas"),
+        ({"scaleOut": {"aggregate": {"replicas": -1}}}, "/scaleOut/aggregate/replicas"),
+        ({"scaleOut": {"aggregate": {"replicaCount": 2}}}, "replicaCount"),
+        ({"scaleOut": {"ingest": {"resources": {"request": {}}}}}, "request"),
+        ({"scaleOut": {"ingest": {"keda": {"lagThreshold": "5k"}}}}, "/lagThreshold"),
+        ({"scaleOut": {"ingest": {"keda": {"maxReplicaCount": 0}}}}, "/maxReplicaCount"),
+        (
+            {"scaleOut": {"ingest": {"keda": {"authenticationRef": {"name": "x"}}}}},
+            "/authenticationRef",
+        ),
+        (
+            {
+                "scaleOut": {
+                    "ingest": {"keda": {"extraTriggerMetadata": {"allowIdleConsumers": True}}}
+                }
+            },
+            "/extraTriggerMetadata/allowIdleConsumers",
+        ),
     ],
-    ids=["replicaCount-string", "unknown-key", "pullPolicy", "no-models", "task", "env-name"],
+    ids=[
+        "replicaCount-string",
+        "unknown-key",
+        "pullPolicy",
+        "no-models",
+        "task",
+        "env-name",
+        "scaleOut-enabled",
+        "ingest-replicas-string",
+        "aggregate-replicas-negative",
+        "scaleOut-unknown-key",
+        "resources-unknown-key",
+        "keda-lagThreshold",
+        "keda-maxReplicaCount",
+        "keda-authenticationRef",
+        "keda-metadata-not-string",
+    ],
 )
 def test_schema_rejects_bad_values(
     chart: helm.Chart, bad_values: dict[str, Any], complaint: str
@@ -417,3 +468,228 @@ def test_chart_dashboard_is_config_grafana_dashboard(chart: helm.Chart) -> None:
     (name,) = configmap["data"]
     assert name.endswith(".json")
     assert json.loads(configmap["data"][name]) == json.loads(DASHBOARD.read_text("utf-8"))
+
+
+# ---------------------------------------------------------------------------- scale-out
+
+
+def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_scale_out_renders_an_ingest_and_an_aggregate_deployment(chart: helm.Chart) -> None:
+    values = scale_out_values()
+    objects = render(chart, values)
+    found = deployments(objects)
+    assert set(found) == {f"{FULLNAME}-{role}" for role in ROLES}, "no single Deployment"
+    for role in ROLES:
+        deployment = found[f"{FULLNAME}-{role}"]
+        main = container(objects, f"{FULLNAME}-{role}")
+        assert main["args"] == ["run", "--config", CONFIG_PATH, "--role", role]
+        assert main["resources"] == values["scaleOut"][role]["resources"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector == {
+            "app.kubernetes.io/name": "stream-monitor",
+            "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": role,
+        }
+        assert selector.items() <= pod_labels(deployment).items()
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == role
+    aggregate = found[f"{FULLNAME}-aggregate"]["spec"]
+    assert aggregate["replicas"] == values["scaleOut"]["aggregate"]["replicas"]
+    assert "replicas" not in found[f"{FULLNAME}-ingest"]["spec"], "KEDA owns the ingest count"
+    kinds = {o["kind"] for o in objects}
+    assert "HorizontalPodAutoscaler" not in kinds, "autoscaling.* is for the single Deployment"
+    assert values["autoscaling"]["enabled"] is True
+
+
+def test_scale_out_replicas_without_keda(chart: helm.Chart) -> None:
+    values = {
+        "scaleOut": {"enabled": True, "ingest": {"replicas": 5}, "aggregate": {"replicas": 2}},
+        "autoscaling": {"enabled": True},
+    }
+    objects = render(chart, values)
+    found = deployments(objects)
+    assert found[f"{FULLNAME}-ingest"]["spec"]["replicas"] == 5
+    assert found[f"{FULLNAME}-aggregate"]["spec"]["replicas"] == 2
+    kinds = {o["kind"] for o in objects}
+    assert "ScaledObject" not in kinds and "HorizontalPodAutoscaler" not in kinds
+    defaults = chart.merge_values(None)["scaleOut"]
+    default_objects = deployments(render(chart, {"scaleOut": {"enabled": True}}))
+    for role in ROLES:
+        deployment = default_objects[f"{FULLNAME}-{role}"]
+        assert deployment["spec"]["replicas"] == defaults[role]["replicas"]
+        resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert resources == defaults[role]["resources"]
+
+
+def test_scale_out_pods_share_the_single_deployment_pod_spec(chart: helm.Chart) -> None:
+    """Config map, probes, security contexts, env and Secret, volumes: all as without scale-out."""
+    values = scale_out_values()
+    values["scaleOut"]["ingest"]["keda"]["enabled"] = False
+    values["extraArgs"] = ["--extra-flag"]
+    single_values = {**values, "scaleOut": {**values["scaleOut"], "enabled": False}}
+    single = only(render(chart, single_values), "Deployment")["spec"]["template"]
+    objects = render(chart, values)
+    for role in ROLES:
+        template = only(objects, "Deployment", f"{FULLNAME}-{role}")["spec"]["template"]
+        assert template["metadata"]["annotations"] == single["metadata"]["annotations"]
+        labels = dict(template["metadata"]["labels"])
+        assert labels.pop("app.kubernetes.io/component") == role
+        assert labels == single["metadata"]["labels"]
+        pod, single_pod = dict(template["spec"]), dict(single["spec"])
+        (main,), (single_main,) = pod.pop("containers"), single_pod.pop("containers")
+        assert pod == single_pod
+        main, single_main = dict(main), dict(single_main)
+        assert single_main.pop("args") == ["run", "--config", CONFIG_PATH, "--extra-flag"]
+        assert main.pop("args") == ["run", "--config", CONFIG_PATH, "--role", role, "--extra-flag"]
+        assert main.pop("resources") == values["scaleOut"][role]["resources"]
+        single_main.pop("resources")
+        assert main == single_main
+    assert pod_environment(objects, f"{FULLNAME}-ingest")["KAFKA_PASSWORD"] == (
+        "from-secret-kafka-credentials-password"
+    )
+
+
+def test_scale_out_service_and_service_monitor_scrape_both_roles(chart: helm.Chart) -> None:
+    objects = render(chart, scale_out_values())
+    service = only(objects, "Service")
+    selector = service["spec"]["selector"]
+    assert "app.kubernetes.io/component" not in selector
+    for deployment in deployments(objects).values():
+        assert selector.items() <= pod_labels(deployment).items()
+        (main,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert main["ports"][0]["name"] == service["spec"]["ports"][0]["targetPort"]
+    monitor = only(objects, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http-metrics" and endpoint["path"] == "/metrics"
+    assert monitor["spec"]["podTargetLabels"] == ["app.kubernetes.io/component"]
+    assert "podTargetLabels" not in only(render(chart, all_on_values()), "ServiceMonitor")["spec"]
+
+
+def test_scale_out_has_a_disruption_budget_per_role(chart: helm.Chart) -> None:
+    objects = render(chart, scale_out_values())
+    budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == {f"{FULLNAME}-{role}" for role in ROLES}
+    found = deployments(objects)
+    for role in ROLES:
+        selector = budgets[f"{FULLNAME}-{role}"]["spec"]["selector"]["matchLabels"]
+        for other in ROLES:
+            matches = selector.items() <= pod_labels(found[f"{FULLNAME}-{other}"]).items()
+            assert matches == (other == role), f"{role} budget vs {other} pods"
+
+
+def test_keda_scaled_object_scales_ingest_on_the_event_lag(chart: helm.Chart) -> None:
+    values = scale_out_values()
+    keda = values["scaleOut"]["ingest"]["keda"]
+    objects = render(chart, values)
+    scaled = only(objects, "ScaledObject", f"{FULLNAME}-ingest")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": f"{FULLNAME}-ingest",
+    }
+    only(objects, "Deployment", spec["scaleTargetRef"]["name"])
+    for key in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        assert spec[key] == keda[key], key
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
+        "scaleDown": {"stabilizationWindowSeconds": 600}
+    }
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"] == {
+        "bootstrapServers": values["kafka"]["bootstrapServers"],
+        "consumerGroup": values["config"]["kafka"]["group_id"],
+        "topic": values["config"]["kafka"]["topics"]["events"],
+        "lagThreshold": str(keda["lagThreshold"]),
+        "offsetResetPolicy": values["config"]["kafka"]["auto_offset_reset"],
+        **keda["extraTriggerMetadata"],
+    }
+    assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    assert trigger["authenticationRef"] == {"name": keda["authenticationRef"]}
+
+
+def test_keda_defaults_follow_the_monitor_config(chart: helm.Chart) -> None:
+    values = {"scaleOut": {"enabled": True, "ingest": {"keda": {"enabled": True}}}}
+    (trigger,) = only(render(chart, values), "ScaledObject", f"{FULLNAME}-ingest")["spec"][
+        "triggers"
+    ]
+    merged = chart.merge_values(values)
+    assert trigger["metadata"]["bootstrapServers"] == merged["kafka"]["bootstrapServers"]
+    assert trigger["metadata"]["consumerGroup"] == merged["config"]["kafka"]["group_id"]
+    assert trigger["metadata"]["topic"] == merged["config"]["kafka"]["topics"]["events"]
+    assert trigger["metadata"]["offsetResetPolicy"] == "earliest"
+    assert "authenticationRef" not in trigger
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, {"scaleOut": {"enabled": True}}],
+    ids=["default", "scale-out-without-keda"],
+)
+def test_no_scaled_object_unless_keda_is_enabled(
+    chart: helm.Chart, values: dict[str, Any] | None
+) -> None:
+    assert "ScaledObject" not in {o["kind"] for o in render(chart, values)}
+
+
+def test_keda_without_scale_out_fails_clearly(chart: helm.Chart) -> None:
+    values = {"scaleOut": {"ingest": {"keda": {"enabled": True}}}}
+    with pytest.raises(helm.HelmRenderError, match=r"keda\.enabled=true needs scaleOut\.enabled"):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    values = {
+        "scaleOut": {
+            "enabled": True,
+            "ingest": {"keda": {"enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2}},
+        }
+    }
+    with pytest.raises(helm.HelmRenderError, match="minReplicaCount"):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_role_names_fit_a_dns_label(chart: helm.Chart) -> None:
+    long_name = "m" * 63
+    values = {"fullnameOverride": long_name, "scaleOut": {"enabled": True}}
+    names = set(deployments(render(chart, values)))
+    assert len(names) == 2
+    for role in ROLES:
+        (name,) = [n for n in names if n.endswith(f"-{role}")]
+        assert len(name) <= 63
+
+
+def test_scale_out_config_is_accepted_by_the_loader(chart: helm.Chart, tmp_path: Path) -> None:
+    objects = render(chart, scale_out_values())
+    text = monitor_yaml(objects)
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path, environ=pod_environment(objects, f"{FULLNAME}-ingest"))
+    assert all(model.reference.baseline for model in config.models)
+    mounts = container(objects, f"{FULLNAME}-aggregate")["volumeMounts"]
+    for model in config.models:
+        assert model.reference.baseline is not None
+        assert any(model.reference.baseline.startswith(m["mountPath"] + "/") for m in mounts)
+
+
+def test_notes_name_both_roles_and_missing_baselines(chart: helm.Chart) -> None:
+    def notes(values: dict[str, Any] | None) -> str:
+        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        (text,) = [t for path, t in manifests.items() if path.endswith("NOTES.txt")]
+        return text
+
+    single = notes(None)
+    assert f"deploy/{FULLNAME}\n" in single and "-ingest" not in single
+    scaled = notes({"scaleOut": {"enabled": True}})
+    for role in ROLES:
+        assert f"deploy/{FULLNAME}-{role}" in scaled
+    assert "missing for: fraud-detector" in scaled
+    assert "missing for" not in notes(scale_out_values())
