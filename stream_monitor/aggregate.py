@@ -39,6 +39,7 @@ class Aggregator:
         self._offsets: dict[tuple[PartitionKey, VersionKey, int], int] = {}
         self._fingerprints: dict[VersionKey, str] = {}
         self._judged: dict[str, bytes] = {}
+        self._pruned_at = 0
 
     def apply(self, records: Iterable[Record]) -> None:
         """Merge records in log order."""
@@ -165,10 +166,16 @@ class Aggregator:
         self._judged.clear()
 
     def prune(self) -> None:
-        """Drop newest-offset entries of panes no ledger holds any more (bounded memory)."""
+        """Drop newest-offset entries of panes no ledger holds any more (bounded memory).
+
+        Cheap to call often: it works only once the entries doubled since the last pass.
+        """
+        if len(self._offsets) < 2 * self._pruned_at + 1000:
+            return
         ledgers = self.engine.ledgers
         self._offsets = {
             key: offset
             for key, offset in self._offsets.items()
             if key[0] in ledgers and key[2] in ledgers[key[0]].panes.get(key[1], {})
         }
+        self._pruned_at = len(self._offsets)

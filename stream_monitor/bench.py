@@ -120,9 +120,14 @@ def bench_config(workload: Workload) -> MonitorConfig:
 
     Only the message-size limits are raised, so that micro-batches of wide events fit.
     """
+    return config_from_dict(bench_config_data(workload))
+
+
+def bench_config_data(workload: Workload) -> dict[str, Any]:
+    """:func:`bench_config` as the YAML document a monitor process reads."""
     features = dict.fromkeys(workload.numeric_names(), "numeric")
     features.update(dict.fromkeys(workload.categorical_names(), "categorical"))
-    return config_from_dict(
+    return dict(
         {
             "models": [
                 {"name": name, "task": "binary", "features": features}
@@ -608,6 +613,7 @@ def measure(
     workload: Workload,
     *,
     broker: bool = False,
+    ingest_replicas: Sequence[int] = (),
     memory: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -627,6 +633,11 @@ def measure(
     if broker:
         say("end to end through the embedded broker")
         results["broker"] = measure_broker(workload, rows)
+    if broker and ingest_replicas:
+        from stream_monitor.bench_scale import measure_ingest
+
+        say(f"ingest replicas {', '.join(map(str, ingest_replicas))} through the embedded broker")
+        results["scale_out"] = measure_ingest(bench_config_data(workload), rows, ingest_replicas)
     return {"workload": asdict(workload), "machine": machine(), "results": results}
 
 
@@ -680,6 +691,18 @@ def format_table(report: dict[str, Any]) -> str:
             f"after {monitor['startup_s']:.1f}s joining the group"
             + ("" if monitor["complete"] else "; incomplete (timed out)"),
         )
+    if "scale_out" in r:
+        for run in r["scale_out"]["runs"]:
+            run_row = {
+                **run,
+                "us_per_event": 1e6 / run["events_per_s"] if run["events_per_s"] else 0,
+            }
+            row(
+                f"--role ingest x{run['replicas']}, {r['scale_out']['partitions']} partitions",
+                run_row,
+                f"{run['ratio_to_first']:.2f}x one replica"
+                + ("" if run["complete"] else "; incomplete (timed out)"),
+            )
     if "memory" in r:
         mem = r["memory"]
         lines += [
@@ -731,6 +754,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker", action="store_true", help="also end to end through the embedded broker"
     )
+    parser.add_argument(
+        "--ingest-replicas",
+        default="1,2",
+        help="with --broker: ingest replica processes to time, comma-separated ('' to skip)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -777,7 +805,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"... {text}", file=sys.stderr, flush=True)
 
-    report = measure(workload, broker=args.broker, memory=not args.no_memory, progress=progress)
+    replicas = [int(n) for n in str(args.ingest_replicas).split(",") if n.strip()]
+    report = measure(
+        workload,
+        broker=args.broker,
+        ingest_replicas=replicas,
+        memory=not args.no_memory,
+        progress=progress,
+    )
     if args.json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:

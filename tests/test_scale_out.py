@@ -299,19 +299,16 @@ def single(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> 
     return single_process(broker, names, tmp_path_factory.mktemp("single"))
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["clean", "kill-9-one-of-each-role"])
 def test_three_ingest_and_two_aggregate_replicas_equal_one_process(
-    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, single: Any
+    broker: EmbeddedBroker,
+    topic_names: Callable[..., str],
+    tmp_path: Path,
+    single: Any,
+    kill: bool,
 ) -> None:
+    """Same windows and drift events, also when a replica of each role is killed and restarted."""
     expected, expected_events = single
-    found, found_events = scaled_out(broker, topic_names, tmp_path, kill=False)
-    compare(expected, found)
-    compare_events(expected_events, found_events)
-
-
-def test_kill_minus_nine_of_an_ingest_and_an_aggregate_replica_changes_nothing(
-    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, single: Any
-) -> None:
-    expected, expected_events = single
-    found, found_events = scaled_out(broker, topic_names, tmp_path, kill=True)
+    found, found_events = scaled_out(broker, topic_names, tmp_path, kill=kill)
     compare(expected, found)
     compare_events(expected_events, found_events)
