@@ -77,20 +77,26 @@ class ErrorStream:
         self.detections = 0
         self.last_mean = float("nan")
 
-    def feed(self, errors: np.ndarray) -> int:
-        """Add errors (NaN skipped); the number of detections they raised."""
+    def feed(self, errors: np.ndarray) -> list[int]:
+        """Add errors (NaN skipped); for each detection, the index of the error that raised it.
+
+        That is the last error of the chunk whose mean the detector flagged, so
+        where a detection is counted depends on the stream alone, not on batches.
+        """
         if self.detector is None:
-            return 0
-        values = np.concatenate((self._pending, errors[np.isfinite(errors)]))
+            return []
+        finite = np.flatnonzero(np.isfinite(errors))
+        pending = len(self._pending)
+        values = np.concatenate((self._pending, errors[finite]))
         whole = len(values) // self.chunk * self.chunk
         self._pending = values[whole:]
         if not whole:
-            return 0
+            return []
         means = values[:whole].reshape(-1, self.chunk).mean(axis=1)
         self.last_mean = float(means[-1])
-        found = len(self.detector.update_many(means))
-        self.detections += found
-        return found
+        chunks = self.detector.update_many(means)
+        self.detections += len(chunks)
+        return [int(finite[(k + 1) * self.chunk - 1 - pending]) for k in chunks]
 
     def to_state(self) -> dict[str, Any]:
         """Pending errors and the detector's state, for a checkpoint."""
@@ -277,12 +283,11 @@ class ModelVersionState:
     def _feed_errors(
         self, ledger: PartitionLedger, predictions: Any, labels: Any, panes: np.ndarray
     ) -> None:
-        """Feed the partition's error stream; a detection counts in the newest pane fed."""
+        """Feed the partition's error stream; a detection counts in its error's pane."""
         assert self.layout is not None
         errors = prediction_errors(self.model.task, self.model.threshold, predictions, labels)
-        found = self.error_stream(ledger.key).feed(errors)
-        if found:
-            self._credit(ledger, int(panes.max()), self.layout.detection_delta(found))
+        for row in self.error_stream(ledger.key).feed(errors):
+            self._credit(ledger, int(panes[row]), self.layout.detection_delta(1))
 
     def _add(
         self, ledger: PartitionLedger, pane_index: np.ndarray, deltas_of: Any, *columns: Any

@@ -116,3 +116,28 @@ def test_bad_kind_or_parameters() -> None:
         ConceptDriftDetector("adwin", threshold=3)
     with pytest.raises(ValueError):
         ConceptDriftDetector("page_hinkley", mode="sideways")
+
+
+def test_error_stream_places_each_detection_on_its_chunks_last_error() -> None:
+    """Where a detection lands depends on the errors alone, not on how they were batched."""
+    from stream_monitor.config import ConceptDriftConfig
+    from stream_monitor.state import ErrorStream
+
+    rng = np.random.default_rng(3)
+    errors = np.concatenate((rng.random(3000) < 0.1, rng.random(3000) < 0.6)).astype(float)
+    errors[rng.choice(len(errors), 200, replace=False)] = np.nan  # unlabeled rows
+    config = ConceptDriftConfig("adwin", {}, chunk=16)
+
+    whole = ErrorStream(config).feed(errors)
+    assert whole, "the error rate jumps from 10% to 60%"
+    for cuts in ([1000, 2500, 4000], [7, 3001, 3002, 5999]):
+        stream, found = ErrorStream(config), []
+        for start, end in zip([0, *cuts], [*cuts, len(errors)], strict=True):
+            found += [start + row for row in stream.feed(errors[start:end])]
+        assert found == whole
+
+    # each index is the last finite error of a chunk of 16 (counting finite errors only)
+    finite = np.flatnonzero(np.isfinite(errors))
+    detector = ConceptDriftDetector("adwin")
+    means = errors[finite][: len(finite) // 16 * 16].reshape(-1, 16).mean(axis=1)
+    assert whole == [int(finite[(k + 1) * 16 - 1]) for k in detector.update_many(means)]

@@ -17,6 +17,7 @@ real Prometheus scrapes them every second with the alert rules loaded. The tests
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import threading
@@ -272,6 +273,17 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
 
         return check
 
+    def judged_all() -> bool:
+        """Drift is judged on closed panes: wait until the last closable one was judged."""
+        for state in list(service.engine.states.values()):
+            mark = state.watermark_s - state.allowed_lateness_s
+            last = math.floor(mark / state.pane_s) - 1
+            if state.judged is None or state.judged.end_pane is None:
+                return False
+            if state.judged.end_pane < last:
+                return False
+        return True
+
     try:
         prometheus.start()
         produce(broker.bootstrap_servers, events_topic, events[:split], BAD_MESSAGES[:1])
@@ -283,6 +295,8 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
 
         produce(broker.bootstrap_servers, events_topic, events[split:], BAD_MESSAGES[1:])
         wait_until(published(len(events), len(BAD_MESSAGES)), "the monitor to publish all", 30)
+        wait_until(judged_all, "every closable pane to be judged (idle partitions)", 30)
+        time.sleep(config.evaluation_interval_s + 0.5)  # a snapshot after the last judgement
         exposition = scrape(server.port)
         # Prometheus scraped the final state at least twice: once, and then once more.
         prometheus.wait_for(f"sum(stream_monitor_events_total) == {len(events)}", timeout_s=15)
