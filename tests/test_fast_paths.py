@@ -146,7 +146,7 @@ def assert_same(a: DecodeResult, b: DecodeResult) -> None:
 class GeneralDecoder(Decoder):
     """The decoder with every fast path turned off: message by message, event by event."""
 
-    def _parse_all(self, values: Any, rejects: Any) -> None:
+    def _parse_all(self, values: Any, start: int, rejects: Any) -> None:
         return None
 
     def _groups(self, events: Any, indexes: Any) -> None:
@@ -164,6 +164,22 @@ def test_fast_and_general_decoding_agree(values: list[bytes], timestamp_ms: int 
     fast = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits).decode(messages)
     general = GeneralDecoder(CONFIG.models, CONFIG.fields, CONFIG.limits).decode(messages)
     assert_same(fast, general)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(MESSAGES, st.sampled_from([None, 1700000123000]), st.sampled_from([1, 150, 400]))
+def test_chunks_of_any_size_decode_like_one(
+    values: list[bytes], timestamp_ms: int | None, chunk_bytes: int
+) -> None:
+    messages = [RawMessage(v, timestamp_ms=timestamp_ms) for v in values]
+    whole = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    whole.chunk_bytes = 10**9
+    chunked = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    chunked.chunk_bytes = chunk_bytes
+    assert_same(chunked.decode(messages), whole.decode(messages))
+    general = GeneralDecoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    general.chunk_bytes = chunk_bytes
+    assert_same(general.decode(messages), whole.decode(messages))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
