@@ -6,8 +6,8 @@ chunk (:data:`CHUNK_BYTES`) at a time and each chunk's fields are read while its
 objects are still in the CPU cache, which then frees them. For the usual chunk
 (plain field names, known models, features objects) the model, version and
 features of every event are checked a column at a time, the features of each
-event are read with one :func:`operator.itemgetter` call (of interned names, so
-that orjson's keys match by identity), and each numeric column becomes floats in
+event are read with one :func:`operator.itemgetter` call (of orjson's own key
+strings, see :func:`_orjson_keys`), and each numeric column becomes floats in
 one ``array('d')`` call. Anything unusual falls back to checking event by event,
 with the same results.
 Bad input never raises: each rejected event becomes a :class:`Reject` with its
@@ -205,11 +205,25 @@ def _take(column: np.ndarray | list[str | None], index: np.ndarray) -> Any:
     return [column[i] for i in index]
 
 
+def _orjson_keys(names: list[str]) -> list[str]:
+    """``names`` as the string objects orjson makes of them when they are keys.
+
+    orjson keeps the keys it has made in a cache and hands out the same objects
+    for the same keys, so a dict lookup with these finds its key by identity
+    instead of comparing the text. Equal strings either way.
+
+    >>> _orjson_keys(["model", "features"])
+    ['model', 'features']
+    """
+    keys: list[str] = list(orjson.loads(orjson.dumps(dict.fromkeys(names))))
+    return keys if len(keys) == len(names) else names
+
+
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
     """A function reading a key or a dotted path from a decoded event."""
     if "." not in path:
         return lambda event: event.get(path)
-    parts = [sys.intern(part) for part in path.split(".")]
+    parts = _orjson_keys(path.split("."))
 
     def get(event: dict[str, Any]) -> Any:
         node: Any = event
@@ -461,13 +475,9 @@ class Decoder:
         self, models: Sequence[ModelConfig], fields: FieldMap, limits: LimitsConfig
     ) -> None:
         self.models = {model.name: model for model in models}
-        # orjson hands out its cached (interned) key strings: looking up interned
-        # names finds them by identity instead of comparing the text.
-        self.fields = replace(
-            fields,
-            **{f.name: sys.intern(getattr(fields, f.name)) for f in dataclass_fields(fields)},
-        )
-        fields = self.fields
+        names = [f.name for f in dataclass_fields(fields)]
+        keys = _orjson_keys([getattr(fields, name) for name in names])
+        self.fields = fields = replace(fields, **dict(zip(names, keys, strict=True)))
         self.limits = limits
         self._model = _getter(fields.model)
         self._version = _getter(fields.model_version)
@@ -479,9 +489,7 @@ class Decoder:
         self._plain_keys = all(
             "." not in path for path in (fields.model, fields.model_version, fields.features)
         )
-        self._feature_names = {
-            model.name: [sys.intern(name) for name in model.features] for model in models
-        }
+        self._feature_names = {model.name: _orjson_keys(list(model.features)) for model in models}
         self._feature_getters = {
             model: itemgetter(*names) for model, names in self._feature_names.items() if names
         }
