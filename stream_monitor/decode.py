@@ -1,12 +1,15 @@
 """Decode a batch of raw messages into numpy columns per (model, version).
 
 The per-event Python work is parsing JSON (orjson) and reading fields out of the
-parsed dicts; everything else works on whole columns. For the usual batch (plain
-field names, known models, features objects) the model, version and features of
-every event are checked a column at a time, the features of each event are read
-with one :func:`operator.itemgetter` call, and each column is converted by numpy
-once its value types have been checked with one ``set(map(type, column))``.
-Anything unusual falls back to checking event by event, with the same results.
+parsed dicts; everything else works on whole columns. Messages are parsed a
+chunk (:data:`CHUNK_BYTES`) at a time and each chunk's fields are read while its
+objects are still in the CPU cache, which then frees them. For the usual chunk
+(plain field names, known models, features objects) the model, version and
+features of every event are checked a column at a time, the features of each
+event are read with one :func:`operator.itemgetter` call (of orjson's own key
+strings, see :func:`_orjson_keys`), and each numeric column becomes floats in
+one ``array('d')`` call. Anything unusual falls back to checking event by event,
+with the same results.
 Bad input never raises: each rejected event becomes a :class:`Reject` with its
 reason (SPEC section 3), and the caller counts, logs and dead-letters it.
 """
@@ -20,9 +23,12 @@ import heapq
 import json
 import math
 import sys
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
+from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -200,11 +206,25 @@ def _take(column: np.ndarray | list[str | None], index: np.ndarray) -> Any:
     return [column[i] for i in index]
 
 
+def _orjson_keys(names: list[str]) -> list[str]:
+    """``names`` as the string objects orjson makes of them when they are keys.
+
+    orjson keeps the keys it has made in a cache and hands out the same objects
+    for the same keys, so a dict lookup with these finds its key by identity
+    instead of comparing the text. Equal strings either way.
+
+    >>> _orjson_keys(["model", "features"])
+    ['model', 'features']
+    """
+    keys: list[str] = list(orjson.loads(orjson.dumps(dict.fromkeys(names))))
+    return keys if len(keys) == len(names) else names
+
+
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
     """A function reading a key or a dotted path from a decoded event."""
     if "." not in path:
         return lambda event: event.get(path)
-    parts = path.split(".")
+    parts = _orjson_keys(path.split("."))
 
     def get(event: dict[str, Any]) -> Any:
         node: Any = event
@@ -243,29 +263,51 @@ def numeric_column(values: list[Any]) -> np.ndarray:
             result = array.astype(np.float64, copy=False)
         else:
             result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
-    if result.size and not np.isfinite(result).all():
-        result = np.where(np.isfinite(result), result, np.nan)
-    return result
+    return _finite_or_nan(result)
 
 
 def _json_numbers(values: Sequence[Any]) -> np.ndarray:
     """:func:`numeric_column` of values parsed from JSON, in one pass when none is null.
 
-    JSON gives only dict, list, str, int, float, bool and None, and ``array('d')``
-    takes exactly the int, float and bool among them (converting them as numpy
-    does), so it checks the types and converts in the same pass. Anything else (a
-    null, a string, a huge int) raises, and :func:`numeric_column` decides.
-
     >>> _json_numbers([1, 2.5, True]).tolist(), _json_numbers([1, None, "2"]).tolist()
     ([1.0, 2.5, 1.0], [1.0, nan, nan])
     """
+    return _float_column(_number_array(values))
+
+
+def _number_array(values: Sequence[Any]) -> array.array[float]:
+    """``values`` parsed from JSON as :func:`numeric_column` reads them, except that
+    non-finite floats are kept (:func:`_finite_or_nan` turns them into NaN).
+
+    JSON gives only dict, list, str, int, float, bool and None, and ``array('d')``
+    takes exactly the int, float and bool among them (converting them as numpy
+    does), so it checks the types and converts in the same pass. Nulls are made
+    NaN first when there are some; anything else (a string, a huge int) raises,
+    and :func:`numeric_column` decides.
+
+    >>> _number_array([1, None, True]), _number_array([1, None, "2", 2**64])
+    (array('d', [1.0, nan, 1.0]), array('d', [1.0, nan, nan, 1.8446744073709552e+19]))
+    """
     try:
-        result = np.frombuffer(array.array("d", values), dtype=np.float64)
+        return array.array("d", values)
     except (TypeError, OverflowError):
-        return numeric_column(values)  # type: ignore[arg-type]
-    if result.size and not np.isfinite(result).all():
-        result = np.where(np.isfinite(result), result, np.nan)
-    return result
+        pass
+    try:
+        return array.array("d", [math.nan if value is None else value for value in values])
+    except (TypeError, OverflowError):
+        return array.array("d", numeric_column(list(values)).tobytes())
+
+
+def _float_column(numbers: array.array[float]) -> np.ndarray:
+    """The float64 column of :func:`_number_array` results (joined), NaN for non-finite."""
+    return _finite_or_nan(np.frombuffer(numbers, dtype=np.float64))
+
+
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    """``values`` with NaN for every infinity (a copy only when there is one)."""
+    if values.size and not np.isfinite(values).all():
+        return np.where(np.isfinite(values), values, np.nan)
+    return values
 
 
 def _number_or_none(value: Any) -> float | int | bool | None:
@@ -387,14 +429,56 @@ def _loads(value: bytes) -> Any:
         return _sanitize(json.loads(value.decode("utf-8")))
 
 
+#: JSON bytes parsed at a time: a chunk's objects are read into columns while
+#: they are still in the CPU cache, then freed before the next chunk is parsed.
+CHUNK_BYTES = 128 * 1024
+
+
+def _chunks(values: Sequence[bytes | None], budget: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges of ``values`` of about ``budget`` bytes (at least one value).
+
+    >>> _chunks([b"ab", b"c", None, b"defg", b"h"], 3)
+    [(0, 3), (3, 4), (4, 5)]
+    """
+    ends = list(accumulate([len(value) if value else 0 for value in values]))
+    ranges = []
+    start = 0
+    while start < len(ends):
+        before = ends[start - 1] if start else 0
+        stop = max(bisect_right(ends, before + budget, start), start + 1)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The raw field values of one model version's inference events, in event order."""
+
+    indexes: list[int] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+    timestamps: list[Any] = field(default_factory=list)
+    latencies: array.array[float] = field(default_factory=lambda: array.array("d"))
+    labels: list[Any] = field(default_factory=list)
+    event_ids: list[Any] = field(default_factory=list)
+    #: Per configured feature (config order): numbers (:func:`_number_array`) of a
+    #: numeric feature, :func:`categorical_column` values of a categorical one.
+    features: list[array.array[float] | list[str | None]] = field(default_factory=list)
+
+
 class Decoder:
     """Turns raw messages into per-model columns; configured once, used for every batch."""
+
+    #: JSON bytes parsed and read into columns at a time (:data:`CHUNK_BYTES`).
+    chunk_bytes = CHUNK_BYTES
 
     def __init__(
         self, models: Sequence[ModelConfig], fields: FieldMap, limits: LimitsConfig
     ) -> None:
         self.models = {model.name: model for model in models}
-        self.fields = fields
+        names = [f.name for f in dataclass_fields(fields)]
+        keys = _orjson_keys([getattr(fields, name) for name in names])
+        self.fields = fields = replace(fields, **dict(zip(names, keys, strict=True)))
         self.limits = limits
         self._model = _getter(fields.model)
         self._version = _getter(fields.model_version)
@@ -406,8 +490,9 @@ class Decoder:
         self._plain_keys = all(
             "." not in path for path in (fields.model, fields.model_version, fields.features)
         )
+        self._feature_names = {model.name: _orjson_keys(list(model.features)) for model in models}
         self._feature_getters = {
-            model.name: itemgetter(*model.features) for model in models if model.features
+            model: itemgetter(*names) for model, names in self._feature_names.items() if names
         }
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
@@ -429,14 +514,17 @@ class Decoder:
 
     def _decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         result = DecodeResult()
-        all_events, all_indexes = self._parse(messages, result.rejects)
-        result.events = len(all_events)
-        groups = self._groups(all_events, all_indexes)
+        values = [message.value for message in messages]
+        groups: dict[tuple[str, str], _Rows] = {}
         label_groups: LabelGroups = {}
-        if groups is None:
-            groups, label_groups = self._groups_one_by_one(all_events, all_indexes, result.rejects)
-        for (model, version), (events, indexes) in groups.items():
-            batch = self._columns(model, version, events, indexes, messages, result.rejects)
+        for start, stop in _chunks(values, self.chunk_bytes):
+            rejects: list[Reject] = []
+            events, indexes = self._parse(messages, values, start, stop, rejects)
+            result.events += len(events)
+            self._add_events(events, indexes, groups, label_groups, rejects)
+            result.rejects += rejects
+        for (model, version), rows in groups.items():
+            batch = self._columns(model, version, rows, messages, result.rejects)
             if len(batch):
                 result.batches.append(batch)
         for model, (events, indexes) in label_groups.items():
@@ -445,24 +533,71 @@ class Decoder:
                 result.labels.append(labels)
         return result
 
+    def _add_events(
+        self,
+        events: list[dict[str, Any]],
+        indexes: list[int],
+        groups: dict[tuple[str, str], _Rows],
+        label_groups: LabelGroups,
+        rejects: list[Reject],
+    ) -> None:
+        """Read the fields of one chunk's events into ``groups`` and ``label_groups``.
+
+        Called while the chunk's parsed objects are fresh in the CPU cache; only
+        the field values are kept, so the objects are freed chunk by chunk.
+        """
+        chunk_groups = self._groups(events, indexes)
+        if chunk_groups is None:
+            chunk_groups, chunk_labels = self._groups_one_by_one(events, indexes, rejects)
+            for model, (label_events, label_indexes) in chunk_labels.items():
+                label_group = label_groups.setdefault(model, ([], []))
+                label_group[0].extend(label_events)
+                label_group[1].extend(label_indexes)
+        fields = self.fields
+        for key, (group_events, group_indexes) in chunk_groups.items():
+            rows = groups.get(key)
+            if rows is None:
+                kinds = self.models[key[0]].features.values()
+                rows = groups[key] = _Rows(
+                    features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
+                )
+            rows.indexes += group_indexes
+            rows.predictions += _column(group_events, fields.prediction)
+            rows.timestamps += _column(group_events, fields.timestamp)
+            rows.latencies += _number_array(_column(group_events, fields.latency_ms))
+            rows.labels += _column(group_events, fields.label)
+            rows.event_ids += _column(group_events, fields.event_id)
+            feature_dicts = _column(group_events, fields.features)
+            for column, values in zip(
+                rows.features, self._feature_values(key[0], feature_dicts), strict=True
+            ):
+                if isinstance(column, list):
+                    column += categorical_column(list(values))
+                else:
+                    column += _number_array(values)
+
     def _parse(
-        self, messages: Sequence[RawMessage], rejects: list[Reject]
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        start: int,
+        stop: int,
+        rejects: list[Reject],
     ) -> tuple[list[dict[str, Any]], list[int]]:
-        """Every event object of ``messages`` and the index of its message.
+        """Every event object of ``messages[start:stop]`` and the index of its message.
 
         A message that is not blank, not too large and parses (orjson) to an object
         is one event; everything else goes through :meth:`_events`.
         """
-        values = [message.value for message in messages]
-        parsed = self._parse_all(values, rejects)
+        parsed = self._parse_all(values[start:stop], start, rejects)
         if parsed is not None:
             return parsed
         events: list[dict[str, Any]] = []
         indexes: list[int] = []
         loads = orjson.loads
         max_bytes = self.limits.max_message_bytes
-        for index, message in enumerate(messages):
-            value = message.value
+        for index in range(start, stop):
+            value = values[index]
             if value and len(value) <= max_bytes and value[0] not in _WHITESPACE:
                 try:
                     decoded = loads(value)
@@ -477,18 +612,19 @@ class Decoder:
                     events.extend(unpacked)
                     indexes.extend([index] * len(unpacked))
                     continue
-            unpacked = self._events(index, message, rejects)
+            unpacked = self._events(index, messages[index], rejects)
             events.extend(unpacked)
             indexes.extend([index] * len(unpacked))
         return events, indexes
 
     def _parse_all(
-        self, values: list[bytes | None], rejects: list[Reject]
+        self, values: list[bytes | None], start: int, rejects: list[Reject]
     ) -> tuple[list[dict[str, Any]], list[int]] | None:
         """:meth:`_parse` when every value is in size and parses to an object or a list.
 
-        Parses in one C-level ``map``; None (nothing rejected yet) when some
-        message needs the message-by-message path.
+        ``values`` are the messages from index ``start`` on. Parses in one C-level
+        ``map``; None (nothing rejected yet) when some message needs the
+        message-by-message path.
         """
         try:
             if max(map(len, values), default=0) > self.limits.max_message_bytes:  # type: ignore[arg-type]
@@ -498,12 +634,12 @@ class Decoder:
             return None
         types = set(map(type, decoded))
         if types == {dict}:
-            return decoded, list(range(len(decoded)))
+            return decoded, list(range(start, start + len(decoded)))
         if not types <= {dict, list}:
             return None
         events: list[dict[str, Any]] = []
         indexes: list[int] = []
-        for index, value in enumerate(decoded):
+        for index, value in enumerate(decoded, start):
             if type(value) is dict:
                 events.append(value)
                 indexes.append(index)
@@ -654,17 +790,15 @@ class Decoder:
         self,
         model: str,
         version: str,
-        events: list[dict[str, Any]],
-        indexes: list[int],
+        rows: _Rows,
         messages: Sequence[RawMessage],
         rejects: list[Reject],
     ) -> ModelBatch:
         config = self.models[model]
-        fields = self.fields
-        message_index = np.asarray(indexes, dtype=np.int64)
-        keep = np.ones(len(events), dtype=bool)
+        indexes = rows.indexes
+        keep = np.ones(len(indexes), dtype=bool)
 
-        raw_prediction = _column(events, fields.prediction)
+        raw_prediction = rows.predictions
         prediction: np.ndarray | list[str | None]
         if config.prediction_type == "numeric":
             prediction = _json_numbers(raw_prediction)
@@ -676,27 +810,21 @@ class Decoder:
             rejects.append(Reject(indexes[row], _prediction_reason(raw_prediction[row])))
         keep &= ~bad
 
-        event_ts = self._event_times(events, indexes, messages, rejects, keep)
-
-        feature_dicts = _column(events, fields.features)
-        columns: dict[str, np.ndarray | list[str | None]] = {}
-        for (name, kind), values in zip(
-            config.features.items(), self._feature_values(model, feature_dicts), strict=True
-        ):
-            columns[name] = (
-                _json_numbers(values) if kind == "numeric" else categorical_column(list(values))
-            )
-
+        event_ts = self._event_times(rows.timestamps, indexes, messages, rejects, keep)
+        columns: dict[str, np.ndarray | list[str | None]] = {
+            name: column if isinstance(column, list) else _float_column(column)
+            for name, column in zip(config.features, rows.features, strict=True)
+        }
         batch = ModelBatch(
             model=model,
             version=version,
             event_ts=event_ts,
             prediction=prediction,
             features=columns,
-            latency_ms=_json_numbers(_column(events, fields.latency_ms)),
-            labels=_column(events, fields.label),
-            event_ids=_column(events, fields.event_id),
-            message_index=message_index,
+            latency_ms=_float_column(rows.latencies),
+            labels=rows.labels,
+            event_ids=rows.event_ids,
+            message_index=np.asarray(indexes, dtype=np.int64),
         )
         return batch if keep.all() else batch.take(keep)
 
@@ -708,7 +836,7 @@ class Decoder:
         One ``itemgetter`` call per event reads every feature; when some event
         lacks one, each feature is read with ``dict.get`` (None where missing).
         """
-        names = list(self.models[model].features)
+        names = self._feature_names[model]
         getter = self._feature_getters.get(model)
         if getter is not None and feature_dicts:
             try:
@@ -730,7 +858,8 @@ class Decoder:
         rejects: list[Reject],
     ) -> LabelBatch:
         keep = np.ones(len(events), dtype=bool)
-        event_ts = self._event_times(events, indexes, messages, rejects, keep)
+        raw_ts = _column(events, self.fields.timestamp)
+        event_ts = self._event_times(raw_ts, indexes, messages, rejects, keep)
         labels = LabelBatch(
             model=model,
             event_ids=_column(events, self.fields.event_id),
@@ -742,13 +871,14 @@ class Decoder:
 
     def _event_times(
         self,
-        events: list[dict[str, Any]],
+        raw: list[Any],
         indexes: list[int],
         messages: Sequence[RawMessage],
         rejects: list[Reject],
         keep: np.ndarray,
     ) -> np.ndarray:
-        raw = _column(events, self.fields.timestamp)
+        """Event times in epoch seconds of the ``raw`` timestamp values (``keep`` cleared
+        and a reject added where one is unusable)."""
         if set(map(type, raw)) <= _TIME_VALUE_TYPES:
             # Numbers only (no booleans, no None): convert at once, and keep the result
             # if every value is a valid time; otherwise judge value by value below.

@@ -20,7 +20,12 @@ import numpy as np
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode import ModelBatch, categorical_column, numeric_column
 from stream_monitor.reference import ColumnProfile, Reference
-from stream_monitor.sketches.binning import CategoricalBins, NumericBins
+from stream_monitor.sketches.binning import (
+    MAX_BLOCK_EDGES,
+    CategoricalBins,
+    NumericBins,
+    NumericBinsBlock,
+)
 from stream_monitor.sketches.latency import LatencyHistogram, LatencySlots, LatencyStats
 from stream_monitor.stats.classification import (
     BinaryQuality,
@@ -154,6 +159,15 @@ class CounterLayout:
         self._stability_columns = StabilityColumns(
             [self.prediction, *self.features.values()], self.epsilon
         )
+        blocked: dict[str, NumericBins] = {}
+        for name, slots in self.features.items():
+            if isinstance(slots.bins, NumericBins) and len(slots.bins.edges) <= MAX_BLOCK_EDGES:
+                blocked[name] = slots.bins
+        #: Numeric features binned together (:class:`NumericBinsBlock`), and the others.
+        self._blocked = list(blocked)
+        self._block = NumericBinsBlock(list(blocked.values())) if blocked else None
+        self._block_starts = np.array([[self.features[n].start] for n in blocked], np.int64)
+        self._unblocked = [(n, slots) for n, slots in self.features.items() if n not in blocked]
 
     def pane_deltas(
         self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int, labels: Any = None
@@ -165,7 +179,10 @@ class CounterLayout:
         """
         positions = [np.full(len(batch), EVENTS_SLOT, dtype=np.int64)]
         positions.extend(self.prediction.positions(batch.prediction))
-        for name, slots in self.features.items():
+        if self._block is not None:
+            values = np.array([batch.features[name] for name in self._blocked], dtype=np.float64)
+            positions.extend(self._block.index(values) + self._block_starts)
+        for name, slots in self._unblocked:
             positions.extend(slots.positions(batch.features[name]))
         positions.extend(self.latency.positions(batch.latency_ms))
         if labels is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_monitor import bench
 from stream_monitor.config import LimitsConfig, config_from_dict
-from stream_monitor.decode import Decoder, DecodeResult, RawMessage, numeric_column
-from stream_monitor.layout import StabilityColumns, count_positions
-from stream_monitor.reference import ColumnProfile
-from stream_monitor.sketches.binning import CategoricalBins, NumericBins
+from stream_monitor.decode import Decoder, DecodeResult, ModelBatch, RawMessage, numeric_column
+from stream_monitor.layout import CounterLayout, StabilityColumns, count_positions, label_column
+from stream_monitor.reference import ColumnProfile, build_reference
+from stream_monitor.sketches.binning import (
+    MAX_BLOCK_EDGES,
+    CategoricalBins,
+    NumericBins,
+    NumericBinsBlock,
+)
 from stream_monitor.stats.psi import psi
 from stream_monitor.stats.slots import pane_deltas
 
@@ -146,7 +153,7 @@ def assert_same(a: DecodeResult, b: DecodeResult) -> None:
 class GeneralDecoder(Decoder):
     """The decoder with every fast path turned off: message by message, event by event."""
 
-    def _parse_all(self, values: Any, rejects: Any) -> None:
+    def _parse_all(self, values: Any, start: int, rejects: Any) -> None:
         return None
 
     def _groups(self, events: Any, indexes: Any) -> None:
@@ -164,6 +171,22 @@ def test_fast_and_general_decoding_agree(values: list[bytes], timestamp_ms: int 
     fast = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits).decode(messages)
     general = GeneralDecoder(CONFIG.models, CONFIG.fields, CONFIG.limits).decode(messages)
     assert_same(fast, general)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(MESSAGES, st.sampled_from([None, 1700000123000]), st.sampled_from([1, 150, 400]))
+def test_chunks_of_any_size_decode_like_one(
+    values: list[bytes], timestamp_ms: int | None, chunk_bytes: int
+) -> None:
+    messages = [RawMessage(v, timestamp_ms=timestamp_ms) for v in values]
+    whole = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    whole.chunk_bytes = 10**9
+    chunked = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    chunked.chunk_bytes = chunk_bytes
+    assert_same(chunked.decode(messages), whole.decode(messages))
+    general = GeneralDecoder(CONFIG.models, CONFIG.fields, CONFIG.limits)
+    general.chunk_bytes = chunk_bytes
+    assert_same(general.decode(messages), whole.decode(messages))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
@@ -263,3 +286,63 @@ def test_one_bincount_counts_what_one_per_column_counts(n_panes: int) -> None:
     pane_rows = rng.integers(0, n_panes, rows)
     expected = pane_deltas(40, pane_rows, n_panes, positions)
     assert np.array_equal(count_positions(40, pane_rows, n_panes, positions), expected)
+
+
+EDGE = st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0, math.inf, -math.inf])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(EDGE, max_size=MAX_BLOCK_EDGES), min_size=1, max_size=5),
+    st.lists(EDGE | st.just(math.nan), min_size=0, max_size=20),
+)
+def test_block_binning_equals_a_binary_search_per_column(
+    edges: list[list[float]], values: list[float]
+) -> None:
+    bins = [NumericBins(e) for e in edges]
+    rows = np.array([np.roll(values, shift) for shift in range(len(bins))], dtype=np.float64)
+    rows = rows.reshape(len(bins), len(values))
+    expected = [b.index(row) for b, row in zip(bins, rows, strict=True)]
+    got = NumericBinsBlock(bins).index(rows)
+    assert got.dtype == np.int64
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+
+
+def per_column_pane_deltas(
+    layout: CounterLayout, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int
+) -> np.ndarray:
+    """:meth:`CounterLayout.pane_deltas` one column at a time (one bincount per array)."""
+    positions = [np.full(len(batch), 0, dtype=np.int64)]
+    positions.extend(layout.prediction.positions(batch.prediction))
+    for name, slots in layout.features.items():
+        positions.extend(slots.positions(batch.features[name]))
+    positions.extend(layout.latency.positions(batch.latency_ms))
+    labels = label_column(layout.model.task, batch.labels)
+    positions.extend(layout.quality.positions(batch.prediction, labels))
+    sum_slots = np.concatenate((layout.latency.sum_slots, layout.quality.sum_slots))
+    sums = np.concatenate(
+        (layout.latency.sums(batch.latency_ms), layout.quality.sums(batch.prediction, labels)),
+        axis=1,
+    )
+    return pane_deltas(layout.width, pane_rows, n_panes, positions, sum_slots, sums)
+
+
+@pytest.mark.parametrize("bins", [3, 10, MAX_BLOCK_EDGES + 5])
+def test_layout_counts_what_each_column_counts(bins: int) -> None:
+    workload = bench.Workload(events=3000, features=8, categorical=2, categories=5)
+    config = bench.bench_config(workload)
+    model = replace(config.models[0], bins=bins)
+    events = bench.BenchTraffic(workload, rate_per_s=50.0).take(workload.events)
+    for event in events[::7]:
+        event["features"]["num_00"] = None
+    for event in events[::11]:
+        event["features"]["num_01"] = "7"
+    decoded = Decoder([model], config.fields, config.limits).decode(bench.row_messages(events))
+    batch = decoded.batches[0]
+    reference = build_reference(model, [batch.take(np.arange(1000))], source="test")
+    layout = CounterLayout(model, reference)
+    rng = np.random.default_rng(bins)
+    for n_panes in (1, 4):
+        pane_rows = rng.integers(0, n_panes, len(batch))
+        expected = per_column_pane_deltas(layout, batch, pane_rows, n_panes)
+        assert np.array_equal(layout.pane_deltas(batch, pane_rows, n_panes), expected)

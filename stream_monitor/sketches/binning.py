@@ -37,6 +37,51 @@ class NumericBins:
         return index
 
 
+#: Most edges a column may have to be binned by :class:`NumericBinsBlock`
+#: (beyond, a binary search per value costs less than comparing with every edge).
+MAX_BLOCK_EDGES = 64
+
+
+class NumericBinsBlock:
+    """:meth:`NumericBins.index` of several columns at once, to the same integers.
+
+    The bin of ``x`` is the number of edges below it (what ``searchsorted`` finds
+    in the sorted edges), counted here with one comparison of every column's
+    values per edge rank (shorter edge lists padded with +inf, never below a
+    value) instead of one binary search per value, which mispredicts its branches.
+
+    >>> a, b = NumericBins([0.0, 1.0]), NumericBins([5.0])
+    >>> values = np.array([[-5.0, 0.5, 1.0, np.nan], [4.0, 5.0, 6.0, 7.0]])
+    >>> NumericBinsBlock([a, b]).index(values).tolist()
+    [[0, 1, 1, 3], [0, 0, 1, 1]]
+    >>> [a.index(values[0]).tolist(), b.index(values[1]).tolist()]
+    [[0, 1, 1, 3], [0, 0, 1, 1]]
+    """
+
+    def __init__(self, bins: Sequence[NumericBins]) -> None:
+        ranks = max(len(b.edges) for b in bins)
+        if ranks > MAX_BLOCK_EDGES:
+            raise ValueError(f"at most {MAX_BLOCK_EDGES} edges per column")
+        edges = np.full((ranks, len(bins), 1), np.inf)
+        for column, b in enumerate(bins):
+            edges[: len(b.edges), column, 0] = b.edges
+        self._edges = edges
+        self._null_index = np.array([[b.null_index] for b in bins], dtype=np.int64)
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """Bin index (int64) of each value of each column (one row of ``values`` per column)."""
+        counts = np.zeros(values.shape, dtype=np.int8)
+        below = np.empty(values.shape, dtype=bool)
+        for edge in self._edges:
+            np.less(edge, values, out=below)
+            counts += below.view(np.int8)
+        index = counts.astype(np.int64)
+        null = np.isnan(values)
+        if null.any():
+            index = np.where(null, self._null_index, index)
+        return index
+
+
 class CategoricalBins:
     """Bins for the reference's top categories plus ``other``; remembers every known value.
 
