@@ -126,10 +126,17 @@ def test_kafka_to_metrics_and_drift_events(
                 break
             time.sleep(0.2)
         time.sleep(config.evaluation_interval_s + 1.5)  # one more evaluation and commit
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{server.port}/metrics", timeout=5
-        ) as response:
-            scraped = response.read().decode()
+        # Drift is judged on closed panes; the empty third partition holds them open
+        # until it counts as idle (windows.idle_timeout_s after its assignment).
+        deadline = time.monotonic() + config.windows.idle_timeout_s + 15
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{server.port}/metrics", timeout=5
+            ) as response:
+                scraped = response.read().decode()
+            if samples(scraped, "stream_monitor_drift_status"):
+                break
+            time.sleep(0.5)
         with urllib.request.urlopen(
             f"http://127.0.0.1:{server.port}/readyz", timeout=5
         ) as response:
