@@ -124,14 +124,15 @@ class Engine:
         for key, indexes in _by_partition(messages).items():
             ledger = self.ledger(key)
             event_time = ledger.event_time
-            part = self._process_partition([messages[i] for i in indexes], ledger, now_s)
+            mine = messages if len(indexes) == len(messages) else [messages[i] for i in indexes]
+            part = self._process_partition(mine, ledger, now_s)
             if ledger.event_time > event_time and self.clock is not None:
                 ledger.advanced_at = self.clock()
             rejects.extend(
                 Reject(indexes[r.message_index] if r.message_index >= 0 else -1, r.reason, r.detail)
                 for r in part
             )
-            ledger.next_offset = max(messages[i].offset for i in indexes) + 1
+            ledger.next_offset = messages[indexes[-1]].offset + 1  # offsets rise in a partition
         for store in (self.joins or {}).values():
             store.expire()
         self.invalid_total.update(reject.reason for reject in rejects)
@@ -521,10 +522,19 @@ class Engine:
 
 
 def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int]]:
-    """Message indexes grouped by source partition, in arrival order."""
+    """Message indexes grouped by source partition, in arrival order.
+
+    >>> m = [RawMessage(b"", None, "t", p, 0) for p in (1, 0, 1)]
+    >>> _by_partition(m), _by_partition(m[:1])
+    ({('t', 1): [0, 2], ('t', 0): [1]}, {('t', 1): [0]})
+    """
+    keys = [(message.topic, message.partition) for message in messages]
+    if not keys:
+        return {}
+    if keys.count(keys[0]) == len(keys):  # one partition: the common case
+        return {keys[0]: list(range(len(keys)))}
     groups: dict[PartitionKey, list[int]] = {}
-    for index, message in enumerate(messages):
-        key = (message.topic, message.partition)
+    for index, key in enumerate(keys):
         group = groups.get(key)
         if group is None:
             groups[key] = [index]
