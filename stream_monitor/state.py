@@ -75,7 +75,6 @@ class ErrorStream:
         )
         self._pending = np.empty(0)
         self.detections = 0
-        self.last_mean = float("nan")
 
     def feed(self, errors: np.ndarray) -> list[int]:
         """Add errors (NaN skipped); for each detection, the index of the error that raised it.
@@ -93,7 +92,6 @@ class ErrorStream:
         if not whole:
             return []
         means = values[:whole].reshape(-1, self.chunk).mean(axis=1)
-        self.last_mean = float(means[-1])
         chunks = self.detector.update_many(means)
         self.detections += len(chunks)
         return [int(finite[(k + 1) * self.chunk - 1 - pending]) for k in chunks]
@@ -143,6 +141,7 @@ class ModelVersionState:
         limits: LimitsConfig,
         concept_drift: ConceptDriftConfig,
         reference: Reference | None = None,
+        judges: bool = True,
     ) -> None:
         self.model = model
         self.version = version
@@ -167,6 +166,7 @@ class ModelVersionState:
         self.quality_reference: dict[str, float] = {}
         self.concept_drift = concept_drift
         self.errors: dict[PartitionKey, ErrorStream] = {}
+        self.judges = judges
         self.judged: SlidingWindows | None = None
         self.rejudge = False
         self.key = (model.name, version)
@@ -185,7 +185,10 @@ class ModelVersionState:
         self.layout = CounterLayout(self.model, reference)
         panes = LedgerPanes(self.key, self._ledgers)
         self.windows = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
-        self.judged = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
+        if self.judges:  # an ingest replica judges nothing: its panes go as the live ones do
+            self.judged = SlidingWindows(
+                self.layout.width, self.window_sizes, self.keep_panes, panes
+            )
         self.cumulative = np.zeros(self.layout.width)
         self.quality_reference = dict(reference.quality)
         if rows is not None and len(rows):
@@ -260,9 +263,13 @@ class ModelVersionState:
         panes further back than twice the horizon go regardless (memory stays
         bounded), and judged windows still holding them skip ahead past them.
         """
-        assert self.windows is not None and self.judged is not None
+        assert self.windows is not None
         live = self.windows.oldest_pane
         if live is None:
+            return
+        if self.judged is None:
+            for ledger in self._ledgers.values():
+                ledger.evict(self.key, live)
             return
         floor = live - self.keep_panes
         judged = self.judged.oldest_pane
@@ -306,8 +313,10 @@ class ModelVersionState:
 
     def _follow(self, pane: int, delta: np.ndarray) -> None:
         """Add a pane's change to every live and judged window holding the pane."""
-        assert self.windows is not None and self.judged is not None
+        assert self.windows is not None
         self.windows.add(pane, delta)
+        if self.judged is None:
+            return
         end = self.judged.end_pane
         if end is not None and end - max(self.window_sizes.values()) < pane <= end:
             self.judged.add(pane, delta)
