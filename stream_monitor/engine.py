@@ -84,7 +84,6 @@ class Engine:
 
     ``clock`` (monotonic seconds) enables the idle timeout of partitions; without
     it (replay, benchmarks) a pane closes only when every partition passed it.
-    ``judges`` False (an ingest replica) keeps no judged windows.
     """
 
     def __init__(
@@ -113,7 +112,6 @@ class Engine:
         self.watermark_s = -math.inf
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
         self.clock = clock
-        self.judges = True
         self._expected: dict[PartitionKey, float | None] = {}
         self._snapshot = Snapshot()
 
@@ -396,7 +394,6 @@ class Engine:
             self.config.limits,
             self.config.concept_drift,
             self.baselines.get(model),
-            judges=self.judges,
         )
         self.states[(model, version)] = state
         for metric in drift_metrics(config):

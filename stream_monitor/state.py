@@ -141,7 +141,6 @@ class ModelVersionState:
         limits: LimitsConfig,
         concept_drift: ConceptDriftConfig,
         reference: Reference | None = None,
-        judges: bool = True,
     ) -> None:
         self.model = model
         self.version = version
@@ -166,7 +165,6 @@ class ModelVersionState:
         self.quality_reference: dict[str, float] = {}
         self.concept_drift = concept_drift
         self.errors: dict[PartitionKey, ErrorStream] = {}
-        self.judges = judges
         self.judged: SlidingWindows | None = None
         self.rejudge = False
         self.key = (model.name, version)
@@ -185,10 +183,7 @@ class ModelVersionState:
         self.layout = CounterLayout(self.model, reference)
         panes = LedgerPanes(self.key, self._ledgers)
         self.windows = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
-        if self.judges:  # an ingest replica judges nothing: its panes go as the live ones do
-            self.judged = SlidingWindows(
-                self.layout.width, self.window_sizes, self.keep_panes, panes
-            )
+        self.judged = SlidingWindows(self.layout.width, self.window_sizes, self.keep_panes, panes)
         self.cumulative = np.zeros(self.layout.width)
         self.quality_reference = dict(reference.quality)
         if rows is not None and len(rows):
@@ -263,13 +258,9 @@ class ModelVersionState:
         panes further back than twice the horizon go regardless (memory stays
         bounded), and judged windows still holding them skip ahead past them.
         """
-        assert self.windows is not None
+        assert self.windows is not None and self.judged is not None
         live = self.windows.oldest_pane
         if live is None:
-            return
-        if self.judged is None:
-            for ledger in self._ledgers.values():
-                ledger.evict(self.key, live)
             return
         floor = live - self.keep_panes
         judged = self.judged.oldest_pane
@@ -313,10 +304,8 @@ class ModelVersionState:
 
     def _follow(self, pane: int, delta: np.ndarray) -> None:
         """Add a pane's change to every live and judged window holding the pane."""
-        assert self.windows is not None
+        assert self.windows is not None and self.judged is not None
         self.windows.add(pane, delta)
-        if self.judged is None:
-            return
         end = self.judged.end_pane
         if end is not None and end - max(self.window_sizes.values()) < pane <= end:
             self.judged.add(pane, delta)

@@ -119,8 +119,6 @@ def scaled(
     """``replicas`` ingest engines (partition -> replica in ``owners``) and one aggregator."""
     writer = ListWriter()
     ingest = [Engine(config, refs) for _ in range(replicas)]
-    for engine in ingest:
-        engine.judges = False  # as MonitorService(ingest=True) sets it
     publishers = [PartialPublisher(e, writer, "partials", PARTIALS) for e in ingest]  # type: ignore[arg-type]
     aggregator = Aggregator(Engine(config, refs), PARTIALS)
     events = []

@@ -129,7 +129,6 @@ class MonitorService:
     ) -> None:
         self.config = config
         self.ingest = ingest
-        engine.judges = not ingest
         self.publisher: PartialPublisher | None = None
         self.engine = engine
         if engine.clock is None:
