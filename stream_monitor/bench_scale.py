@@ -86,6 +86,7 @@ def run_replicas(config_file: Path, replicas: int, expected: int, timeout_s: flo
         )
     started = time.perf_counter()
     first = last = None
+    before = started  # the last look that found nothing counted: the run began after it
     seen = 0.0
     try:
         deadline = started + timeout_s
@@ -93,8 +94,10 @@ def run_replicas(config_file: Path, replicas: int, expected: int, timeout_s: flo
             time.sleep(0.05)
             now_seen = sum(counted(port) for port in ports)
             now = time.perf_counter()
-            if now_seen and first is None:
-                first = now
+            if not now_seen:
+                before = now
+            elif first is None:
+                first = before
             if now_seen > seen:
                 seen, last = now_seen, now
     finally:

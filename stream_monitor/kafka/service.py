@@ -329,12 +329,12 @@ class MonitorService:
             self.close()
 
     def close(self) -> None:
-        """Close the consumer (leaving the group) and flush the producer; idempotent."""
+        """Close the consumer (leaving the group), flush and release the producer; idempotent."""
         if self._closed:
             return
         self._closed = True
         self.consumer.close()
-        self.writer.producer.flush(DELIVERY_TIMEOUT_S)
+        self.writer.release(DELIVERY_TIMEOUT_S)
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""

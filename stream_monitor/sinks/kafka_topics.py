@@ -63,6 +63,16 @@ class TopicWriter:
                 self.producer.poll(0.1)
         self.producer.poll(0)
 
+    def release(self, timeout_s: float) -> None:
+        """Flush, then drop the producer, so its librdkafka threads end now.
+
+        The producer's callbacks refer back to its owner, so without this it
+        would be destroyed by the garbage collector at interpreter exit, when a
+        librdkafka thread logging through Python can abort the process.
+        """
+        self.producer.flush(timeout_s)
+        del self.producer
+
     def confirm(self, timeout_s: float) -> None:
         """Wait until everything queued is delivered; raises :class:`DeliveryError` otherwise."""
         remaining = self.producer.flush(timeout_s)
