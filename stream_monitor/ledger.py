@@ -36,6 +36,12 @@ class PaneChanges:
         self.dirty.add(key)
         self.evicted.discard(key)
 
+    def touch_all(self, panes: dict[VersionKey, dict[int, np.ndarray]]) -> None:
+        """Every pane of ``panes`` changed (write them all again)."""
+        for version, held in panes.items():
+            for pane in held:
+                self.touch((version, pane))
+
     def evict(self, key: PaneKey) -> None:
         """``key`` was forgotten."""
         self.dirty.discard(key)
@@ -125,9 +131,7 @@ class PartitionLedger:
 
         Panes evicted since stay listed as evicted, so their tombstones are written too.
         """
-        for version, panes in self.panes.items():
-            for pane in panes:
-                self.checkpointed.touch((version, pane))
+        self.checkpointed.touch_all(self.panes)
 
     def take_changes(self) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
         """Panes changed and panes evicted since the last checkpoint."""

@@ -64,9 +64,7 @@ class PartialPublisher:
         """Send every owned pane and watermark again (the last publication was not delivered)."""
         self._sent.clear()
         for ledger in self.engine.ledgers.values():
-            for version, panes in ledger.panes.items():
-                for pane in panes:
-                    ledger.published.touch((version, pane))
+            ledger.published.touch_all(ledger.panes)
 
     def forget(self, key: PartitionKey) -> None:
         """Stop tracking a partition this replica no longer owns."""

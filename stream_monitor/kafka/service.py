@@ -383,23 +383,17 @@ class MonitorService:
         self._note_caught_up()
         if self.publisher is not None:
             self.publisher.publish(key for key in self.engine.ledgers if key in self._owned)
-            self.writer.producer.poll(0)
-            self._snapshot = replace(
-                self.engine.operations_snapshot(),
-                consumer_lag=dict(self._lag),
-                broker_up=self._broker_up,
-            )
-            return
-        events = self.engine.evaluate()
-        if events:
-            produce_drift_events(self.writer, self.config.kafka.topics.drift_events, events)
-            if self.on_drift is not None:
-                for event in events:
-                    self.on_drift(event)
+            snapshot = self.engine.operations_snapshot()
+        else:
+            events = self.engine.evaluate()
+            if events:
+                produce_drift_events(self.writer, self.config.kafka.topics.drift_events, events)
+                if self.on_drift is not None:
+                    for event in events:
+                        self.on_drift(event)
+            snapshot = self.engine.snapshot()
         self.writer.producer.poll(0)
-        self._snapshot = replace(
-            self.engine.snapshot(), consumer_lag=dict(self._lag), broker_up=self._broker_up
-        )
+        self._snapshot = replace(snapshot, consumer_lag=dict(self._lag), broker_up=self._broker_up)
 
     def _renew_producer(self) -> None:
         """Replace a producer that hit a fatal error (e.g. a broker that lost its data)."""
