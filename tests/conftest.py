@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +22,14 @@ TEST_KAFKA = {
     "poll_timeout_s": 0.2,
     "statistics_interval_ms": 1000,
     "startup_timeout_s": 10,
+}
+
+#: Windows of the tests: 60 s panes, short windows, idle partitions let go after 3 s.
+TEST_WINDOWS = {
+    "pane_s": 60,
+    "sizes": ["5m", "15m"],
+    "allowed_lateness_s": 120,
+    "idle_timeout_s": 3,
 }
 
 FRAUD_MODEL = {
@@ -49,12 +56,7 @@ def make_config(**overrides: Any) -> MonitorConfig:
     """A config for the synthetic models; keyword arguments replace top-level sections."""
     data: dict[str, Any] = {
         "models": [FRAUD_MODEL, PRICE_MODEL],
-        "windows": {
-            "pane_s": 60,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": 3,
-        },
+        "windows": TEST_WINDOWS,
         "drift": {"min_window_events": 200},
     }
     data.update(overrides)
@@ -76,11 +78,15 @@ def broker() -> Iterator[EmbeddedBroker]:
 @pytest.fixture
 def topic_names(broker: EmbeddedBroker) -> Callable[..., str]:
     """Creates a fresh topic and returns its name."""
-    counter = itertools.count()
 
     def create(prefix: str = "t", partitions: int = 1) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}-{next(counter)}"
-        broker.create_topics([name], partitions=partitions)
-        return name
+        return fresh_topic(broker, prefix, partitions)
 
     return create
+
+
+def fresh_topic(broker: EmbeddedBroker, prefix: str = "t", partitions: int = 1) -> str:
+    """Create a topic with a unique name; its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    broker.create_topics([name], partitions=partitions)
+    return name

@@ -43,7 +43,7 @@ from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.reference import Reference, build_reference
-from tests.conftest import TEST_KAFKA
+from tests.conftest import TEST_KAFKA, TEST_WINDOWS
 from tests.test_service_kafka import consume_all
 
 pytestmark = pytest.mark.broker
@@ -92,12 +92,7 @@ def config_for(broker: EmbeddedBroker, events: str, drift: str, dead_letter: str
                 "topics": {"events": events, "drift_events": drift, "dead_letter": dead_letter},
                 **TEST_KAFKA,
             },
-            "windows": {
-                "pane_s": 60,
-                "sizes": ["5m", "1h"],
-                "allowed_lateness_s": 120,
-                "idle_timeout_s": 3,
-            },
+            "windows": {**TEST_WINDOWS, "sizes": ["5m", "1h"]},
             "drift": {"min_window_events": 50},
             "limits": {
                 "max_message_bytes": MAX_MESSAGE_BYTES,

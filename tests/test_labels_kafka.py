@@ -27,7 +27,7 @@ from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.labels import LabelJoinStore
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from tests.conftest import FRAUD_MODEL, TEST_KAFKA
+from tests.conftest import FRAUD_MODEL, TEST_KAFKA, TEST_WINDOWS
 from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
 from tests.test_service_kafka import samples
 
@@ -58,12 +58,7 @@ def test_late_out_of_order_labels_through_kafka(
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {
-            "pane_s": PANE_S,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": 3,
-        },
+        "windows": TEST_WINDOWS,
         "labels": {"ttl_s": TTL_S, "clock": "event"},  # join: on, as a labels topic is set
         "models": [FRAUD_MODEL],
         "evaluation_interval_s": 0.5,

@@ -38,7 +38,7 @@ from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.synthetic import DRIFTING_FEATURES
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS
 from tests.prometheus_server import PrometheusServer, require_prometheus
 from tests.test_engine import stream
 from tests.test_prometheus_config import (
@@ -240,12 +240,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
                 **TEST_KAFKA,
             },
             "metrics": {"host": "127.0.0.1", "port": 0},
-            "windows": {
-                "pane_s": 60,
-                "sizes": list(WINDOWS),
-                "allowed_lateness_s": 120,
-                "idle_timeout_s": 3,
-            },
+            "windows": {**TEST_WINDOWS, "sizes": list(WINDOWS)},
             "drift": {"min_window_events": 200},
             "models": [FRAUD_MODEL, PRICE_MODEL],
         }

@@ -111,12 +111,18 @@ def assert_binary(quality: Mapping[str, float], labels: Sequence[int], scores: S
     assert quality["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-9)
 
 
-def fraud_stream(minutes: int, per_minute: int, seed: int) -> list[Event]:
+def synthetic_stream(kind: str, minutes: int, per_minute: int, seed: int) -> list[Event]:
+    """``SyntheticTraffic``'s ``kind`` (fraud or price) events, spread over their minutes."""
     traffic, rng = SyntheticTraffic(seed=seed), np.random.default_rng(seed)
+    generate = getattr(traffic, kind)
     events: list[Event] = []
     for minute in range(minutes):
-        events += spread(traffic.fraud(per_minute, 0.0), rng, minute, PANE_S)
+        events += spread(generate(per_minute, 0.0), rng, minute, PANE_S)
     return events
+
+
+def fraud_stream(minutes: int, per_minute: int, seed: int) -> list[Event]:
+    return synthetic_stream("fraud", minutes, per_minute, seed)
 
 
 # -- inline labels ------------------------------------------------------------------------------
@@ -447,11 +453,7 @@ def test_a_label_before_its_prediction_waits_for_it() -> None:
 
 
 def price_stream(minutes: int, per_minute: int, seed: int) -> list[Event]:
-    traffic, rng = SyntheticTraffic(seed=seed), np.random.default_rng(seed)
-    events: list[Event] = []
-    for minute in range(minutes):
-        events += spread(traffic.price(per_minute, 0.0), rng, minute, PANE_S)
-    return events
+    return synthetic_stream("price", minutes, per_minute, seed)
 
 
 @pytest.mark.parametrize(

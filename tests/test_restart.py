@@ -24,7 +24,7 @@ from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.reference import build_reference
 from stream_monitor.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, as_messages
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, as_messages
 from tests.test_engine import stream
 from tests.test_service_kafka import samples
 
@@ -81,12 +81,7 @@ def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": port},
-        "windows": {
-            "pane_s": 60,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": 3,
-        },
+        "windows": TEST_WINDOWS,
         "drift": {"min_window_events": 200},
         "models": [FRAUD_MODEL, PRICE_MODEL],
     }
@@ -151,12 +146,7 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
             "topics": {"events": events_topic, "drift_events": topic_names("drift")},
             **TEST_KAFKA,
         },
-        "windows": {
-            "pane_s": 60,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": 3,
-        },
+        "windows": TEST_WINDOWS,
         "models": [FRAUD_MODEL],
     }
     config = config_from_dict(base)

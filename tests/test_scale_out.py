@@ -9,6 +9,7 @@ then again with one replica of each role killed with SIGKILL mid-stream.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import yaml
 from stream_monitor.cli import main
 from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.sinks.prometheus import QUALITY_GAUGES
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic
 from tests.test_engine import START
 from tests.test_restart import STATS, produce, scrape
 from tests.test_service_kafka import consume_all, samples
@@ -289,13 +290,7 @@ def scaled_out(
 @pytest.fixture(scope="module")
 def single(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The single-process run every scaled-out run is compared with."""
-    import uuid
-
-    def names(prefix: str = "t", partitions: int = 1) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        broker.create_topics([name], partitions=partitions)
-        return name
-
+    names = functools.partial(fresh_topic, broker)
     return single_process(broker, names, tmp_path_factory.mktemp("single"))
 
 

@@ -25,7 +25,7 @@ from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS
 from tests.test_engine import stream
 
 pytestmark = pytest.mark.broker
@@ -57,12 +57,7 @@ def config_data(broker: EmbeddedBroker, events_topic: str, drift_topic: str, dlq
             **TEST_KAFKA,
         },
         "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {
-            "pane_s": 60,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": 3,
-        },
+        "windows": TEST_WINDOWS,
         "drift": {"min_window_events": 200},
         "models": [FRAUD_MODEL, PRICE_MODEL],
     }
