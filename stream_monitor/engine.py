@@ -150,6 +150,11 @@ class Engine:
         for key in keys:
             self._expected.setdefault(key, self.clock() if self.clock is not None else None)
 
+    @property
+    def expected(self) -> set[PartitionKey]:
+        """The input partitions that hold panes open (see :meth:`expect`)."""
+        return set(self._expected)
+
     def closing_watermark(self) -> float:
         """The event time every active input partition has reached.
 

@@ -157,16 +157,18 @@ class AggregateService(MonitorService):
         """An input partition with messages its ingest replica has not read is not idle.
 
         Its last report may say it was caught up, yet its replica died (or is
-        rebalancing) since and new messages wait: it holds panes open until a
-        replica reads them. Asked of the broker only for partitions still for
-        ``idle_timeout_s``.
+        rebalancing) since and new messages wait; or no replica has reported it
+        yet. It holds panes open until a replica reads them. Asked of the broker
+        only for partitions still for ``idle_timeout_s``.
         """
         idle_s = self.config.windows.idle_timeout_s
         now = time.monotonic()
-        events = self.config.kafka.topics.events
-        for key, ledger in self.engine.ledgers.items():
-            still = ledger.advanced_at is not None and now - ledger.advanced_at >= idle_s
-            if key[0] != events or not still or not ledger.caught_up:
+        for key in self.engine.expected:
+            reported = key in self.engine.ledgers
+            ledger = self.engine.ledger(key)
+            moved = ledger.advanced_at
+            still = not reported or (moved is not None and now - moved >= idle_s)
+            if not still or not ledger.caught_up:
                 continue
             try:
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(*key), timeout=2.0)
