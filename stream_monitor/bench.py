@@ -368,8 +368,7 @@ def engine_state_bytes(engine: Engine) -> int:
         cumulative = getattr(state, "cumulative", None)
         total += cumulative.nbytes if isinstance(cumulative, np.ndarray) else 0
     for ledger in engine.ledgers.values():
-        for panes in ledger.panes.values():
-            total += sum(vector.nbytes for vector in panes.values())
+        total += sum(panes.nbytes for panes in ledger.panes.values())
     return total
 
 

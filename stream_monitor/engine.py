@@ -40,7 +40,7 @@ from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference
 from stream_monitor.sketches.latency import LatencyHistogram, LatencyStats
 from stream_monitor.state import ModelVersionState
-from stream_monitor.windows import SlidingWindows
+from stream_monitor.windows import SlidingWindows, panes_for
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ class Engine:
         self.config = config
         self.baselines = dict(baselines or {})
         self.decoder = Decoder(config.models, config.fields, config.limits)
+        windows = config.windows
+        #: Panes an event within the allowed lateness can still land in, behind the newest;
+        #: ledgers keep older ones compressed.
+        self.hot_panes = panes_for(windows.allowed_lateness_s, windows.pane_s) + 1
         self.states: dict[tuple[str, str], ModelVersionState] = {}
         self.board = SeverityBoard()
         self.events_total: Counter[tuple[str, str]] = Counter()
@@ -142,7 +146,7 @@ class Engine:
         """The ledger of input partition ``key`` (created on first use)."""
         ledger = self.ledgers.get(key)
         if ledger is None:
-            ledger = self.ledgers[key] = PartitionLedger(key)
+            ledger = self.ledgers[key] = PartitionLedger(key, self.hot_panes)
         return ledger
 
     def expect(self, keys: Iterable[PartitionKey]) -> None:
@@ -331,7 +335,7 @@ class Engine:
         for model, version, event_ts in meta["watermarks"]:
             ledger.watermarks[(model, version)] = float(event_ts)
         for (version_key, pane), vector in checkpoint.panes.items():
-            ledger.panes.setdefault(version_key, {})[pane] = vector
+            ledger.version_panes(version_key)[pane] = vector
         warmup: dict[tuple[str, str], list[ModelBatch]] = {}
         for data in meta["warmup"]:
             config = self.config.model(data["model"])

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_monitor.panes import PaneVectors
+
 PartitionKey = tuple[str, int]
 VersionKey = tuple[str, str]
 PaneKey = tuple[VersionKey, int]
@@ -36,7 +38,7 @@ class PaneChanges:
         self.dirty.add(key)
         self.evicted.discard(key)
 
-    def touch_all(self, panes: dict[VersionKey, dict[int, np.ndarray]]) -> None:
+    def touch_all(self, panes: dict[VersionKey, PaneVectors]) -> None:
         """Every pane of ``panes`` changed (write them all again)."""
         for version, held in panes.items():
             for pane in held:
@@ -50,7 +52,7 @@ class PaneChanges:
             self.evicted.add(key)
 
     def take(
-        self, panes: dict[VersionKey, dict[int, np.ndarray]]
+        self, panes: dict[VersionKey, PaneVectors]
     ) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
         """Panes changed and panes evicted since the last call."""
         changed = {
@@ -73,10 +75,12 @@ class PaneChanges:
 class PartitionLedger:
     """Pane deltas, watermarks and the next offset of one input partition."""
 
-    def __init__(self, key: PartitionKey) -> None:
+    def __init__(self, key: PartitionKey, hot_panes: int) -> None:
         self.key = key
+        #: Panes this far behind a version's newest are kept compressed (:class:`PaneVectors`).
+        self.hot_panes = hot_panes
         self.next_offset: int | None = None
-        self.panes: dict[VersionKey, dict[int, np.ndarray]] = {}
+        self.panes: dict[VersionKey, PaneVectors] = {}
         self.watermarks: dict[VersionKey, float] = {}
         self.advanced_at: float | None = None
         self.caught_up = True
@@ -98,21 +102,23 @@ class PartitionLedger:
 
     def add(self, version: VersionKey, pane: int, delta: np.ndarray) -> None:
         """Record ``delta`` as this partition's contribution to ``pane``."""
-        panes = self.panes.setdefault(version, {})
-        stored = panes.get(pane)
-        if stored is None:
-            panes[pane] = delta.copy()
-        else:
-            stored += delta
+        self.version_panes(version).add(pane, delta)
         self._touch((version, pane))
 
     def replace(self, version: VersionKey, pane: int, vector: np.ndarray) -> np.ndarray:
         """Set ``pane`` to ``vector``; returns the change (new minus old)."""
-        panes = self.panes.setdefault(version, {})
+        panes = self.version_panes(version)
         old = panes.get(pane)
         panes[pane] = vector
         self._touch((version, pane))
         return vector if old is None else vector - old
+
+    def version_panes(self, version: VersionKey) -> PaneVectors:
+        """The panes of ``version`` (created empty on first use)."""
+        panes = self.panes.get(version)
+        if panes is None:
+            panes = self.panes[version] = PaneVectors(self.hot_panes)
+        return panes
 
     def _touch(self, key: PaneKey) -> None:
         self.checkpointed.touch(key)
@@ -120,7 +126,9 @@ class PartitionLedger:
 
     def evict(self, version: VersionKey, oldest_pane: int) -> None:
         """Forget panes older than ``oldest_pane`` (they left every window)."""
-        panes = self.panes.get(version, {})
+        panes = self.panes.get(version)
+        if panes is None:
+            return
         for pane in [p for p in panes if p < oldest_pane]:
             del panes[pane]
             self.checkpointed.evict((version, pane))
@@ -157,7 +165,8 @@ class LedgerPanes:
         """The pane's vector over all partitions (None when no partition counted there)."""
         found = None
         for ledger in self.ledgers.values():
-            vector = ledger.panes.get(self.version, {}).get(pane)
+            panes = ledger.panes.get(self.version)
+            vector = None if panes is None else panes.get(pane)
             if vector is None:
                 continue
             found = vector if found is None else found + vector
