@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -21,9 +21,8 @@ SEVERITIES = ("ok", "warn", "alert")
 LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
-    """What one severity belongs to."""
+class SeriesKey(NamedTuple):
+    """What one severity belongs to (a tuple: hashed and compared in C, it keys every judgement)."""
 
     model: str
     version: str

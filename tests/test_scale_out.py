@@ -112,16 +112,22 @@ class Replica:
         data["metrics"]["port"] = self.port
         self.path = tmp_path / f"{role}-{self.port}.yaml"
         self.path.write_text(yaml.safe_dump(data))
+        self.log = tmp_path / f"{role}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Replica:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_monitor", "run", "--config", str(self.path),
-             "--role", self.role],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_monitor", "run", "--config", str(self.path),
+                 "--role", self.role],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )  # fmt: skip
         return self
+
+    def log_tail(self) -> str:
+        """The end of the replica's stderr (shown when it did not exit cleanly)."""
+        return f"{self.role} on :{self.port}: ...{self.log.read_text(errors='replace')[-3000:]}"
 
     def kill(self) -> None:
         assert self.process is not None
@@ -195,7 +201,7 @@ def single_process(
         time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
         found = settled(lambda: replica.series(*COMPARED), 30)
     finally:
-        assert replica.stop() == 0
+        assert replica.stop() == 0, replica.log_tail()
     return found, drift_events(broker, topics["drift"])
 
 
@@ -281,7 +287,8 @@ def scaled_out(
         ingested = consumed(ingest)
     finally:
         codes = [replica.stop() for replica in replicas]
-    assert codes == [0] * len(replicas)
+    unclean = [r.log_tail() for r, code in zip(replicas, codes, strict=True) if code != 0]
+    assert not unclean, unclean
     if not kill:  # a killed replica's counters restart from zero; its events are not lost
         assert ingested == len(events)
     return found, drift_events(broker, topics["drift"])
