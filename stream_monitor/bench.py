@@ -454,8 +454,11 @@ def workload_from_dict(data: dict[str, Any]) -> Workload:
     return Workload(**{**data, "windows": tuple(data["windows"])})
 
 
-def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
-    """End to end through the embedded broker: produce ``messages``, then consume and count them.
+def measure_broker(
+    workload: Workload, messages: Sequence[RawMessage], events: int
+) -> dict[str, Any]:
+    """End to end through the embedded broker: produce ``messages`` (holding ``events``
+    events), then consume and count them.
 
     The produce rate is measured on its own. The monitor (the
     :class:`~stream_monitor.kafka.service.MonitorService` loop of ``stream-monitor
@@ -471,7 +474,14 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     topic = "bench-inference-events"
     with EmbeddedBroker() as broker:
         broker.create_topics([topic, "bench-drift-events"])
-        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 20})
+        largest = max((len(m.value or b"") for m in messages), default=0)
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.bootstrap_servers,
+                "linger.ms": 20,
+                "message.max.bytes": max(1_000_000, largest + 4096),
+            }
+        )
         started = time.perf_counter()
         for message in messages:
             while True:
@@ -502,7 +512,7 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
         service = MonitorService(config, engine)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        expected = len(messages)
+        expected = events
         started = time.perf_counter()
         first = last = started
         thread.start()
@@ -625,13 +635,19 @@ def measure(
     events.clear()
     say(f"decode floor and engine, best of {workload.repeats}")
     results = measure_throughput(workload, rows, micro)
-    micro.clear()
     if memory:
         say("memory (fresh process)")
         results["memory"] = memory_in_child(workload)
     if broker:
-        say("end to end through the embedded broker")
-        results["broker"] = measure_broker(workload, rows)
+        say("end to end through the embedded broker: row events, then micro-batches")
+        results["broker"] = measure_broker(workload, rows, workload.events)
+        micro_run = measure_broker(workload, micro, workload.events)
+        row_rate = results["broker"]["monitor"]["events_per_s"]
+        micro_run["monitor"]["ratio_to_row_events"] = (
+            micro_run["monitor"]["events_per_s"] / row_rate if row_rate else 0.0
+        )
+        results["broker_micro_batch"] = micro_run
+    micro.clear()
     if broker and ingest_replicas:
         from stream_monitor.bench_scale import measure_ingest
 
@@ -688,6 +704,14 @@ def format_table(report: dict[str, Any]) -> str:
             "embedded broker: consume + engine",
             monitor,
             f"after {monitor['startup_s']:.1f}s joining the group"
+            + ("" if monitor["complete"] else "; incomplete (timed out)"),
+        )
+    if "broker_micro_batch" in r:
+        monitor = r["broker_micro_batch"]["monitor"]
+        row(
+            f"embedded broker: micro-batches of {w['micro_batch']:,}",
+            monitor,
+            f"{monitor['ratio_to_row_events']:.2f}x row events"
             + ("" if monitor["complete"] else "; incomplete (timed out)"),
         )
     if "scale_out" in r:

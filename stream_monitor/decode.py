@@ -30,7 +30,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from itertools import accumulate
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -80,9 +80,12 @@ LabelGroups = dict[str, tuple[list[dict[str, Any]], list[int]]]
 _LARGEST_FLOAT_INT = int(sys.float_info.max)
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One Kafka message as the engine needs it (or one line of a replay file)."""
+class RawMessage(NamedTuple):
+    """One Kafka message as the engine needs it (or one line of a replay file).
+
+    A tuple, because one is built per consumed message: ten times cheaper than
+    a frozen dataclass.
+    """
 
     value: bytes | None
     timestamp_ms: int | None = None

@@ -339,25 +339,26 @@ class MonitorService:
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""
         raw: list[RawMessage] = []
+        append = raw.append
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                 continue
-            self._broker_up = True
             timestamp_type, timestamp_ms = message.timestamp()
-            raw.append(
+            append(
                 RawMessage(
-                    value=message.value(),
-                    timestamp_ms=timestamp_ms if timestamp_type else None,
-                    topic=message.topic() or "",
-                    partition=message.partition() or 0,
-                    offset=message.offset() or 0,
+                    message.value(),
+                    timestamp_ms if timestamp_type else None,
+                    message.topic() or "",
+                    message.partition() or 0,
+                    message.offset() or 0,
                 )
             )
         if not raw:
             return
+        self._broker_up = True
         rejects = self.engine.process(raw, now_s=time.time())
         if rejects:
             self.reject_log.record(rejects)
