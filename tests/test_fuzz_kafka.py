@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import random
+import sys
 import threading
 import time
 import traceback
@@ -436,6 +437,12 @@ def running(service: MonitorService) -> Iterator[tuple[threading.Thread, list[Ba
         thread.join(timeout=30)
 
 
+def stack_of(thread: threading.Thread) -> str:
+    """Where ``thread`` is now (for a service that did not stop in time)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(thread ended)"
+
+
 def describe(errors: list[BaseException]) -> str:
     """What the service raised, with tracebacks (for assertion messages)."""
     return "\n".join("".join(traceback.format_exception(e)) for e in errors)
@@ -498,7 +505,7 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
         )
         time.sleep(1.5)  # one more checkpoint: dead letters are confirmed before commits
         assert thread.is_alive(), describe(errors)
-    assert not thread.is_alive()
+    assert not thread.is_alive(), stack_of(thread)
     assert errors == [], describe(errors)
 
     # Counts: exact for the certain reasons and for the valid events.
