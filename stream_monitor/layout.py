@@ -12,7 +12,7 @@ replicas or restarts is vector addition.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -223,7 +223,8 @@ class CounterLayout:
     def quality_values(self, vector: np.ndarray) -> dict[str, float]:
         """The quality metrics of a vector by metric name (``f1`` is macro F1 for multiclass)."""
         stats = self.quality.read(vector)
-        values = {k: float(v) for k, v in asdict(stats).items() if isinstance(v, int | float)}
+        found = ((f.name, getattr(stats, f.name)) for f in fields(stats))
+        values = {k: float(v) for k, v in found if isinstance(v, int | float)}
         if "macro_f1" in values:
             values["f1"] = values["macro_f1"]
         return values

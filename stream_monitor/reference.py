@@ -52,7 +52,8 @@ class ColumnProfile:
     @property
     def null_ratio(self) -> float:
         """Share of nulls in the reference."""
-        return self.nulls / self.total if self.total else 0.0
+        total = self.total
+        return self.nulls / total if total else 0.0
 
     def bins(self) -> NumericBins | CategoricalBins:
         """The binning this profile fixes."""
