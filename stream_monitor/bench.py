@@ -358,7 +358,8 @@ def engine_state_bytes(engine: Engine) -> int:
     """Bytes of numpy state the engine holds: pane vectors, window sums, running totals.
 
     Pane vectors are counted where they are kept, once: in each input partition's
-    ledger (``Engine.ledgers``); windows hold only their running sums.
+    ledger (``Engine.ledgers``), compressed ones at their packed size; windows hold
+    only their running sums.
     """
     total = 0
     for state in engine.states.values():
