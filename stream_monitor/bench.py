@@ -455,11 +455,9 @@ def workload_from_dict(data: dict[str, Any]) -> Workload:
     return Workload(**{**data, "windows": tuple(data["windows"])})
 
 
-def measure_broker(
-    workload: Workload, messages: Sequence[RawMessage], events: int
-) -> dict[str, Any]:
-    """End to end through the embedded broker: produce ``messages`` (holding ``events``
-    events), then consume and count them.
+def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
+    """End to end through the embedded broker: produce ``messages`` (row events or
+    micro-batches, ``workload.events`` events in all), then consume and count them.
 
     The produce rate is measured on its own. The monitor (the
     :class:`~stream_monitor.kafka.service.MonitorService` loop of ``stream-monitor
@@ -513,7 +511,7 @@ def measure_broker(
         service = MonitorService(config, engine)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        expected = events
+        expected = workload.events
         started = time.perf_counter()
         first = last = started
         thread.start()
@@ -641,8 +639,8 @@ def measure(
         results["memory"] = memory_in_child(workload)
     if broker:
         say("end to end through the embedded broker: row events, then micro-batches")
-        results["broker"] = measure_broker(workload, rows, workload.events)
-        micro_run = measure_broker(workload, micro, workload.events)
+        results["broker"] = measure_broker(workload, rows)
+        micro_run = measure_broker(workload, micro)
         row_rate = results["broker"]["monitor"]["events_per_s"]
         micro_run["monitor"]["ratio_to_row_events"] = (
             micro_run["monitor"]["events_per_s"] / row_rate if row_rate else 0.0
