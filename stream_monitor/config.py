@@ -150,6 +150,9 @@ class WindowConfig:
     allowed_lateness_s: float = 300.0
     max_future_s: float = 3600.0
     idle_timeout_s: float = 60.0
+    #: How far judging may fall behind the newest event before windows are given up (at least
+    #: the largest window plus the allowed lateness): partitions read unevenly hold panes open.
+    max_unjudged_s: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -595,15 +598,30 @@ def _windows(reader: _Reader) -> WindowConfig:
         if abs(ratio - round(ratio)) > 1e-9:
             raise ConfigError(f"{key}: {seconds:g}s is not a whole number of panes of {pane_s:g}s")
         sizes[str(name)] = seconds
+    lateness_s = reader.number("allowed_lateness_s", base.allowed_lateness_s, minimum=0)
     result = WindowConfig(
         pane_s=pane_s,
         sizes=sizes,
-        allowed_lateness_s=reader.number("allowed_lateness_s", base.allowed_lateness_s, minimum=0),
+        allowed_lateness_s=lateness_s,
         max_future_s=reader.duration("max_future_s", base.max_future_s),
         idle_timeout_s=reader.duration("idle_timeout_s", base.idle_timeout_s),
+        max_unjudged_s=_max_unjudged_s(reader, max(sizes.values()) + lateness_s),
     )
     reader.finish()
     return result
+
+
+def _max_unjudged_s(reader: _Reader, least: float) -> float:
+    """``windows.max_unjudged_s``: at least the largest window plus the allowed lateness."""
+    if reader.get("max_unjudged_s", None) is None:
+        return max(least, WindowConfig.max_unjudged_s)
+    seconds = reader.duration("max_unjudged_s", least)
+    if seconds < least:
+        raise ConfigError(
+            f"{reader.key('max_unjudged_s')}: {seconds:g}s is less than the largest window "
+            f"plus the allowed lateness ({least:g}s)"
+        )
+    return seconds
 
 
 def _fields(reader: _Reader) -> FieldMap:

@@ -12,9 +12,10 @@ events for it are rejected as late, so the pane is complete. A partition that
 is caught up (nothing left to read) and whose watermark did not move for
 ``windows.idle_timeout_s`` of wall time does not hold panes open; one that
 stalls with messages left to read (a rebalance, a crashed replica) does.
-Drift is judged on each closed pane in turn, so drift events depend on the
-events alone, never on when evaluation ran or how many instances shared the
-work.
+Drift is judged on each closed pane in turn, as soon as it closes (at the end
+of the batch that closed it, so a backlog read faster than its event time is
+judged in full), so drift events depend on the events alone, never on when
+evaluation ran or how many instances shared the work.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,7 +33,14 @@ import numpy as np
 from stream_monitor import persist
 from stream_monitor.config import RISE_METRICS, ModelConfig, MonitorConfig, Thresholds
 from stream_monitor.decode import REASONS, Decoder, LabelBatch, ModelBatch, RawMessage, Reject
-from stream_monitor.evaluate import SEVERITIES, DriftEvent, SeriesKey, SeverityBoard, WindowInfo
+from stream_monitor.evaluate import (
+    SEVERITIES,
+    DriftEvent,
+    SeriesKey,
+    SeverityBoard,
+    WindowInfo,
+    iso_utc,
+)
 from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.labels import Joined, LabelJoinStore
 from stream_monitor.layout import StabilityStats
@@ -75,6 +83,7 @@ class Snapshot:
     thresholds: Mapping[SeriesKey, tuple[float, float]] = field(default_factory=dict)
     latency_histograms: Mapping[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
     label_joins: Mapping[str, int] = field(default_factory=dict)
+    windows_skipped_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
     consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
     broker_up: bool | None = None
 
@@ -84,6 +93,8 @@ class Engine:
 
     ``clock`` (monotonic seconds) enables the idle timeout of partitions; without
     it (replay, benchmarks) a pane closes only when every partition passed it.
+    ``judging`` False (an ingest replica) judges nothing and keeps panes for its
+    publisher instead.
     """
 
     def __init__(
@@ -116,7 +127,9 @@ class Engine:
         self.watermark_s = -math.inf
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
         self.clock = clock
+        self.judging = True
         self._expected: dict[PartitionKey, float | None] = {}
+        self._judged_events: list[DriftEvent] = []
         self._snapshot = Snapshot()
 
     def process(self, messages: Sequence[RawMessage], now_s: float | None = None) -> list[Reject]:
@@ -140,6 +153,7 @@ class Engine:
         for store in (self.joins or {}).values():
             store.expire()
         self.invalid_total.update(reject.reason for reject in rejects)
+        self.settle(now_s)
         return rejects
 
     def ledger(self, key: PartitionKey) -> PartitionLedger:
@@ -404,33 +418,56 @@ class Engine:
             self.config.concept_drift,
             self.baselines.get(model),
         )
+        state.judging = self.judging
         self.states[(model, version)] = state
         for metric in drift_metrics(config):
             for severity in SEVERITIES:
                 self.drift_events_total[(model, version, metric, severity)] += 0
         return state
 
+    def settle(self, now_s: float | None = None, final: bool = False) -> None:
+        """Judge each window ending at a newly closed pane, then let go of panes no window needs.
+
+        Called after every batch, so that every pane is judged before it leaves
+        memory, however fast the stream is read; :meth:`evaluate` returns the
+        drift events. ``final`` (end of the input, as in ``replay``) closes
+        every pane seen.
+        """
+        if self.judging:
+            self._judge_closed(now_s, final)
+        for state in self.states.values():
+            state.evict()
+
+    def _judge_closed(self, now_s: float | None, final: bool) -> None:
+        detected_at = time.time() if now_s is None else now_s
+        closing = self.closing_watermark()
+        for state in self.states.values():
+            if state.layout is None or state.judged is None:
+                continue
+            mark = state.watermark_s if final else closing - state.allowed_lateness_s
+            if not math.isfinite(mark):
+                continue
+            last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
+            for _ in state.close_panes(last_closed):
+                for window in state.window_sizes:
+                    sample, info = self._sample(state, state.judged, window)
+                    self._judged_events.extend(self._judge(state, info, sample, detected_at))
+
     def evaluate(self, now_s: float | None = None, final: bool = False) -> list[DriftEvent]:
         """Judge the windows of newly closed panes, publish a snapshot, return the drift events.
 
+        The events are those of every pane closed since the last call, in order.
         ``final`` (end of the input, as in ``replay``) closes every pane seen.
         """
-        detected_at = time.time() if now_s is None else now_s
-        closing = self.closing_watermark()
-        events: list[DriftEvent] = []
+        self.settle(now_s, final)
+        events, self._judged_events = self._judged_events, []
         samples: list[WindowSample] = []
         histograms = {}
         for state in self.states.values():
-            if state.layout is None or state.windows is None or state.judged is None:
+            if state.layout is None or state.windows is None:
                 continue
             assert state.cumulative is not None
-            mark = state.watermark_s if final else closing - state.allowed_lateness_s
-            if math.isfinite(mark):
-                last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
-                for _ in state.close_panes(last_closed):
-                    for window in state.window_sizes:
-                        sample, info = self._sample(state, state.judged, window)
-                        events.extend(self._judge(state, info, sample, detected_at))
+            self._log_skips(state)
             histograms[(state.model.name, state.version)] = state.layout.latency_histogram(
                 state.cumulative
             )
@@ -447,8 +484,29 @@ class Engine:
             thresholds=self.board.thresholds(),
             latency_histograms=histograms,
             label_joins=self._join_counts(),
+            windows_skipped_total={
+                key: state.skipped_total for key, state in self.states.items() if state.judging
+            },
         )
         return events
+
+    @staticmethod
+    def _log_skips(state: ModelVersionState) -> None:
+        """One warning per evaluation for the windows given up since the last (memory cap)."""
+        if not state.skipped_unlogged:
+            return
+        ranges, state.skipped_unlogged = state.skipped_unlogged, []
+        log.warning(
+            "%s %s: %d windows ending %s were not judged: judging fell more than "
+            "windows.max_unjudged_s behind the newest event (a partition held panes open)",
+            *state.key,
+            sum(last - first + 1 for first, last in ranges) * len(state.window_sizes),
+            ", ".join(
+                iso_utc((first + 1) * state.pane_s)
+                + ("" if last == first else f" to {iso_utc((last + 1) * state.pane_s)}")
+                for first, last in ranges
+            ),
+        )
 
     def operations_snapshot(self) -> Snapshot:
         """A snapshot of the counters alone (an ingest replica judges no window)."""
@@ -523,6 +581,9 @@ class Engine:
             event = self.board.judge(key, value, thresholds, info, now_s)
             if event is not None:
                 events.append(event)
+        if events and state.skipped:
+            events[0] = replace(events[0], unjudged=unjudged_ranges(state))
+            state.skipped = []
         return events
 
     def snapshot(self) -> Snapshot:
@@ -550,6 +611,18 @@ def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int
         else:
             group.append(index)
     return groups
+
+
+def unjudged_ranges(state: ModelVersionState) -> list[dict[str, Any]]:
+    """The window ends ``state`` skipped since its last drift event, for that event."""
+    return [
+        {
+            "first_window_end": iso_utc((first + 1) * state.pane_s),
+            "last_window_end": iso_utc((last + 1) * state.pane_s),
+            "windows": (last - first + 1) * len(state.window_sizes),
+        }
+        for first, last in state.skipped
+    ]
 
 
 #: A concept-drift detection in the window is an alert.

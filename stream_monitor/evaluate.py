@@ -61,6 +61,8 @@ class DriftEvent:
     window_events: int
     detected_at: str
     reference: str
+    #: Windows not judged since this series' model version last emitted (memory cap), or None.
+    unjudged: list[dict[str, Any]] | None = None
 
     def to_json(self) -> bytes:
         """The event as the JSON value of a Kafka message."""

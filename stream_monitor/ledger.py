@@ -124,12 +124,17 @@ class PartitionLedger:
         self.checkpointed.touch(key)
         self.published.touch(key)
 
-    def evict(self, version: VersionKey, oldest_pane: int) -> None:
-        """Forget panes older than ``oldest_pane`` (they left every window)."""
+    def evict(self, version: VersionKey, oldest_pane: int, hold_unpublished: bool = False) -> None:
+        """Forget panes older than ``oldest_pane`` (they left every window).
+
+        ``hold_unpublished`` keeps those not yet published as partials (an
+        ingest replica reading a backlog faster than it publishes).
+        """
         panes = self.panes.get(version)
         if panes is None:
             return
-        for pane in [p for p in panes if p < oldest_pane]:
+        unpublished = self.published.dirty if hold_unpublished else set()
+        for pane in [p for p in panes if p < oldest_pane and (version, p) not in unpublished]:
             del panes[pane]
             self.checkpointed.evict((version, pane))
             self.published.evict((version, pane))

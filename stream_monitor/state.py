@@ -155,6 +155,16 @@ class ModelVersionState:
             else 0
         )
         self.keep_panes = max(self.window_sizes.values()) + lateness_panes
+        self.max_unjudged_panes = max(
+            self.keep_panes, panes_for(windows.max_unjudged_s, windows.pane_s)
+        )
+        #: Whether this instance judges windows; an ingest replica does not (it publishes panes).
+        self.judging = True
+        #: Window ends given up on (see :meth:`skip_unjudged`), as (first, last) pane ranges:
+        #: since the last drift event, and since the last log line.
+        self.skipped: list[tuple[int, int]] = []
+        self.skipped_unlogged: list[tuple[int, int]] = []
+        self.skipped_total = 0
         self.max_known_categories = limits.max_known_categories
         self.watermark_s = -np.inf
         self.events_total = 0
@@ -243,33 +253,68 @@ class ModelVersionState:
         return Counted(rejects, [(ledger, batch, pane_index)])
 
     def _advance(self, event_ts: float) -> None:
-        """Slide the windows to ``event_ts`` and forget panes every window has left."""
+        """Slide the live windows to ``event_ts`` (panes are let go later, by :meth:`evict`)."""
         assert self.windows is not None
         if event_ts <= self.watermark_s:
             return
         self.watermark_s = event_ts
         self.windows.advance(int(pane_of(np.array([event_ts]), self.pane_s)[0]))
-        self._evict()
 
-    def _evict(self) -> None:
-        """Forget panes that left every live and every judged window.
+    def evict(self) -> None:
+        """Forget panes that left every live window and that no window still to be judged needs.
 
-        Judged windows lag the live ones while a partition holds panes open;
-        panes further back than twice the horizon go regardless (memory stays
-        bounded), and judged windows still holding them skip ahead past them.
+        Called once the closed panes were judged (after each batch), so a backlog
+        read faster than its event time loses no window. Only when judging stays
+        more than ``windows.max_unjudged_s`` behind the newest pane (a partition
+        holds panes open) are the oldest window ends given up, counted and
+        reported (:meth:`skip_unjudged`), so memory stays bounded. An ingest
+        replica, which judges nothing, keeps panes for twice the horizon, and
+        until they are published.
         """
-        assert self.windows is not None and self.judged is not None
+        if self.windows is None or self.judged is None:
+            return
         live = self.windows.oldest_pane
         if live is None:
             return
-        floor = live - self.keep_panes
-        judged = self.judged.oldest_pane
-        if judged is not None and judged < floor:
-            self.judged.advance(floor + max(self.window_sizes.values()) - 1)
-            judged = self.judged.oldest_pane
-        oldest = floor if judged is None else max(floor, min(live, judged))
+        if self.judging:
+            self.skip_unjudged()
+            oldest = min(live, self._first_unjudged_pane())
+        else:
+            oldest = live - self.keep_panes
         for ledger in self._ledgers.values():
-            ledger.evict(self.key, oldest)
+            ledger.evict(self.key, oldest, hold_unpublished=not self.judging)
+
+    def _judged_end(self) -> int | None:
+        """The last window end judged, or the one before the first pane held (None: nothing)."""
+        assert self.judged is not None
+        if self.judged.end_pane is not None:
+            return self.judged.end_pane
+        held = self.judged.source.indices()
+        return min(held) - 1 if held else None
+
+    def _first_unjudged_pane(self) -> int:
+        """The oldest pane a window still to be judged (or re-judged) needs."""
+        assert self.judged is not None and self.windows is not None
+        if self.judged.end_pane is not None:
+            return self.judged.end_pane - self.keep_panes + 1
+        end = self._judged_end()
+        return end + 1 if end is not None else self.windows.end_pane or 0
+
+    def skip_unjudged(self) -> None:
+        """Give up the window ends more than ``max_unjudged_panes`` behind the newest pane."""
+        assert self.judged is not None and self.windows is not None
+        end, newest = self._judged_end(), self.windows.end_pane
+        if end is None or newest is None or end >= newest - self.max_unjudged_panes:
+            return
+        floor = newest - self.max_unjudged_panes
+        self.judged.advance(floor)
+        self.rejudge = False
+        for ranges in (self.skipped, self.skipped_unlogged):
+            if ranges and ranges[-1][1] == end:
+                ranges[-1] = (ranges[-1][0], floor)
+            else:
+                ranges.append((end + 1, floor))
+        self.skipped_total += (floor - end) * len(self.window_sizes)
 
     def error_stream(self, key: PartitionKey) -> ErrorStream:
         """The concept-drift error stream of input partition ``key``."""

@@ -69,6 +69,7 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_inference_latency_seconds_sum",
     "stream_monitor_inference_latency_seconds_count",
     "stream_monitor_drift_events_total",
+    "stream_monitor_windows_skipped_total",
     "stream_monitor_consumer_lag",
     "stream_monitor_up",
 }
@@ -249,6 +250,12 @@ class SyntheticMonitor:
         )
         drift_events.add_metric([DRIFTING, VERSION, "psi", "alert"], 1 + int(t / 5))
         yield drift_events
+        skipped = CounterMetricFamily(
+            "stream_monitor_windows_skipped", "s", labels=["model", "version"]
+        )
+        skipped.add_metric([DRIFTING, VERSION], 2 * t)
+        skipped.add_metric([HEALTHY, VERSION], 0)
+        yield skipped
 
         latency = HistogramMetricFamily(
             "stream_monitor_inference_latency_seconds", "l", labels=["model", "version"]

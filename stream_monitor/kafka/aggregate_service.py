@@ -139,6 +139,7 @@ class AggregateService(MonitorService):
                 self._broker_up = True
                 pairs.append((message.key(), message.value()))
         self.aggregator.apply(self._decode(pairs))
+        self.engine.settle()
 
     def _decode(self, pairs: list[tuple[bytes | None, bytes | None]]) -> list[Record]:
         records = []

@@ -131,6 +131,7 @@ class MonitorService:
         self.ingest = ingest
         self.publisher: PartialPublisher | None = None
         self.engine = engine
+        engine.judging = not ingest
         if engine.clock is None:
             engine.clock = time.monotonic
         self.on_drift = on_drift

@@ -67,7 +67,14 @@ def _counters(snapshot: Snapshot) -> Iterable[Metric]:
     )
     for labels, count in sorted(snapshot.drift_events_total.items()):
         drift.add_metric(list(labels), count)
-    return events, invalid, drift
+    skipped = CounterMetricFamily(
+        "stream_monitor_windows_skipped",
+        "Window ends never judged: judging fell more than windows.max_unjudged_s behind.",
+        labels=["model", "version"],
+    )
+    for (model, version), count in sorted(snapshot.windows_skipped_total.items()):
+        skipped.add_metric([model, version], count)
+    return events, invalid, drift, skipped
 
 
 def _windows(snapshot: Snapshot) -> Iterable[Metric]:

@@ -1,0 +1,160 @@
+"""``run`` started on a full backlog judges every window, exactly as ``replay`` does.
+
+Forty minutes of event time wait on four partitions before the monitor starts;
+it reads them far faster than their event time. Its drift events must be those
+of ``replay`` over the same events, ids included, with drifts both early and
+late in the backlog; and again when the process is killed with SIGKILL once it
+has read 60% of the backlog, and restarted after the rest was produced. Concept
+drift is left out: its detectors run per input partition, so it depends on how
+the events are partitioned.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from stream_monitor.cli import main
+from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.evaluate import iso_utc
+from stream_monitor.synthetic import SyntheticTraffic
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.test_backlog import backlog
+from tests.test_engine import START
+from tests.test_restart import produce
+from tests.test_scale_out import Replica, consumed, drift_events, settled, wait_for
+
+pytestmark = pytest.mark.broker
+
+PARTITIONS = 4
+MINUTES = 40
+PER_MINUTE = 600
+IDLE_TIMEOUT_S = 4
+LATENESS_S = 120
+PANE_S = 60
+
+
+def write_config(tmp_path: Path, broker: EmbeddedBroker, topics: dict[str, str]) -> Path:
+    """A config with a baseline file per model, built from undrifted traffic of another seed."""
+    traffic = SyntheticTraffic(seed=99)
+    reference = tmp_path / "reference.jsonl"
+    rows = traffic.fraud(4000, START) + traffic.price(4000, START)
+    reference.write_bytes(b"\n".join(orjson.dumps(e) for e in rows) + b"\n")
+    models = [
+        {**model, "reference": {"baseline": str(tmp_path / f"{model['name']}.json")}}
+        for model in (FRAUD_MODEL, PRICE_MODEL)
+    ]
+    data = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"backlog-{topics['events']}",
+            "topics": {"events": topics["events"], "drift_events": topics["drift"]},
+            **TEST_KAFKA,
+        },
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "windows": {
+            "pane_s": PANE_S,
+            "sizes": ["5m", "15m"],
+            "allowed_lateness_s": LATENESS_S,
+            "idle_timeout_s": IDLE_TIMEOUT_S,
+        },
+        "drift": {"min_window_events": 200},
+        "models": models,
+    }
+    config_file = tmp_path / "backlog.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    for model in models:
+        output = model["reference"]["baseline"]
+        assert main(["baseline", "--config", str(config_file), "--model", model["name"],
+                     "--input", str(reference), "--output", output]) == 0  # fmt: skip
+    return config_file
+
+
+def replayed(config_file: Path, events: list[dict[str, Any]], tmp_path: Path) -> dict[str, dict]:
+    """Drift events by id from ``stream-monitor replay`` over ``events`` in order."""
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_monitor", "replay", "--config", str(config_file),
+         "--input", str(lines)],
+        capture_output=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    found = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    return {event["id"]: event for event in found}
+
+
+def judged_by_both(events: dict[str, dict]) -> dict[str, dict]:
+    """Events of windows the service closes too: all but concept drift and the last panes.
+
+    With every partition idle a pane closes once the newest event time passed its
+    end by the allowed lateness; ``replay`` closes every pane at the end of its input.
+    """
+    newest = START + (MINUTES - 1) * PANE_S
+    last_end = iso_utc(math.floor((newest - LATENESS_S) / PANE_S) * PANE_S)
+    return {
+        event_id: event
+        for event_id, event in events.items()
+        if event["metric"] != "concept_drift" and event["window_end"] <= last_end
+    }
+
+
+def compare(expected: dict[str, dict], found: dict[str, dict]) -> None:
+    """The same transitions: ids, and every field but the detection time (values to 1e-9)."""
+    missing, extra = set(expected) - set(found), set(found) - set(expected)
+
+    def brief(events: dict[str, dict], ids: set[str]) -> list[tuple]:
+        keys = ("model", "metric", "feature", "window", "window_end", "severity")
+        return sorted(tuple(events[i][k] for k in keys) for i in ids)
+
+    assert not missing and not extra, (brief(expected, missing), brief(found, extra))
+    for event_id, event in expected.items():
+        other = found[event_id]
+        assert math.isclose(other["value"], event["value"], rel_tol=1e-9, abs_tol=1e-12)
+        same = ("window_start", "window_events", "threshold", "previous_severity", "reference")
+        assert {k: other[k] for k in same} == {k: event[k] for k in same}
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["uninterrupted", "kill-9-mid-backlog"])
+def test_run_on_a_full_backlog_gives_the_drift_events_of_replay(
+    broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, kill: bool
+) -> None:
+    topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
+    config_file = write_config(tmp_path, broker, topics)
+    events = backlog(MINUTES, PER_MINUTE, late_from=28)
+    first = len(events) * 3 // 5 if kill else len(events)
+    produce(broker.bootstrap_servers, topics["events"], events[:first], "event_id")
+    expected = judged_by_both(replayed(config_file, events, tmp_path))
+    early, late = iso_utc(START + 20 * PANE_S), iso_utc(START + 28 * PANE_S)
+    alerts = [e for e in expected.values() if e["severity"] == "alert"]
+    assert any(e["window_end"] <= early for e in alerts)
+    assert any(e["window_end"] > late for e in alerts)
+
+    replica = Replica(config_file, "all", tmp_path).start()
+    try:
+        if kill:  # killed once it read the first 60%; the rest waits for the restart
+            wait_for(lambda: consumed([replica]) == first, 90)
+            replica.kill()
+            produce(broker.bootstrap_servers, topics["events"], events[first:], "event_id")
+            replica = Replica(config_file, "all", tmp_path).start()
+
+        def caught_up() -> bool:
+            lag = replica.series("stream_monitor_consumer_lag")
+            return len(lag) == PARTITIONS and not any(lag.values())
+
+        wait_for(caught_up, 120)
+        time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
+        found = settled(lambda: drift_events(broker, topics["drift"]), 60)  # type: ignore[arg-type,return-value]
+        skipped = replica.series("stream_monitor_windows_skipped_total")
+    finally:
+        assert replica.stop() == 0, replica.log_tail()
+    assert skipped and not any(skipped.values())
+    compare(expected, judged_by_both(found))
