@@ -128,6 +128,9 @@ class Engine:
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
         self.clock = clock
         self.judging = True
+        #: Window ends judged so far; a checkpoint rewrites every partition's copy of the
+        #: severities and judged marks when it moved.
+        self.judged_panes = 0
         self._expected: dict[PartitionKey, float | None] = {}
         self._judged_events: list[DriftEvent] = []
         self._snapshot = Snapshot()
@@ -449,6 +452,7 @@ class Engine:
                 continue
             last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
             for _ in state.close_panes(last_closed):
+                self.judged_panes += 1
                 for window in state.window_sizes:
                     sample, info = self._sample(state, state.judged, window)
                     self._judged_events.extend(self._judge(state, info, sample, detected_at))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +23,22 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from confluent_kafka import Producer
 
 from stream_monitor.cli import main
+from stream_monitor.config import config_from_dict
 from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
+from stream_monitor.kafka.changelog import read_changelog, restore
+from stream_monitor.kafka.service import MonitorService, consumer_settings, producer_settings
 from stream_monitor.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
 from tests.test_backlog import backlog
 from tests.test_engine import START
 from tests.test_restart import produce
 from tests.test_scale_out import Replica, consumed, drift_events, settled, wait_for
+from tests.test_service_kafka import config_data
 
 pytestmark = pytest.mark.broker
 
@@ -158,3 +165,67 @@ def test_run_on_a_full_backlog_gives_the_drift_events_of_replay(
         assert replica.stop() == 0, replica.log_tail()
     assert skipped and not any(skipped.values())
     compare(expected, judged_by_both(found))
+
+
+def test_every_partition_checkpoint_carries_the_newest_severities(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    """A partition that stopped receiving still gets the severities judged since.
+
+    Each partition's checkpoint holds the model's severities and how far it was
+    judged; a restore takes them from whichever partition comes first. Partition 0
+    gets events for 5 minutes and then nothing; once its panes left every window,
+    partition 1 drifts, so severities change while partition 0 has nothing new at
+    all to checkpoint.
+    """
+    events_topic = topic_names("events", partitions=2)
+    data = config_data(broker, events_topic, topic_names("drift"), topic_names("dlq"))
+    data["models"] = [FRAUD_MODEL]
+    config = config_from_dict(data)
+    traffic = SyntheticTraffic(seed=5)
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
+
+    def produce_minutes(minutes: range, partitions: tuple[int, ...]) -> None:
+        for minute in minutes:
+            for partition in partitions:
+                for event in traffic.fraud(200, START + minute * PANE_S, drifted=minute >= 30):
+                    producer.produce(events_topic, orjson.dumps(event), partition=partition)
+        assert producer.flush(20) == 0
+
+    produce_minutes(range(5), (0, 1))
+    produce_minutes(range(5, 30), (1,))
+    service = MonitorService(config, Engine(config))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,))
+    service.wait_for_broker()
+    thread.start()
+    engine = service.engine
+    try:
+        wait_for(lambda: engine.events_total[("fraud-detector", "v1")] == 35 * 200, 60)
+        quiet = engine.ledgers[(events_topic, 0)]
+        # partition 0 goes idle, the panes close and are judged, partition 0's are let go
+        wait_for(lambda: not quiet.panes.get(("fraud-detector", "v1")), 60)
+        wait_for(lambda: not quiet.checkpointed.pending, 10)
+        assert "alert" not in engine.board.severities().values()
+        produce_minutes(range(30, 45), (1,))
+        wait_for(lambda: "alert" in engine.board.severities().values(), 60)
+    finally:
+        stop.set()  # the service checkpoints once more as it stops
+        thread.join(30)
+    assert not thread.is_alive()
+
+    topic = config.kafka.changelog_topic
+    checkpoints = []
+    for partition in (0, 1):
+        latest, _ = read_changelog(
+            consumer_settings(config.kafka), producer_settings(config.kafka), topic, partition
+        )
+        checkpoint = restore(latest, (events_topic, partition))
+        assert checkpoint is not None
+        checkpoints.append(checkpoint.meta)
+    quiet, busy = checkpoints
+    assert "alert" in {row[-1] for row in busy["severities"]}
+    assert {tuple(r[:5]): r[5] for r in quiet["severities"]} == {
+        tuple(r[:5]): r[5] for r in busy["severities"]
+    }
+    assert quiet["instance"] == busy["instance"]

@@ -140,6 +140,7 @@ class MonitorService:
         self._broker_up: bool | None = None
         self._owned: set[tuple[str, int]] = set()
         self._checkpointed: dict[tuple[str, int], int | None] = {}
+        self._judged_panes = 0
         self.changelog: ChangelogWriter | None = None
         self._stop = threading.Event()
         self._producer_failed = False
@@ -416,9 +417,13 @@ class MonitorService:
         self.evaluate()
         owned = [key for key in self.engine.ledgers if key in self._owned]
         if self.changelog is not None:
+            # Every partition's checkpoint carries the severities and how far each model
+            # was judged: once judging moved, all are rewritten, so none restores stale ones.
+            judged = self.engine.judged_panes != self._judged_panes
+            self._judged_panes = self.engine.judged_panes
             for key in owned:
                 ledger = self.engine.ledgers[key]
-                unchanged = not ledger.checkpointed.pending
+                unchanged = not ledger.checkpointed.pending and not judged
                 if unchanged and self._checkpointed.get(key) == ledger.next_offset:
                     continue
                 changed, evicted, meta = self.engine.checkpoint_partition(key)
