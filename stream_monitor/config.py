@@ -24,6 +24,9 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SECRET_WORDS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key")
+#: Bounds of ``kafka.dead_letter_max_bytes``: room for the headers and a prefix of the
+#: message, and librdkafka's own ceiling on ``message.max.bytes``.
+DEAD_LETTER_BYTES_RANGE = (4096, 1_000_000_000)
 
 
 class ConfigError(ValueError):
@@ -169,7 +172,12 @@ class TopicConfig:
 
 @dataclass(frozen=True)
 class KafkaConfig:
-    """Kafka client settings; ``client`` is passed to librdkafka for every client (SASL/SSL)."""
+    """Kafka client settings; ``client`` is passed to librdkafka for every client (SASL/SSL).
+
+    ``dead_letter_max_bytes`` is the dead-letter producer's ``message.max.bytes``: a
+    dead letter that would not fit is cut to fit. A dead letter whose delivery fails
+    is sent again up to ``dead_letter_retries`` times, then dropped.
+    """
 
     bootstrap_servers: str = "localhost:9092"
     group_id: str = "stream-monitor"
@@ -188,6 +196,8 @@ class KafkaConfig:
     statistics_interval_ms: int = 5000
     checkpoints: bool = True
     partials_partitions: int = 0
+    dead_letter_max_bytes: int = 1_000_000
+    dead_letter_retries: int = 3
 
     @property
     def changelog_topic(self) -> str:
@@ -354,12 +364,16 @@ class _Reader:
             raise ConfigError(f"{self.key(name)}: must be at least {minimum}, got {value!r}")
         return float(value)
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         value = self.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{self.key(name)}: expected an integer, got {value!r}")
         if value < minimum:
             raise ConfigError(f"{self.key(name)}: must be at least {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.key(name)}: must be at most {maximum}, got {value!r}")
         return value
 
     def string(self, name: str, default: str | None, *, required: bool = False) -> str | None:
@@ -578,6 +592,13 @@ def _kafka(reader: _Reader) -> KafkaConfig:
         ),
         checkpoints=_boolean(reader, "checkpoints", base.checkpoints),
         partials_partitions=reader.integer("partials_partitions", base.partials_partitions),
+        dead_letter_max_bytes=reader.integer(
+            "dead_letter_max_bytes",
+            base.dead_letter_max_bytes,
+            minimum=DEAD_LETTER_BYTES_RANGE[0],
+            maximum=DEAD_LETTER_BYTES_RANGE[1],
+        ),
+        dead_letter_retries=reader.integer("dead_letter_retries", base.dead_letter_retries),
     )
     reader.finish()
     return kafka

@@ -86,6 +86,9 @@ class Snapshot:
     windows_skipped_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
     consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
     broker_up: bool | None = None
+    dead_letter_failures: Mapping[str, int] = field(default_factory=dict)
+    dead_letters_dropped: int = 0
+    drift_events_dropped: int = 0
 
 
 class Engine:

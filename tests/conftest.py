@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from stream_monitor.config import MonitorConfig, config_from_dict
 from stream_monitor.decode import RawMessage
@@ -90,3 +91,13 @@ def fresh_topic(broker: EmbeddedBroker, prefix: str = "t", partitions: int = 1) 
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     broker.create_topics([name], partitions=partitions)
     return name
+
+
+def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offsets ``group_id`` committed on each partition of ``topic`` (-1001: none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+    try:
+        wanted = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10)}
+    finally:
+        consumer.close()

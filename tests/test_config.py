@@ -20,6 +20,8 @@ def test_example_config_loads() -> None:
     assert [m.name for m in config.models] == ["fraud-detector", "price-estimator"]
     assert config.windows.sizes == {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
     assert config.kafka.bootstrap_servers == "localhost:9092"
+    assert config.kafka.dead_letter_max_bytes == 1_000_000
+    assert config.kafka.dead_letter_retries == 3
     assert config.models[1].drift.csi.alert == 0.3
     assert config.models[0].drift.csi.alert == 0.25
 
@@ -37,6 +39,22 @@ def test_example_config_loads() -> None:
         (minimal(kafka={"assignment_strategy": "sticky"}), "kafka.assignment_strategy: expected"),
         (minimal(kafka={"batch_size": 0}), "kafka.batch_size: must be at least 1"),
         (minimal(metrics={"port": "x"}), "metrics.port: expected an integer"),
+        (
+            minimal(kafka={"dead_letter_max_bytes": 1000}),
+            "kafka.dead_letter_max_bytes: must be at least 4096, got 1000",
+        ),
+        (
+            minimal(kafka={"dead_letter_max_bytes": 2_000_000_000}),
+            "kafka.dead_letter_max_bytes: must be at most 1000000000",
+        ),
+        (
+            minimal(kafka={"dead_letter_max_bytes": "1MB"}),
+            "kafka.dead_letter_max_bytes: expected an integer",
+        ),
+        (
+            minimal(kafka={"dead_letter_retries": -1}),
+            "kafka.dead_letter_retries: must be at least 0",
+        ),
         (minimal(surprise=1), "surprise: unknown key"),
         (
             {"models": [{"name": "m", "task": "binary", "features": {"x": "float"}}]},

@@ -3,8 +3,11 @@
 A seeded mix goes to the input topic from two clients (confluent-kafka and, to prove
 that another client's bytes decode the same, kafka-python): random bytes of many
 lengths (empty included), hostile JSON from a seeded generator (a deterministic
-stand-in for hypothesis' ``@given``), oversized messages, micro-batches that are
-empty, too large or mixed, and valid events. An oracle written independently of
+stand-in for hypothesis' ``@given``), oversized messages (up to 2 MB, past the
+producers' default ``message.max.bytes``), micro-batches that are empty, too large or
+mixed, and valid events. Dead letters larger than the dead-letter producer's limit
+are cut to fit; every one is checked against the original, and the committed offsets
+against the end of the input. An oracle written independently of
 ``decode.py`` states, for every message, the rejections whose reason is certain
 (``empty``, ``oversized``, ``batch_too_large``, ``malformed_json``, ``not_an_object``,
 ``unknown_model``), how many valid events it holds and how many hostile events of a
@@ -38,13 +41,14 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 
-from stream_monitor.config import MonitorConfig, config_from_dict
+from stream_monitor.config import KafkaConfig, MonitorConfig, config_from_dict
 from stream_monitor.decode import REASONS, Decoder, RawMessage
 from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.reference import Reference, build_reference
-from tests.conftest import TEST_KAFKA, TEST_WINDOWS
+from stream_monitor.sinks.prometheus import build_registry
+from tests.conftest import TEST_KAFKA, TEST_WINDOWS, committed_offsets
 from tests.test_service_kafka import consume_all
 
 pytestmark = pytest.mark.broker
@@ -66,8 +70,16 @@ CERTAIN = (
     "unknown_model",
 )
 UNCERTAIN = tuple(r for r in REASONS if r not in CERTAIN)
+#: Reasons no input causes here: they need a label join, a restored checkpoint or partials.
+NOT_FROM_INPUT = ("late_label", "state_conflict", "late_partial")
 HEADER = "stream-monitor."
 SOURCE_HEADERS = ("source.topic", "source.partition", "source.offset")
+TRUNCATION_HEADERS = ("truncated", "original.bytes")
+#: The dead-letter producer's message.max.bytes in the main test: small, so cutting is cheap.
+DEAD_LETTER_MAX_BYTES = 4096
+#: Around librdkafka's default message.max.bytes (1000000, also the dead-letter default)
+#: and Apache Kafka's default broker limit (1048588); the embedded broker takes them all.
+LARGE_SIZES = (999_000, 1_000_000, 1_048_576, 2_097_152)
 
 MODELS: list[dict[str, Any]] = [
     {
@@ -84,7 +96,9 @@ MODELS: list[dict[str, Any]] = [
 ]
 
 
-def config_for(broker: EmbeddedBroker, events: str, drift: str, dead_letter: str) -> MonitorConfig:
+def config_for(
+    broker: EmbeddedBroker, events: str, drift: str, dead_letter: str, **kafka: Any
+) -> MonitorConfig:
     return config_from_dict(
         {
             "kafka": {
@@ -92,6 +106,7 @@ def config_for(broker: EmbeddedBroker, events: str, drift: str, dead_letter: str
                 "group_id": f"fuzz-{events}",
                 "topics": {"events": events, "drift_events": drift, "dead_letter": dead_letter},
                 **TEST_KAFKA,
+                **kafka,
             },
             "windows": {**TEST_WINDOWS, "sizes": ["5m", "1h"]},
             "drift": {"min_window_events": 50},
@@ -316,8 +331,9 @@ class Traffic:
     def messages(self) -> list[bytes | None]:
         rng = self.rng
         out: list[bytes | None] = []
-        # Random bytes of many lengths, across the size limit, the empty message included.
-        for length in [0, 1, 2, 3, 4, 7, 64, 1999, 2000, 2001, 4096]:
+        # Random bytes of many lengths, across the size limit and the dead-letter limit,
+        # the empty message included.
+        for length in [0, 1, 2, 3, 4, 7, 64, 1999, 2000, 2001, 4095, 4096, 4097, 8192]:
             out.append(rng.randbytes(length))
         out += [rng.randbytes(rng.randint(0, 3000)) for _ in range(150)]
         # Hostile JSON: events of the hostile model (or of none), and any JSON value.
@@ -385,7 +401,12 @@ class Produced:
 def produce_confluent(bootstrap: str, topic: str, values: list[bytes | None]) -> list[Produced]:
     produced = [Produced(v, "confluent") for v in values]
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "message.max.bytes": 2 * max(LARGE_SIZES),
+        }
     )
 
     def delivered(item: Produced) -> Callable[[Any, Any], None]:
@@ -470,6 +491,29 @@ def headers_of(message: Any) -> dict[str, str]:
     }
 
 
+def check_letter(letter: Any, original: bytes, max_bytes: int) -> bool:
+    """Assert that a dead letter holds ``original``, or its first bytes cut to fit; whether cut.
+
+    A letter is cut when it must be (the original alone fills ``max_bytes``), never when
+    the original and its headers fit easily, and then no shorter than the headers need.
+    """
+    headers = headers_of(letter)
+    value = letter.value() or b""
+    cut = "truncated" in headers
+    expected = {"reason", "detail", *SOURCE_HEADERS, *(TRUNCATION_HEADERS if cut else ())}
+    assert set(headers) == expected, headers
+    if not cut:
+        assert value == original
+        assert len(original) < max_bytes
+        return False
+    assert headers["truncated"] == "true"
+    assert int(headers["original.bytes"]) == len(original)
+    assert original.startswith(value) and len(value) < len(original)
+    assert max_bytes - 512 < len(value) < max_bytes
+    assert len(original) > max_bytes - 512
+    return True
+
+
 # -- the tests -------------------------------------------------------------------------
 
 
@@ -478,10 +522,19 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
 ) -> None:
     events_topic = topic_names("fuzz-events", partitions=PARTITIONS)
     dead_letter = topic_names("fuzz-dlq")
-    config = config_for(broker, events_topic, topic_names("fuzz-drift"), dead_letter)
+    config = config_for(
+        broker,
+        events_topic,
+        topic_names("fuzz-drift"),
+        dead_letter,
+        dead_letter_max_bytes=DEAD_LETTER_MAX_BYTES,
+    )
     now_s = time.time()
     confluent_values = Traffic(seed=11, version="confluent", now_s=now_s).messages()
     confluent_values.insert(0, None)  # a tombstone: no value at all
+    rng = random.Random(13)  # messages past the producers' default limit (confluent-kafka only)
+    for size in LARGE_SIZES:
+        confluent_values.insert(rng.randrange(len(confluent_values)), rng.randbytes(size))
     python_values = Traffic(seed=12, version="kafka-python", now_s=now_s).messages()
     produced = produce_confluent(broker.bootstrap_servers, events_topic, confluent_values)
     produced += produce_kafka_python(
@@ -507,10 +560,15 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
         assert thread.is_alive(), describe(errors)
     assert not thread.is_alive(), stack_of(thread)
     assert errors == [], describe(errors)
+    committed = committed_offsets(
+        broker.bootstrap_servers, config.kafka.group_id, events_topic, PARTITIONS
+    )
+    assert committed == end_offsets
 
     # Counts: exact for the certain reasons and for the valid events.
     invalid = Counter(engine.invalid_total)
     assert set(invalid) <= set(REASONS), set(invalid) - set(REASONS)
+    assert {r for r in REASONS if not invalid[r]} == set(NOT_FROM_INPUT)
     certain = sum((e.reasons for e in expected.values()), Counter())
     assert {r: invalid[r] for r in CERTAIN} == {r: certain[r] for r in CERTAIN}
     for client in ("confluent", "kafka-python"):
@@ -537,14 +595,17 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
     letters = consume_all(broker.bootstrap_servers, dead_letter, expected_letters, linger_s=1.0)
     assert len(letters) == expected_letters
     reasons_of: dict[tuple[int, int], list[str]] = {}
+    cut: set[int] = set()
     for letter in letters:
         headers = headers_of(letter)
-        assert set(headers) == {"reason", "detail", *SOURCE_HEADERS}, headers
         assert headers["source.topic"] == events_topic
         source = (int(headers["source.partition"]), int(headers["source.offset"]))
         assert source in by_source, source
-        assert (letter.value() or b"") == (by_source[source].value or b""), source
+        original = by_source[source].value or b""
+        if check_letter(letter, original, DEAD_LETTER_MAX_BYTES):
+            cut.add(len(original))
         reasons_of.setdefault(source, []).append(headers["reason"])
+    assert set(LARGE_SIZES) | {4096, 4097, 8192} <= cut
     letter_counts = Counter(r for reasons in reasons_of.values() for r in reasons)
     for reason in CERTAIN:
         messages_with = sum(1 for e in expected.values() if e.reasons[reason])
@@ -658,3 +719,60 @@ def test_huge_integer_category_does_not_stop_the_service(
     assert errors == [] and alive, describe(errors)
     engine = service.engine
     assert sum(engine.events_total.values()) + sum(engine.invalid_total.values()) == 14
+
+
+def test_messages_past_the_dead_letter_limit_are_cut_to_fit(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    """Issue 12: 1-2 MB messages, oversized, are dead-lettered within the default limit."""
+    now_s = time.time() - 60
+    rng = random.Random(21)
+    values = [valid_event(now_s), *(rng.randbytes(n) for n in LARGE_SIZES), valid_event(now_s)]
+    service, errors, alive, letters = run_messages(broker, topic_names, [values])
+    assert errors == [] and alive, describe(errors)
+    engine = service.engine
+    assert engine.invalid_total == {"oversized": len(LARGE_SIZES)}
+    assert sum(engine.events_total.values()) == 2
+    max_bytes = KafkaConfig().dead_letter_max_bytes
+    cut = {}
+    for letter in letters:
+        offset = int(headers_of(letter)["source.offset"])
+        cut[offset] = check_letter(letter, values[offset], max_bytes)
+    assert cut == {1: False, 2: True, 3: True, 4: True}  # 999000 bytes fit with their headers
+    kafka = service.config.kafka
+    committed = committed_offsets(broker.bootstrap_servers, kafka.group_id, kafka.topics.events, 1)
+    assert committed == {0: len(values)}
+
+
+def test_undeliverable_dead_letters_are_retried_counted_and_dropped(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    """A dead-letter topic the broker refuses: each letter is tried twice, counted, dropped.
+
+    The first attempt learns that the topic is invalid (``TOPIC_EXCEPTION``); librdkafka
+    may fail the second itself (``_UNKNOWN_TOPIC``).
+    """
+    events_topic = topic_names("fuzz-events")
+    config = config_for(
+        broker, events_topic, topic_names("fuzz-drift"), "not a topic!", dead_letter_retries=1
+    )
+    values = [b"{", b"", random.Random(5).randbytes(3000), valid_event(time.time() - 60)]
+    produce_confluent(broker.bootstrap_servers, events_topic, list(values))
+    service = MonitorService(config, Engine(config))
+    with running(service) as (thread, errors):
+        wait_for(lambda: service.snapshot().dead_letters_dropped >= 3, thread, 30)
+        time.sleep(1.5)  # one more checkpoint
+        assert thread.is_alive(), describe(errors)
+    assert errors == [], describe(errors)
+    snapshot = service.snapshot()
+    failures = snapshot.dead_letter_failures
+    assert set(failures) <= {"TOPIC_EXCEPTION", "_UNKNOWN_TOPIC"}, failures
+    assert (sum(failures.values()), snapshot.dead_letters_dropped) == (6, 3)
+    registry = build_registry(service.snapshot)
+    name = "stream_monitor_dead_letter_failures_total"
+    for reason, count in failures.items():
+        assert registry.get_sample_value(name, {"reason": reason}) == count
+    assert registry.get_sample_value("stream_monitor_dead_letters_dropped_total") == 3
+    assert sum(service.engine.invalid_total.values()) == 3
+    committed = committed_offsets(broker.bootstrap_servers, config.kafka.group_id, events_topic, 1)
+    assert committed == {0: len(values)}

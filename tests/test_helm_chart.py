@@ -173,6 +173,10 @@ def test_schema_accepts_the_shipped_values(chart: helm.Chart) -> None:
             },
             "/config/models/0/task",
         ),
+        (
+            {"config": {"kafka": {"dead_letter_max_bytes": 100}}},
+            "/config/kafka/dead_letter_max_bytes",
+        ),
         ({"kafka": {"existingSecretKeys": {"KAFKA-USER": "username"}}}, "KAFKA-USER"),
         ({"scaleOut": {"enabled": "yes"}}, "/scaleOut/enabled"),
         ({"scaleOut": {"ingest": {"replicas": "two"}}}, "/scaleOut/ingest/replicas"),
@@ -200,6 +204,7 @@ def test_schema_accepts_the_shipped_values(chart: helm.Chart) -> None:
         "pullPolicy",
         "no-models",
         "task",
+        "dead-letter-max-bytes",
         "env-name",
         "scaleOut-enabled",
         "ingest-replicas-string",

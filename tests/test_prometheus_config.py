@@ -72,6 +72,8 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_windows_skipped_total",
     "stream_monitor_consumer_lag",
     "stream_monitor_up",
+    "stream_monitor_dead_letters_dropped_total",
+    "stream_monitor_drift_events_dropped_total",
 }
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
@@ -256,6 +258,8 @@ class SyntheticMonitor:
         skipped.add_metric([DRIFTING, VERSION], 2 * t)
         skipped.add_metric([HEALTHY, VERSION], 0)
         yield skipped
+        yield CounterMetricFamily("stream_monitor_dead_letters_dropped", "dl", value=int(t))
+        yield CounterMetricFamily("stream_monitor_drift_events_dropped", "dd", value=int(t / 5))
 
         latency = HistogramMetricFamily(
             "stream_monitor_inference_latency_seconds", "l", labels=["model", "version"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +25,7 @@ from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, committed_offsets
 from tests.test_engine import stream
 
 pytestmark = pytest.mark.broker
@@ -183,12 +183,9 @@ def test_kafka_to_metrics_and_drift_events(
     assert reasons["unknown_model"] == BAD_MESSAGES[2]
 
     # Offsets were committed for everything processed.
-    check = Consumer(
-        {"bootstrap.servers": broker.bootstrap_servers, "group.id": data["kafka"]["group_id"]}
-    )
-    committed = check.committed([TopicPartition(events_topic, p) for p in range(3)], timeout=10)
-    check.close()
-    assert sum(tp.offset for tp in committed if tp.offset >= 0) == len(events) + len(BAD_MESSAGES)
+    group_id = data["kafka"]["group_id"]
+    committed = committed_offsets(broker.bootstrap_servers, group_id, events_topic, 3)
+    assert sum(o for o in committed.values() if o >= 0) == len(events) + len(BAD_MESSAGES)
 
     # Replay over the same events gives the same windows, PSI and CSI.
     lines = tmp_path / "events.jsonl"

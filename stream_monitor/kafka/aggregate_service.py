@@ -59,7 +59,8 @@ class AggregateService(MonitorService):
         own = replace(
             kafka,
             group_id=kafka.aggregate_group_id,
-            topics=replace(kafka.topics, partials=kafka.partials_topic),
+            # Partials in, drift events out: no input of its own to reject or dead-letter.
+            topics=replace(kafka.topics, partials=kafka.partials_topic, dead_letter=None),
             checkpoints=False,
         )
         super().__init__(replace(config, kafka=own), engine, on_drift)

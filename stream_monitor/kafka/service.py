@@ -3,11 +3,16 @@
 Commit order, enforced in :meth:`MonitorService.checkpoint`:
 
 1. evaluate the windows the consumed messages updated;
-2. produce the resulting drift events and dead letters;
+2. produce the resulting drift events;
 3. write each owned partition's state, with the offset it reflects, to the
    changelog topic (:mod:`stream_monitor.kafka.changelog`);
 4. flush the producer and confirm delivery (nothing is committed otherwise);
 5. commit the offsets of the messages processed.
+
+Dead letters go through a producer of their own (:mod:`stream_monitor.sinks.dead_letters`),
+produced as messages are rejected and waited for briefly at step 4; a dead letter
+that fails is retried, counted and finally dropped, but never holds back step 5.
+A drift event the broker can never accept (e.g. too large) is counted and dropped.
 
 On assignment each partition's state is restored from the changelog and
 consumption resumes at the offset stored with it, so the state reflects every
@@ -40,18 +45,16 @@ from stream_monitor.kafka.changelog import (
 )
 from stream_monitor.kafka.publisher import PartialPublisher
 from stream_monitor.rejects import RejectLog
-from stream_monitor.sinks.kafka_topics import (
-    DeliveryError,
-    TopicWriter,
-    produce_dead_letters,
-    produce_drift_events,
-)
+from stream_monitor.sinks.dead_letters import DeadLetters
+from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter, produce_drift_events
 
 log = logging.getLogger(__name__)
 #: librdkafka's own log lines go through Python logging under this name.
 client_log = logging.getLogger("stream_monitor.librdkafka")
 
 DELIVERY_TIMEOUT_S = 10.0
+#: How long a checkpoint waits for dead letters in flight before it commits anyway.
+DEAD_LETTER_WAIT_S = 2.0
 
 
 class StartupError(RuntimeError):
@@ -88,6 +91,19 @@ def producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
         **kafka.client,
         **kafka.producer,
         **callbacks,
+    }
+
+
+def dead_letter_producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
+    """The dead-letter producer: ``message.max.bytes`` from the config, not idempotent.
+
+    Dead letters are best effort (one sent again may be duplicated), and a
+    producer that is not idempotent has no fatal errors to recover from.
+    """
+    return {
+        **producer_settings(kafka, **callbacks),
+        "enable.idempotence": False,
+        "message.max.bytes": kafka.dead_letter_max_bytes,
     }
 
 
@@ -152,6 +168,15 @@ class MonitorService:
             consumer_settings(kafka, error_cb=self._on_error, stats_cb=self._on_stats)
         )
         self.writer = TopicWriter(Producer(producer_settings(kafka, error_cb=self._on_error)))
+        self.dead_letters: DeadLetters | None = None
+        if kafka.topics.dead_letter:
+            settings = dead_letter_producer_settings(kafka, error_cb=self._on_error)
+            self.dead_letters = DeadLetters(
+                Producer(settings),
+                kafka.topics.dead_letter,
+                kafka.dead_letter_max_bytes,
+                kafka.dead_letter_retries,
+            )
 
     # -- callbacks (run inside consume()/poll() on the loop thread) --
 
@@ -337,6 +362,8 @@ class MonitorService:
         self._closed = True
         self.consumer.close()
         self.writer.release(DELIVERY_TIMEOUT_S)
+        if self.dead_letters is not None:
+            self.dead_letters.release(DELIVERY_TIMEOUT_S)
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""
@@ -364,10 +391,8 @@ class MonitorService:
         rejects = self.engine.process(raw, now_s=time.time())
         if rejects:
             self.reject_log.record(rejects)
-            if self.config.kafka.topics.dead_letter:
-                produce_dead_letters(
-                    self.writer, self.config.kafka.topics.dead_letter, raw, rejects
-                )
+            if self.dead_letters is not None:
+                self.dead_letters.forward(raw, rejects)
 
     def _note_caught_up(self) -> None:
         """Whether each owned partition was read to its (cached) high watermark."""
@@ -396,7 +421,17 @@ class MonitorService:
                         self.on_drift(event)
             snapshot = self.engine.snapshot()
         self.writer.producer.poll(0)
-        self._snapshot = replace(snapshot, consumer_lag=dict(self._lag), broker_up=self._broker_up)
+        dead = self.dead_letters
+        if dead is not None:
+            dead.poll()
+        self._snapshot = replace(
+            snapshot,
+            consumer_lag=dict(self._lag),
+            broker_up=self._broker_up,
+            drift_events_dropped=self.writer.dropped,
+            dead_letter_failures=dict(dead.failures) if dead is not None else {},
+            dead_letters_dropped=dead.dropped if dead is not None else 0,
+        )
 
     def _renew_producer(self) -> None:
         """Replace a producer that hit a fatal error (e.g. a broker that lost its data)."""
@@ -429,6 +464,8 @@ class MonitorService:
                 changed, evicted, meta = self.engine.checkpoint_partition(key)
                 self.changelog.write(key, changed, evicted, meta)
                 self._checkpointed[key] = ledger.next_offset
+        if self.dead_letters is not None:
+            self.dead_letters.settle(DEAD_LETTER_WAIT_S)
         try:
             self.writer.confirm(DELIVERY_TIMEOUT_S)
         except DeliveryError as exc:

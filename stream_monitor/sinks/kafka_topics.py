@@ -1,37 +1,73 @@
-"""Producing drift events and dead letters to Kafka."""
+"""Producing drift events and state records to Kafka, with delivery tracked."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from stream_monitor.decode import RawMessage, Reject
 from stream_monitor.evaluate import DriftEvent
 
 #: librdkafka's "let the partitioner choose".
 PARTITION_UA = -1
+#: Errors no retry can cure: the broker (or librdkafka) refuses the record itself.
+UNDELIVERABLE = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+    }
+)
 
 Headers = list[tuple[str, str | bytes | None]] | None
 
 log = logging.getLogger(__name__)
 
 
+def undeliverable(error: KafkaError) -> bool:
+    """Whether ``error`` refuses the record for good (too large, invalid), so no retry helps.
+
+    >>> undeliverable(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    True
+    >>> undeliverable(KafkaError(KafkaError._MSG_TIMED_OUT))
+    False
+    """
+    return error.code() in UNDELIVERABLE
+
+
 class DeliveryError(RuntimeError):
     """A produced message was not acknowledged by the broker."""
+
+
+class _Record(NamedTuple):
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    partition: int | None
+    droppable: bool
 
 
 class TopicWriter:
     """Produces to Kafka and tracks delivery, so that offsets are committed only after it.
 
     A message whose delivery failed (after librdkafka's own retries) is queued
-    again by :meth:`confirm`, which then reports the failure.
+    again by :meth:`confirm`, which then reports the failure: state records are
+    delivered, or nothing is committed. A ``droppable`` message (a drift event)
+    that can never be delivered (:func:`undeliverable`) is logged, counted in
+    :attr:`dropped` and dropped instead, so that it neither stops the service
+    nor holds back the commits forever.
     """
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
-        self._failed: list[tuple[str, bytes | None, bytes | None, Headers, int | None]] = []
+        #: Droppable messages dropped because they can never be delivered.
+        self.dropped = 0
+        self._failed: list[_Record] = []
 
     def produce(
         self,
@@ -40,28 +76,49 @@ class TopicWriter:
         value: bytes | None,
         headers: Headers = None,
         partition: int | None = None,
+        *,
+        droppable: bool = False,
     ) -> None:
         """Queue one message (``value`` None is a tombstone); waits for room in the queue."""
+        self._produce(_Record(topic, key, value, headers, partition, droppable))
 
+    def _produce(self, record: _Record) -> None:
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             if error is not None:
-                log.warning("delivery to %s failed: %s", topic, error)
-                self._failed.append((topic, key, value, headers, partition))
+                self._fail(record, error)
 
         while True:
             try:
                 self.producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,
-                    partition=PARTITION_UA if partition is None else partition,
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    partition=PARTITION_UA if record.partition is None else record.partition,
                     on_delivery=on_delivery,
                 )
                 break
             except BufferError:
                 self.producer.poll(0.1)
+            except KafkaException as exc:
+                if not record.droppable:
+                    raise
+                self._fail(record, exc.args[0])
+                break
         self.producer.poll(0)
+
+    def _fail(self, record: _Record, error: KafkaError) -> None:
+        if record.droppable and undeliverable(error):
+            log.error(
+                "dropped a message to %s that can never be delivered (%d bytes): %s",
+                record.topic,
+                len(record.value or b""),
+                error.str(),
+            )
+            self.dropped += 1
+            return
+        log.warning("delivery to %s failed: %s", record.topic, error)
+        self._failed.append(record)
 
     def release(self, timeout_s: float) -> None:
         """Flush, then drop the producer, so its librdkafka threads end now.
@@ -77,8 +134,8 @@ class TopicWriter:
         """Wait until everything queued is delivered; raises :class:`DeliveryError` otherwise."""
         remaining = self.producer.flush(timeout_s)
         failed, self._failed = self._failed, []
-        for topic, key, value, headers, partition in failed:
-            self.produce(topic, key, value, headers, partition)
+        for record in failed:
+            self._produce(record)
         if remaining or failed:
             raise DeliveryError(
                 f"delivery not confirmed: {len(failed)} failed and re-queued, {remaining} in flight"
@@ -86,26 +143,6 @@ class TopicWriter:
 
 
 def produce_drift_events(writer: TopicWriter, topic: str, events: Sequence[DriftEvent]) -> None:
-    """Queue drift events, keyed by model name (SPEC section 4)."""
+    """Queue drift events, keyed by model name (SPEC section 4); droppable if undeliverable."""
     for event in events:
-        writer.produce(topic, event.model.encode(), event.to_json())
-
-
-def produce_dead_letters(
-    writer: TopicWriter, topic: str, messages: Sequence[RawMessage], rejects: Sequence[Reject]
-) -> None:
-    """Forward each rejected message once per reason, original bytes intact, reason in headers."""
-    seen: set[tuple[int, str]] = set()
-    for reject in rejects:
-        if reject.message_index < 0 or (reject.message_index, reject.reason) in seen:
-            continue
-        seen.add((reject.message_index, reject.reason))
-        source = messages[reject.message_index]
-        headers: Headers = [
-            ("stream-monitor.reason", reject.reason.encode()),
-            ("stream-monitor.detail", reject.detail.encode(errors="replace")),
-            ("stream-monitor.source.topic", source.topic.encode()),
-            ("stream-monitor.source.partition", str(source.partition).encode()),
-            ("stream-monitor.source.offset", str(source.offset).encode()),
-        ]
-        writer.produce(topic, None, source.value or b"", headers)
+        writer.produce(topic, event.model.encode(), event.to_json(), droppable=True)

@@ -233,7 +233,24 @@ def _kafka(snapshot: Snapshot) -> Iterable[Metric]:
     )
     for (topic, partition), value in sorted(snapshot.consumer_lag.items()):
         lag.add_metric([topic, str(partition)], value)
-    families: list[Metric] = [lag]
+    failures = CounterMetricFamily(
+        "stream_monitor_dead_letter_failures",
+        "Failed deliveries of dead letters (every attempt), by Kafka error name.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(snapshot.dead_letter_failures.items()):
+        failures.add_metric([reason], count)
+    dead_dropped = CounterMetricFamily(
+        "stream_monitor_dead_letters_dropped",
+        "Dead letters given up on (retries spent, or refused for good).",
+        value=snapshot.dead_letters_dropped,
+    )
+    drift_dropped = CounterMetricFamily(
+        "stream_monitor_drift_events_dropped",
+        "Drift events dropped because Kafka can never accept them (too large, invalid).",
+        value=snapshot.drift_events_dropped,
+    )
+    families: list[Metric] = [lag, failures, dead_dropped, drift_dropped]
     if snapshot.broker_up is not None:
         up = GaugeMetricFamily(
             "stream_monitor_up", "1 while the Kafka broker is reachable, else 0."
