@@ -25,7 +25,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -36,59 +36,21 @@ from stream_monitor.decode import REASONS, Decoder, LabelBatch, ModelBatch, RawM
 from stream_monitor.evaluate import (
     SEVERITIES,
     DriftEvent,
-    SeriesKey,
     SeverityBoard,
     WindowInfo,
     iso_utc,
 )
 from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.labels import Joined, LabelJoinStore
-from stream_monitor.layout import StabilityStats
 from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference
-from stream_monitor.sketches.latency import LatencyHistogram, LatencyStats
+from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
 from stream_monitor.state import ModelVersionState
 from stream_monitor.windows import SlidingWindows, panes_for
 
 log = logging.getLogger(__name__)
 
 Rows = TypeVar("Rows", ModelBatch, LabelBatch)
-
-
-@dataclass(frozen=True)
-class WindowSample:
-    """The statistics of one window of one model version at the last evaluation."""
-
-    model: str
-    version: str
-    window: str
-    start_s: float
-    end_s: float
-    throughput_per_s: float
-    stats: StabilityStats
-    quality: Mapping[str, float]
-    latency: LatencyStats
-    detections: float
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything ``/metrics`` shows, as plain Python values (built off the scrape thread)."""
-
-    events_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    invalid_total: Mapping[str, int] = field(default_factory=dict)
-    drift_events_total: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
-    windows: tuple[WindowSample, ...] = ()
-    severities: Mapping[SeriesKey, str] = field(default_factory=dict)
-    thresholds: Mapping[SeriesKey, tuple[float, float]] = field(default_factory=dict)
-    latency_histograms: Mapping[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
-    label_joins: Mapping[str, int] = field(default_factory=dict)
-    windows_skipped_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
-    broker_up: bool | None = None
-    dead_letter_failures: Mapping[str, int] = field(default_factory=dict)
-    dead_letters_dropped: int = 0
-    drift_events_dropped: int = 0
 
 
 class Engine:

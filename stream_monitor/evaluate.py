@@ -11,24 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from stream_monitor.config import Thresholds
+from stream_monitor.snapshot import SeriesKey
 
 SEVERITIES = ("ok", "warn", "alert")
 LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
-
-
-class SeriesKey(NamedTuple):
-    """What one severity belongs to (a tuple: hashed and compared in C, it keys every judgement)."""
-
-    model: str
-    version: str
-    metric: str
-    feature: str | None
-    window: str
 
 
 @dataclass(frozen=True)

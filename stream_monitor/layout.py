@@ -26,7 +26,8 @@ from stream_monitor.sketches.binning import (
     NumericBins,
     NumericBinsBlock,
 )
-from stream_monitor.sketches.latency import LatencyHistogram, LatencySlots, LatencyStats
+from stream_monitor.sketches.latency import LatencySlots
+from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.stats.classification import (
     BinaryQuality,
     BinaryQualitySlots,
@@ -89,17 +90,6 @@ class ColumnSlots:
         if isinstance(self.bins, NumericBins):
             return 0.0
         return float(vector[self.start + self.size + 1])
-
-
-@dataclass(frozen=True)
-class StabilityStats:
-    """Stability statistics of one window."""
-
-    events: int
-    psi: float
-    csi: dict[str, float]
-    null_ratio: dict[str, float]
-    new_category_ratio: dict[str, float]
 
 
 def quality_slots(model: ModelConfig, reference: Reference, start: int) -> QualitySlots:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from stream_monitor.decode import ModelBatch, categorical_column, numeric_column
-from stream_monitor.evaluate import SeriesKey
+from stream_monitor.snapshot import SeriesKey
 
 
 def batch_to_json(batch: ModelBatch) -> dict[str, Any]:

@@ -21,7 +21,8 @@ import pytest
 
 from stream_monitor import bench
 from stream_monitor.cli import main
-from stream_monitor.engine import Engine, WindowSample
+from stream_monitor.engine import Engine
+from stream_monitor.snapshot import WindowSample
 
 EPSILON = 1e-4
 WARMUP = 1000

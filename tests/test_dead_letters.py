@@ -15,10 +15,10 @@ from confluent_kafka import KafkaException, Producer
 
 from stream_monitor.decode import RawMessage, Reject
 from stream_monitor.embedded import free_port
-from stream_monitor.engine import Snapshot
 from stream_monitor.sinks.dead_letters import DeadLetters, fit, letter_headers, record_bytes
 from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter
 from stream_monitor.sinks.prometheus import build_registry
+from stream_monitor.snapshot import Snapshot
 
 TIMEOUT_MS = 200
 

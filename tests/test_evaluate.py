@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stream_monitor.config import Thresholds
-from stream_monitor.evaluate import SeriesKey, SeverityBoard, WindowInfo, severity_of
+from stream_monitor.evaluate import SeverityBoard, WindowInfo, severity_of
+from stream_monitor.snapshot import SeriesKey
 
 KEY = SeriesKey("m", "v1", "csi", "amount", "5m")
 INFO = WindowInfo("5m", 0.0, 300.0, 1000, "warmup:1000")

@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from stream_monitor.config import KafkaConfig, MonitorConfig
 from stream_monitor.decode import RawMessage
-from stream_monitor.engine import Engine, Snapshot
+from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import (
     ChangelogWriter,
@@ -47,6 +47,7 @@ from stream_monitor.kafka.publisher import PartialPublisher
 from stream_monitor.rejects import RejectLog
 from stream_monitor.sinks.dead_letters import DeadLetters
 from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter, produce_drift_events
+from stream_monitor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 #: librdkafka's own log lines go through Python logging under this name.

@@ -25,8 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from stream_monitor.engine import Snapshot
 from stream_monitor.evaluate import LEVELS
+from stream_monitor.snapshot import Snapshot
 
 WINDOW_LABELS = ["model", "version", "window"]
 FEATURE_LABELS = [*WINDOW_LABELS, "feature"]

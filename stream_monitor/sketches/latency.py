@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from stream_monitor.snapshot import LatencyHistogram, LatencyStats
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_MS = 0.01
@@ -132,28 +133,6 @@ class LogBuckets:
         rank = max(1.0, math.ceil(q * n))
         bucket = int(np.searchsorted(cumulative, rank, side="left"))
         return self.value(min(bucket, self.size - 1))
-
-
-@dataclass(frozen=True)
-class LatencyHistogram:
-    """A Prometheus histogram: cumulative ``(le, count)`` pairs ending with ``+Inf``, and the sum.
-
-    ``buckets`` fits ``prometheus_client``'s ``HistogramMetricFamily.add_metric``
-    once each bound is formatted as a string (``float("inf")`` as ``"+Inf"``).
-    """
-
-    buckets: list[tuple[float, float]]
-    count: float
-    sum_s: float
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Latency of one window: events with a latency and quantiles in seconds."""
-
-    count: int
-    quantiles_s: dict[float, float]
-    sum_s: float = 0.0
 
 
 class LatencySlots:

@@ -1,0 +1,90 @@
+"""What the sinks read: an immutable snapshot of the engine's counters, windows and severities.
+
+The engine builds a :class:`Snapshot` off the scrape thread after each
+evaluation; the Prometheus collector and the service read nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class SeriesKey(NamedTuple):
+    """What one severity belongs to (a tuple: hashed and compared in C, it keys every judgement)."""
+
+    model: str
+    version: str
+    metric: str
+    feature: str | None
+    window: str
+
+
+@dataclass(frozen=True)
+class StabilityStats:
+    """Stability statistics of one window."""
+
+    events: int
+    psi: float
+    csi: dict[str, float]
+    null_ratio: dict[str, float]
+    new_category_ratio: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """A Prometheus histogram: cumulative ``(le, count)`` pairs ending with ``+Inf``, and the sum.
+
+    ``buckets`` fits ``prometheus_client``'s ``HistogramMetricFamily.add_metric``
+    once each bound is formatted as a string (``float("inf")`` as ``"+Inf"``).
+    """
+
+    buckets: list[tuple[float, float]]
+    count: float
+    sum_s: float
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one window: events with a latency and quantiles in seconds."""
+
+    count: int
+    quantiles_s: dict[float, float]
+    sum_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """The statistics of one window of one model version at the last evaluation."""
+
+    model: str
+    version: str
+    window: str
+    start_s: float
+    end_s: float
+    throughput_per_s: float
+    stats: StabilityStats
+    quality: Mapping[str, float]
+    latency: LatencyStats
+    detections: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything ``/metrics`` shows, as plain Python values (built off the scrape thread)."""
+
+    events_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    invalid_total: Mapping[str, int] = field(default_factory=dict)
+    drift_events_total: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
+    windows: tuple[WindowSample, ...] = ()
+    severities: Mapping[SeriesKey, str] = field(default_factory=dict)
+    thresholds: Mapping[SeriesKey, tuple[float, float]] = field(default_factory=dict)
+    latency_histograms: Mapping[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
+    label_joins: Mapping[str, int] = field(default_factory=dict)
+    windows_skipped_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    broker_up: bool | None = None
+    dead_letter_failures: Mapping[str, int] = field(default_factory=dict)
+    dead_letters_dropped: int = 0
+    drift_events_dropped: int = 0
