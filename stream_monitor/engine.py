@@ -31,14 +31,16 @@ from typing import Any, TypeVar
 import numpy as np
 
 from stream_monitor import persist
-from stream_monitor.config import RISE_METRICS, ModelConfig, MonitorConfig, Thresholds
+from stream_monitor.config import MonitorConfig
 from stream_monitor.decode import REASONS, Decoder, LabelBatch, ModelBatch, RawMessage, Reject
 from stream_monitor.evaluate import (
     SEVERITIES,
     DriftEvent,
     SeverityBoard,
     WindowInfo,
+    drift_metrics,
     iso_utc,
+    window_checks,
 )
 from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.labels import Joined, LabelJoinStore
@@ -532,24 +534,17 @@ class Engine:
     def _judge(
         self, state: ModelVersionState, info: WindowInfo, sample: WindowSample, now_s: float
     ) -> list[DriftEvent]:
-        checks = (
-            stability_checks(state, sample)
-            if sample.stats.events >= state.model.drift.min_window_events
-            else []
+        assert state.reference is not None
+        state.adopt_quality_reference(sample.quality)
+        concept = SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
+        checks = window_checks(
+            state.model,
+            state.reference,
+            state.quality_reference,
+            sample,
+            concept_active=self.board.severity(concept) not in (None, "ok"),
         )
-        checks += quality_checks(state, sample)
-        if sample.detections > 0 or self.board.severity(
-            SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
-        ) not in (None, "ok"):
-            checks.append(("concept_drift", None, sample.detections, DETECTION))
-        events = []
-        for metric, feature, value, thresholds in checks:
-            if not np.isfinite(value):
-                continue
-            key = SeriesKey(state.model.name, state.version, metric, feature, info.name)
-            event = self.board.judge(key, value, thresholds, info, now_s)
-            if event is not None:
-                events.append(event)
+        events = self.board.judge_window(state.model.name, state.version, checks, info, now_s)
         if events and state.skipped:
             events[0] = replace(events[0], unjudged=unjudged_ranges(state))
             state.skipped = []
@@ -592,69 +587,3 @@ def unjudged_ranges(state: ModelVersionState) -> list[dict[str, Any]]:
         }
         for first, last in state.skipped
     ]
-
-
-#: A concept-drift detection in the window is an alert.
-DETECTION = Thresholds(1.0, 1.0)
-
-Check = tuple[str, str | None, float, Thresholds]
-
-
-def drift_metrics(model: ModelConfig) -> list[str]:
-    """Every metric a drift event of ``model`` can name."""
-    metrics = ["psi", "csi", "null_ratio", "new_category_ratio", "concept_drift"]
-    metrics += list(model.quality.rules)
-    if model.quality.latency_p99_ms is not None:
-        metrics.append("latency_p99")
-    return metrics
-
-
-def stability_checks(state: ModelVersionState, sample: WindowSample) -> list[Check]:
-    """PSI, CSI, null and new-category ratios with their thresholds."""
-    drift = state.model.drift
-    reference = state.reference
-    assert reference is not None
-    stats = sample.stats
-    checks: list[Check] = [("psi", None, stats.psi, drift.psi)]
-    checks += [("csi", name, value, drift.csi) for name, value in stats.csi.items()]
-    for name, value in stats.null_ratio.items():
-        base = reference.features[name].null_ratio
-        shifted = Thresholds(base + drift.null_ratio.warn, base + drift.null_ratio.alert)
-        checks.append(("null_ratio", name, value, shifted))
-    checks += [
-        ("new_category_ratio", name, value, drift.new_category_ratio)
-        for name, value in stats.new_category_ratio.items()
-    ]
-    return checks
-
-
-def quality_checks(state: ModelVersionState, sample: WindowSample) -> list[Check]:
-    """Quality metrics against the reference's, on windows with enough labels.
-
-    Without reference quality (no labels in the reference) the first window that
-    reaches ``quality.min_labeled_events`` becomes the quality reference.
-    """
-    rules = state.model.quality
-    checks: list[Check] = []
-    if (
-        rules.latency_p99_ms is not None
-        and sample.latency.count >= state.model.drift.min_window_events
-    ):
-        warn, alert = (level / 1000.0 for level in rules.latency_p99_ms)
-        checks.append(
-            ("latency_p99", None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
-        )
-    if sample.quality.get("labeled", 0) < rules.min_labeled_events:
-        return checks
-    if not state.quality_reference:
-        state.quality_reference = dict(sample.quality)
-    for metric, (warn, alert) in rules.rules.items():
-        value, base = sample.quality.get(metric), state.quality_reference.get(metric)
-        if value is None or base is None or not math.isfinite(base):
-            continue
-        if metric in RISE_METRICS:
-            thresholds = Thresholds(base * (1 + warn), base * (1 + alert))
-        else:
-            thresholds = Thresholds(base - warn, base - alert, "below")
-        checks.append((metric, None, value, thresholds))
-    return checks

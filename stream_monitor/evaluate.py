@@ -1,25 +1,121 @@
-"""Thresholds, severities and drift events (SPEC section 4).
+"""Judging: every rule of when something alerts, severities and drift events.
 
-Every (model, version, metric, feature, window) has a severity: ``ok``,
-``warn`` or ``alert``. Judging a window's value against its thresholds moves
-that severity; a drift event is emitted only when it changes, with an id
-derived from what changed, so the same input always gives the same ids.
+:func:`window_checks` lists what a window is judged on, each value with its
+thresholds (fixed lines, the null-ratio shift from the reference, quality
+relative to the reference's). Every (model, version, metric, feature, window)
+has a severity: ``ok``, ``warn`` or ``alert``. Judging a window's value
+against its thresholds moves that severity; a drift event is emitted only when
+it changes, with an id derived from what changed, so the same input always
+gives the same ids.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream_monitor.config import Thresholds
-from stream_monitor.snapshot import SeriesKey
+from stream_monitor.config import RISE_METRICS, ModelConfig, Thresholds
+from stream_monitor.snapshot import SeriesKey, WindowSample
+
+if TYPE_CHECKING:
+    from stream_monitor.reference import Reference
 
 SEVERITIES = ("ok", "warn", "alert")
 LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
+
+#: A concept-drift detection in the window is an alert.
+DETECTION = Thresholds(1.0, 1.0)
+
+#: One judged value: metric, feature (or None), value, and the thresholds it is judged against.
+Check = tuple[str, str | None, float, Thresholds]
+
+
+def drift_metrics(model: ModelConfig) -> list[str]:
+    """Every metric a drift event of ``model`` can name."""
+    metrics = ["psi", "csi", "null_ratio", "new_category_ratio", "concept_drift"]
+    metrics += list(model.quality.rules)
+    if model.quality.latency_p99_ms is not None:
+        metrics.append("latency_p99")
+    return metrics
+
+
+def window_checks(
+    model: ModelConfig,
+    reference: Reference,
+    quality_reference: Mapping[str, float],
+    sample: WindowSample,
+    concept_active: bool,
+) -> list[Check]:
+    """Everything one window is judged on, each value with its thresholds.
+
+    Stability needs ``drift.min_window_events`` events; concept drift is judged
+    while the window holds a detection or its series is not ``ok``
+    (``concept_active``), so that it resolves.
+    """
+    checks = (
+        stability_checks(model, reference, sample)
+        if sample.stats.events >= model.drift.min_window_events
+        else []
+    )
+    checks += quality_checks(model, quality_reference, sample)
+    if sample.detections > 0 or concept_active:
+        checks.append(("concept_drift", None, sample.detections, DETECTION))
+    return checks
+
+
+def stability_checks(model: ModelConfig, reference: Reference, sample: WindowSample) -> list[Check]:
+    """PSI, CSI, null and new-category ratios with their thresholds.
+
+    The null ratio is judged as a rise over the reference's own null ratio.
+    """
+    drift = model.drift
+    stats = sample.stats
+    checks: list[Check] = [("psi", None, stats.psi, drift.psi)]
+    checks += [("csi", name, value, drift.csi) for name, value in stats.csi.items()]
+    for name, value in stats.null_ratio.items():
+        base = reference.features[name].null_ratio
+        shifted = Thresholds(base + drift.null_ratio.warn, base + drift.null_ratio.alert)
+        checks.append(("null_ratio", name, value, shifted))
+    checks += [
+        ("new_category_ratio", name, value, drift.new_category_ratio)
+        for name, value in stats.new_category_ratio.items()
+    ]
+    return checks
+
+
+def quality_checks(
+    model: ModelConfig, quality_reference: Mapping[str, float], sample: WindowSample
+) -> list[Check]:
+    """Latency p99, and quality metrics against the reference's on windows with enough labels.
+
+    A drop (``auc``, ``f1``, …) is judged as an absolute difference, a rise of an
+    error (``rmse``, ``mae``, …) as a relative one.
+    """
+    rules = model.quality
+    checks: list[Check] = []
+    if rules.latency_p99_ms is not None and sample.latency.count >= model.drift.min_window_events:
+        warn, alert = (level / 1000.0 for level in rules.latency_p99_ms)
+        checks.append(
+            ("latency_p99", None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
+        )
+    if sample.quality.get("labeled", 0) < rules.min_labeled_events:
+        return checks
+    for metric, (warn, alert) in rules.rules.items():
+        value, base = sample.quality.get(metric), quality_reference.get(metric)
+        if value is None or base is None or not math.isfinite(base):
+            continue
+        if metric in RISE_METRICS:
+            thresholds = Thresholds(base * (1 + warn), base * (1 + alert))
+        else:
+            thresholds = Thresholds(base - warn, base - alert, "below")
+        checks.append((metric, None, value, thresholds))
+    return checks
 
 
 @dataclass(frozen=True)
@@ -155,6 +251,25 @@ class SeverityBoard:
             detected_at=iso_utc(detected_at_s),
             reference=window.reference,
         )
+
+    def judge_window(
+        self,
+        model: str,
+        version: str,
+        checks: Sequence[Check],
+        window: WindowInfo,
+        detected_at_s: float,
+    ) -> list[DriftEvent]:
+        """Judge every finite value of one window; the drift events of the changes."""
+        events = []
+        for metric, feature, value, thresholds in checks:
+            if not math.isfinite(value):
+                continue
+            key = SeriesKey(model, version, metric, feature, window.name)
+            event = self.judge(key, value, thresholds, window, detected_at_s)
+            if event is not None:
+                events.append(event)
+        return events
 
     def adopt(self, key: SeriesKey, severity: str) -> None:
         """Take a restored severity for a series this board has not judged yet."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -430,6 +430,13 @@ class ModelVersionState:
         if len(panes):
             self._add(ledger, panes, self.layout.label_deltas, predictions, column)
         return late
+
+    def adopt_quality_reference(self, quality: Mapping[str, float]) -> None:
+        """Without reference quality, take the first window's with enough labels."""
+        if not self.quality_reference and (
+            quality.get("labeled", 0) >= self.model.quality.min_labeled_events
+        ):
+            self.quality_reference = dict(quality)
 
     def adopt_reference(self, reference: Reference) -> bool:
         """Use a restored reference; False when another one is already in use."""

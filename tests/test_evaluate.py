@@ -54,3 +54,38 @@ def test_ids_are_deterministic_and_distinct() -> None:
     event = first[0]
     assert event.to_dict()["window_end"] == "1970-01-01T00:05:00Z"
     assert event.reference == "warmup:1000" and event.window_events == 1000
+
+
+def test_window_checks_have_no_side_effects_and_shift_null_ratio_by_the_reference() -> None:
+    from stream_monitor.config import config_from_dict
+    from stream_monitor.engine import Engine
+    from stream_monitor.evaluate import window_checks
+    from stream_monitor.reference import build_reference
+    from stream_monitor.snapshot import LatencyStats, StabilityStats, WindowSample
+    from stream_monitor.synthetic import SyntheticTraffic
+    from tests.conftest import FRAUD_MODEL, as_messages
+
+    config = config_from_dict({"models": [FRAUD_MODEL], "quality": {"min_labeled_events": 10}})
+    model = config.models[0]
+    events = SyntheticTraffic(seed=1).fraud(500, 1_700_000_000.0)
+    batches = Engine(config).decoder.decode(as_messages(events)).batches
+    reference = build_reference(model, batches, source="r")
+    base = reference.features["account_age_days"].null_ratio
+    stats = StabilityStats(500, 0.01, {}, {"account_age_days": base + 0.5}, {})
+    sample = WindowSample(
+        "fraud-detector", "v1", "5m", 0.0, 300.0, 1.0, stats,
+        {"labeled": 20.0, "accuracy": 0.5}, LatencyStats(0, {}), 0.0,
+    )  # fmt: skip
+    quality_reference = {"accuracy": 0.9}
+    checks = window_checks(model, reference, quality_reference, sample, concept_active=False)
+    assert quality_reference == {"accuracy": 0.9}  # read, never written
+    by_metric = {(metric, feature): t for metric, feature, _, t in checks}
+    null = by_metric[("null_ratio", "account_age_days")]
+    assert null.warn == base + model.drift.null_ratio.warn
+    accuracy = by_metric[("accuracy", None)]
+    assert (
+        accuracy.direction == "below" and accuracy.warn == 0.9 - model.quality.rules["accuracy"][0]
+    )
+    assert ("concept_drift", None) not in by_metric
+    active = window_checks(model, reference, quality_reference, sample, concept_active=True)
+    assert ("concept_drift", None, 0.0) in [c[:3] for c in active]
