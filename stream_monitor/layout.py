@@ -29,16 +29,13 @@ from stream_monitor.sketches.binning import (
 from stream_monitor.sketches.latency import LatencySlots
 from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.stats.classification import (
-    BinaryQuality,
     BinaryQualitySlots,
-    MulticlassQuality,
     MulticlassQualitySlots,
 )
 from stream_monitor.stats.psi import proportions
-from stream_monitor.stats.regression import RegressionQuality, RegressionSlots
+from stream_monitor.stats.regression import RegressionSlots
 from stream_monitor.stats.slots import pane_deltas
 
-Quality = BinaryQuality | RegressionQuality | MulticlassQuality
 QualitySlots = BinaryQualitySlots | RegressionSlots | MulticlassQualitySlots
 
 EVENTS_SLOT = 0
@@ -218,10 +215,6 @@ class CounterLayout:
         if "macro_f1" in values:
             values["f1"] = values["macro_f1"]
         return values
-
-    def quality_stats(self, vector: np.ndarray) -> Quality:
-        """The quality metrics of a window vector."""
-        return self.quality.read(vector)
 
     def latency_stats(self, vector: np.ndarray) -> LatencyStats:
         """Latency count and quantiles of a window vector."""

@@ -11,6 +11,8 @@ any other partition's state moving.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from stream_monitor.panes import PaneVectors
@@ -177,6 +179,8 @@ class LedgerPanes:
             found = vector if found is None else found + vector
         return found
 
-    def indices(self) -> set[int]:
-        """Every pane some partition counted in."""
-        return {p for ledger in self.ledgers.values() for p in ledger.panes.get(self.version, {})}
+    def __iter__(self) -> Iterator[int]:
+        """Every pane some partition counted in (each once)."""
+        return iter(
+            {p for ledger in self.ledgers.values() for p in ledger.panes.get(self.version, {})}
+        )

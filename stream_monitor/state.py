@@ -289,7 +289,7 @@ class ModelVersionState:
         assert self.judged is not None
         if self.judged.end_pane is not None:
             return self.judged.end_pane
-        held = self.judged.source.indices()
+        held = set(self.judged.source)
         return min(held) - 1 if held else None
 
     def _first_unjudged_pane(self) -> int:
@@ -387,7 +387,7 @@ class ModelVersionState:
             return
         end = self.judged.end_pane
         if end is None:
-            held = self.judged.source.indices()
+            held = set(self.judged.source)
             if not held:
                 return
             end = min(held) - 1

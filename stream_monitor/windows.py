@@ -13,7 +13,7 @@ The panes are read from a :class:`PaneSource` and stored only there.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -54,38 +54,15 @@ def late_mask(event_ts: np.ndarray, watermark_s: float, allowed_lateness_s: floa
 
 
 class PaneSource(Protocol):
-    """Where a window reads pane vectors: a mapping from pane index to vector."""
+    """Where a window reads pane vectors: a mapping from pane index to vector (a dict will do)."""
 
     def get(self, pane: int) -> np.ndarray | None:
         """The vector of ``pane``, or None when nothing was counted there."""
         ...
 
-    def indices(self) -> Iterable[int]:
+    def __iter__(self) -> Iterator[int]:
         """Every pane that holds counts."""
         ...
-
-
-class PaneStore:
-    """A plain dict of pane vectors, the simplest :class:`PaneSource`."""
-
-    def __init__(self) -> None:
-        self.panes: dict[int, np.ndarray] = {}
-
-    def add(self, pane: int, delta: np.ndarray) -> None:
-        """Add ``delta`` to ``pane``."""
-        stored = self.panes.get(pane)
-        if stored is None:
-            self.panes[pane] = delta.astype(np.float64, copy=True)
-        else:
-            stored += delta
-
-    def get(self, pane: int) -> np.ndarray | None:
-        """The vector of ``pane``, or None."""
-        return self.panes.get(pane)
-
-    def indices(self) -> Iterable[int]:
-        """Every stored pane."""
-        return self.panes.keys()
 
 
 class SlidingWindows:
@@ -95,11 +72,11 @@ class SlidingWindows:
     partition ledgers), so they are stored once; the caller records a delta in
     its pane, then calls :meth:`add` so every window holding the pane follows.
 
-    >>> store = PaneStore()
+    >>> store = {}
     >>> w = SlidingWindows(width=1, window_sizes={"2p": 2}, keep_panes=3, panes=store)
     >>> for pane in (0, 1, 2):
-    ...     store.add(pane, np.array([pane + 1.0]))
-    ...     w.add(pane, np.array([pane + 1.0]))
+    ...     store[pane] = np.array([pane + 1.0])
+    ...     w.add(pane, store[pane])
     ...     w.advance(pane)
     >>> w.window("2p").tolist(), w.span("2p")
     ([5.0], (1, 2))
@@ -163,7 +140,7 @@ class SlidingWindows:
         assert self.end_pane is not None
         first = self.end_pane - self.window_sizes[name] + 1
         total = np.zeros(self.width)
-        for pane in self.source.indices():
+        for pane in self.source:
             if first <= pane <= self.end_pane:
                 vector = self.source.get(pane)
                 if vector is not None:
