@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig, config_from_dict, parse_duration_s
-from stream_monitor.decode import RawMessage
 from stream_monitor.engine import Engine
 
 #: Event time of the first synthetic event (2023-11-14T22:13:20Z).

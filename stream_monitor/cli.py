@@ -117,7 +117,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Build a reference profile from a JSON Lines or CSV file of events."""
-    from stream_monitor.decode import Decoder, ModelBatch, concat_batches
+    from stream_monitor.batches import ModelBatch, concat_batches
+    from stream_monitor.decode import Decoder
     from stream_monitor.files import NO_TIME_MS, csv_batches, jsonl_batches
     from stream_monitor.layout import CounterLayout
     from stream_monitor.reference import file_digest, save_reference

@@ -17,55 +17,33 @@ reason (SPEC section 3), and the caller counts, logs and dead-letters it.
 from __future__ import annotations
 
 import array
-import contextlib
 import gc
 import heapq
 import json
 import math
-import sys
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime
 from itertools import accumulate
 from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
 
+from stream_monitor.batches import LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.columns import (
+    MILLISECONDS_ABOVE,
+    categorical_column,
+    float_column,
+    json_numbers,
+    number_array,
+    number_or_none,
+    parse_timestamp_s,
+)
 from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
 
-#: Every reason an event can be rejected for (README, "Bad input"); exported from 0.
-REASONS = (
-    "empty",
-    "oversized",
-    "batch_too_large",
-    "malformed_json",
-    "not_an_object",
-    "missing_field",
-    "wrong_type",
-    "non_finite",
-    "unknown_model",
-    "bad_timestamp",
-    "late",
-    "future_timestamp",
-    "too_many_versions",
-    "late_label",
-    "label_without_join",
-    "state_conflict",
-    "late_partial",
-)
-
-#: Epoch values above this are read as milliseconds (SPEC section 1).
-MILLISECONDS_ABOVE = 1e11
-
-_NUMBER_TYPES = (int, float)
-#: Value types a numeric column converts with one numpy call (None becomes NaN).
-_NUMERIC_VALUE_TYPES = frozenset({float, int, bool, type(None)})
-#: Value types a categorical column keeps as they are.
-_CATEGORY_VALUE_TYPES = frozenset({str, type(None)})
 #: Timestamp types converted with one numpy call (booleans are not timestamps).
 _TIME_VALUE_TYPES = frozenset({float, int})
 #: Model-version types that may be valid (``bool``, which equals 0 and 1, is not).
@@ -77,120 +55,6 @@ _message_index = attrgetter("message_index")
 #: Events (and their message indexes) by (model, version), and label events by model.
 Groups = dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]]
 LabelGroups = dict[str, tuple[list[dict[str, Any]], list[int]]]
-_LARGEST_FLOAT_INT = int(sys.float_info.max)
-
-
-class RawMessage(NamedTuple):
-    """One Kafka message as the engine needs it (or one line of a replay file).
-
-    A tuple, because one is built per consumed message: ten times cheaper than
-    a frozen dataclass.
-    """
-
-    value: bytes | None
-    timestamp_ms: int | None = None
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """An event (or whole message) that was not used, and why.
-
-    ``message_index`` is -1 for an event buffered from an earlier batch (its
-    message can no longer be dead-lettered; it is still counted).
-    """
-
-    message_index: int
-    reason: str
-    detail: str = ""
-
-
-@dataclass
-class ModelBatch:
-    """The valid events of one model version in one batch, as columns.
-
-    Numeric columns are float64 with NaN for null; categorical columns are lists
-    of ``str | None``. ``message_index`` maps each row back to its message.
-    """
-
-    model: str
-    version: str
-    event_ts: np.ndarray
-    prediction: np.ndarray | list[str | None]
-    features: dict[str, np.ndarray | list[str | None]]
-    latency_ms: np.ndarray
-    labels: list[Any]
-    event_ids: list[Any]
-    message_index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.event_ts)
-
-    def take(self, rows: np.ndarray) -> ModelBatch:
-        """The batch restricted to ``rows`` (an index array or boolean mask)."""
-        index = np.flatnonzero(rows) if rows.dtype == bool else rows
-        return ModelBatch(
-            model=self.model,
-            version=self.version,
-            event_ts=self.event_ts[index],
-            prediction=_take(self.prediction, index),
-            features={name: _take(col, index) for name, col in self.features.items()},
-            latency_ms=self.latency_ms[index],
-            labels=[self.labels[i] for i in index],
-            event_ids=[self.event_ids[i] for i in index],
-            message_index=self.message_index[index],
-        )
-
-
-def concat_batches(batches: Sequence[ModelBatch]) -> ModelBatch:
-    """One batch holding the rows of ``batches`` in order (all of one model version)."""
-    first = batches[0]
-    if len(batches) == 1:
-        return first
-
-    def join(columns: list[Any]) -> Any:
-        if isinstance(columns[0], np.ndarray):
-            return np.concatenate(columns)
-        return [value for column in columns for value in column]
-
-    return ModelBatch(
-        model=first.model,
-        version=first.version,
-        event_ts=join([b.event_ts for b in batches]),
-        prediction=join([b.prediction for b in batches]),
-        features={name: join([b.features[name] for b in batches]) for name in first.features},
-        latency_ms=join([b.latency_ms for b in batches]),
-        labels=join([b.labels for b in batches]),
-        event_ids=join([b.event_ids for b in batches]),
-        message_index=join([b.message_index for b in batches]),
-    )
-
-
-@dataclass
-class LabelBatch:
-    """Label events of one model (SPEC section 2), waiting to be joined by event id."""
-
-    model: str
-    event_ids: list[Any]
-    labels: list[Any]
-    event_ts: np.ndarray
-    message_index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.event_ids)
-
-    def take(self, rows: np.ndarray) -> LabelBatch:
-        """The label events at ``rows`` (an index array or boolean mask)."""
-        index = np.flatnonzero(rows) if rows.dtype == bool else rows
-        return LabelBatch(
-            model=self.model,
-            event_ids=[self.event_ids[i] for i in index],
-            labels=[self.labels[i] for i in index],
-            event_ts=self.event_ts[index],
-            message_index=self.message_index[index],
-        )
 
 
 @dataclass
@@ -201,12 +65,6 @@ class DecodeResult:
     labels: list[LabelBatch] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     events: int = 0
-
-
-def _take(column: np.ndarray | list[str | None], index: np.ndarray) -> Any:
-    if isinstance(column, np.ndarray):
-        return column[index]
-    return [column[i] for i in index]
 
 
 def _orjson_keys(names: list[str]) -> list[str]:
@@ -248,153 +106,6 @@ def _column(events: Sequence[dict[str, Any]], path: str) -> list[Any]:
     return [get(event) for event in events]
 
 
-def numeric_column(values: list[Any]) -> np.ndarray:
-    """Float64 array of ``values``: numbers kept (booleans as 0/1), anything else NaN.
-
-    >>> numeric_column([1, 2.5, None, "3", True, float("inf")]).tolist()
-    [1.0, 2.5, nan, nan, 1.0, nan]
-    """
-    result: np.ndarray | None = None
-    if set(map(type, values)) <= _NUMERIC_VALUE_TYPES:
-        # Only numbers and None: numpy converts them all (None to NaN) in one call,
-        # unless an int is beyond float range.
-        with contextlib.suppress(OverflowError):
-            result = np.array(values, dtype=np.float64)
-    if result is None:
-        array = _as_array(values)
-        if array.dtype.kind in "fiub":
-            result = array.astype(np.float64, copy=False)
-        else:
-            result = np.array([_number_or_none(v) for v in values], dtype=np.float64)
-    return _finite_or_nan(result)
-
-
-def _json_numbers(values: Sequence[Any]) -> np.ndarray:
-    """:func:`numeric_column` of values parsed from JSON, in one pass when none is null.
-
-    >>> _json_numbers([1, 2.5, True]).tolist(), _json_numbers([1, None, "2"]).tolist()
-    ([1.0, 2.5, 1.0], [1.0, nan, nan])
-    """
-    return _float_column(_number_array(values))
-
-
-def _number_array(values: Sequence[Any]) -> array.array[float]:
-    """``values`` parsed from JSON as :func:`numeric_column` reads them, except that
-    non-finite floats are kept (:func:`_finite_or_nan` turns them into NaN).
-
-    JSON gives only dict, list, str, int, float, bool and None, and ``array('d')``
-    takes exactly the int, float and bool among them (converting them as numpy
-    does), so it checks the types and converts in the same pass. Nulls are made
-    NaN first when there are some; anything else (a string, a huge int) raises,
-    and :func:`numeric_column` decides.
-
-    >>> _number_array([1, None, True]), _number_array([1, None, "2", 2**64])
-    (array('d', [1.0, nan, 1.0]), array('d', [1.0, nan, nan, 1.8446744073709552e+19]))
-    """
-    try:
-        return array.array("d", values)
-    except (TypeError, OverflowError):
-        pass
-    try:
-        return array.array("d", [math.nan if value is None else value for value in values])
-    except (TypeError, OverflowError):
-        return array.array("d", numeric_column(list(values)).tobytes())
-
-
-def _float_column(numbers: array.array[float]) -> np.ndarray:
-    """The float64 column of :func:`_number_array` results (joined), NaN for non-finite."""
-    return _finite_or_nan(np.frombuffer(numbers, dtype=np.float64))
-
-
-def _finite_or_nan(values: np.ndarray) -> np.ndarray:
-    """``values`` with NaN for every infinity (a copy only when there is one)."""
-    if values.size and not np.isfinite(values).all():
-        return np.where(np.isfinite(values), values, np.nan)
-    return values
-
-
-def _number_or_none(value: Any) -> float | int | bool | None:
-    """``value`` if it is a number a float can hold, else None."""
-    kind = type(value)
-    if kind is float or kind is bool:
-        return value
-    if kind is int:
-        fits = -_LARGEST_FLOAT_INT <= value <= _LARGEST_FLOAT_INT
-        return value if fits else None
-    return None
-
-
-def _as_array(values: list[Any]) -> np.ndarray:
-    """``values`` as a 1-d numpy array, or an object array when numpy would guess a shape."""
-    try:
-        array = np.asarray(values) if values else np.empty(0)
-    except (ValueError, TypeError, OverflowError):
-        return np.empty(0, dtype=object)
-    return array if array.ndim == 1 else np.empty(0, dtype=object)
-
-
-def category_value(value: Any) -> str | None:
-    """A categorical value as the string it is compared as (SPEC section 1).
-
-    >>> [category_value(v) for v in ("a", 3, True, None, 2.5)]
-    ['a', '3', 'true', None, '2.5']
-    """
-    if value is None or type(value) is str:
-        return value
-    if type(value) is bool:
-        return "true" if value else "false"
-    if type(value) is int:
-        return str(value)
-    if type(value) is float:
-        if not math.isfinite(value):
-            return None
-        return str(int(value)) if value.is_integer() else str(value)
-    return None
-
-
-def categorical_column(values: list[Any]) -> list[str | None]:
-    """``values`` as category strings, None for null or unusable values.
-
-    >>> categorical_column(["a", None, 3, True])
-    ['a', None, '3', 'true']
-    """
-    types = set(map(type, values))
-    if types <= {str}:
-        return values
-    if types <= _CATEGORY_VALUE_TYPES:
-        return list(values)
-    return [category_value(v) for v in values]
-
-
-def parse_timestamp_s(value: Any) -> float | None:
-    """Event time in epoch seconds from a number (s or ms) or an ISO-8601 string.
-
-    >>> parse_timestamp_s(1700000000), parse_timestamp_s(1700000000000)
-    (1700000000.0, 1700000000.0)
-    >>> parse_timestamp_s("2023-11-14T22:13:20Z")
-    1700000000.0
-    """
-    if type(value) is bool:
-        return None
-    if isinstance(value, int | float):
-        number = _number_or_none(value)
-        if number is None:
-            return None
-        seconds = float(number)
-        if not math.isfinite(seconds) or seconds < 0:
-            return None
-        return seconds / 1000.0 if seconds > MILLISECONDS_ABOVE else seconds
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    return None
-
-
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
@@ -411,7 +122,7 @@ def _sanitize(node: Any) -> Any:
     if isinstance(node, dict):
         return {_sanitize(key): _sanitize(value) for key, value in node.items()}
     if type(node) is int and not _INT64_MIN <= node <= _UINT64_MAX:
-        return _number_or_none(node) and float(node)
+        return number_or_none(node) and float(node)
     return node
 
 
@@ -464,7 +175,7 @@ class _Rows:
     latencies: array.array[float] = field(default_factory=lambda: array.array("d"))
     labels: list[Any] = field(default_factory=list)
     event_ids: list[Any] = field(default_factory=list)
-    #: Per configured feature (config order): numbers (:func:`_number_array`) of a
+    #: Per configured feature (config order): numbers (:func:`number_array`) of a
     #: numeric feature, :func:`categorical_column` values of a categorical one.
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
 
@@ -567,7 +278,7 @@ class Decoder:
             rows.indexes += group_indexes
             rows.predictions += _column(group_events, fields.prediction)
             rows.timestamps += _column(group_events, fields.timestamp)
-            rows.latencies += _number_array(_column(group_events, fields.latency_ms))
+            rows.latencies += number_array(_column(group_events, fields.latency_ms))
             rows.labels += _column(group_events, fields.label)
             rows.event_ids += _column(group_events, fields.event_id)
             feature_dicts = _column(group_events, fields.features)
@@ -577,7 +288,7 @@ class Decoder:
                 if isinstance(column, list):
                     column += categorical_column(list(values))
                 else:
-                    column += _number_array(values)
+                    column += number_array(values)
 
     def _parse(
         self,
@@ -804,7 +515,7 @@ class Decoder:
         raw_prediction = rows.predictions
         prediction: np.ndarray | list[str | None]
         if config.prediction_type == "numeric":
-            prediction = _json_numbers(raw_prediction)
+            prediction = json_numbers(raw_prediction)
             bad = np.isnan(prediction)
         else:
             prediction = categorical_column(raw_prediction)
@@ -815,7 +526,7 @@ class Decoder:
 
         event_ts = self._event_times(rows.timestamps, indexes, messages, rejects, keep)
         columns: dict[str, np.ndarray | list[str | None]] = {
-            name: column if isinstance(column, list) else _float_column(column)
+            name: column if isinstance(column, list) else float_column(column)
             for name, column in zip(config.features, rows.features, strict=True)
         }
         batch = ModelBatch(
@@ -824,7 +535,7 @@ class Decoder:
             event_ts=event_ts,
             prediction=prediction,
             features=columns,
-            latency_ms=_float_column(rows.latencies),
+            latency_ms=float_column(rows.latencies),
             labels=rows.labels,
             event_ids=rows.event_ids,
             message_index=np.asarray(indexes, dtype=np.int64),

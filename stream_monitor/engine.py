@@ -31,8 +31,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from stream_monitor import persist
+from stream_monitor.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
 from stream_monitor.config import MonitorConfig
-from stream_monitor.decode import REASONS, Decoder, LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.decode import Decoder
 from stream_monitor.evaluate import (
     SEVERITIES,
     DriftEvent,

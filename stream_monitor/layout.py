@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from stream_monitor.batches import ModelBatch
+from stream_monitor.columns import categorical_column, numeric_column
 from stream_monitor.config import ModelConfig
-from stream_monitor.decode import ModelBatch, categorical_column, numeric_column
 from stream_monitor.reference import ColumnProfile, Reference
 from stream_monitor.sketches.binning import (
     MAX_BLOCK_EDGES,

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from stream_monitor.decode import ModelBatch, categorical_column, numeric_column
+from stream_monitor.batches import ModelBatch
+from stream_monitor.columns import categorical_column, numeric_column
 from stream_monitor.snapshot import SeriesKey
 
 

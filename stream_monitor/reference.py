@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from stream_monitor.batches import ModelBatch
 from stream_monitor.config import ModelConfig
-from stream_monitor.decode import ModelBatch
 from stream_monitor.sketches.binning import CategoricalBins, NumericBins
 
 FORMAT = "stream-monitor/reference"

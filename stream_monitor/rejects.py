@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from stream_monitor.decode import Reject
+from stream_monitor.batches import Reject
 from stream_monitor.ratelog import RateLimitedLog
 
 log = logging.getLogger("stream_monitor.rejects")

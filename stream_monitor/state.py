@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from stream_monitor.batches import ModelBatch, Reject, concat_batches
 from stream_monitor.concept import ConceptDriftDetector
 from stream_monitor.config import ConceptDriftConfig, LimitsConfig, ModelConfig, WindowConfig
-from stream_monitor.decode import ModelBatch, Reject, concat_batches
 from stream_monitor.layout import CounterLayout, label_column
 from stream_monitor.ledger import LedgerPanes, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference, build_reference

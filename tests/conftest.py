@@ -10,8 +10,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig, config_from_dict
-from stream_monitor.decode import RawMessage
 from stream_monitor.embedded import EmbeddedBroker
 
 #: Consumer-group settings that suit the embedded broker (eager assignor, short timeouts).

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig
-from stream_monitor.decode import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import PartitionCheckpoint

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import ConfigError, check_role
-from stream_monitor.decode import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.synthetic import SyntheticTraffic
 from tests.conftest import make_config

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka import KafkaException, Producer
 
-from stream_monitor.decode import RawMessage, Reject
+from stream_monitor.batches import RawMessage, Reject
 from stream_monitor.embedded import free_port
 from stream_monitor.sinks.dead_letters import DeadLetters, fit, letter_headers, record_bytes
 from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import FieldMap, LimitsConfig, config_from_dict
-from stream_monitor.decode import Decoder, RawMessage
+from stream_monitor.decode import Decoder
 
 CONFIG = config_from_dict(
     {

@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_monitor import bench
+from stream_monitor.batches import ModelBatch, RawMessage
+from stream_monitor.columns import numeric_column
 from stream_monitor.config import LimitsConfig, config_from_dict
-from stream_monitor.decode import Decoder, DecodeResult, ModelBatch, RawMessage, numeric_column
+from stream_monitor.decode import Decoder, DecodeResult
 from stream_monitor.layout import CounterLayout, StabilityColumns, count_positions, label_column
 from stream_monitor.reference import ColumnProfile, build_reference
 from stream_monitor.sketches.binning import (

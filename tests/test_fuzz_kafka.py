@@ -41,8 +41,9 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 
+from stream_monitor.batches import REASONS, RawMessage
 from stream_monitor.config import KafkaConfig, MonitorConfig, config_from_dict
-from stream_monitor.decode import REASONS, Decoder, RawMessage
+from stream_monitor.decode import Decoder
 from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService

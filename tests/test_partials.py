@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from stream_monitor.aggregate import Aggregator
-from stream_monitor.decode import RawMessage
+from stream_monitor.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.publisher import PartialPublisher
 from stream_monitor.partials import (

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from stream_monitor.decode import Reject
+from stream_monitor.batches import Reject
 from stream_monitor.rejects import RejectLog
 
 

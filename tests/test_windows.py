@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_monitor.decode import concat_batches
+from stream_monitor.batches import concat_batches
 from stream_monitor.state import ModelVersionState
 from stream_monitor.synthetic import SyntheticTraffic
 from stream_monitor.windows import (

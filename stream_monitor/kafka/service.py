@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from stream_monitor.batches import RawMessage
 from stream_monitor.config import KafkaConfig, MonitorConfig
-from stream_monitor.decode import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import (

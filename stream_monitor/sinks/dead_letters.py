@@ -23,7 +23,7 @@ from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from stream_monitor.decode import RawMessage, Reject
+from stream_monitor.batches import RawMessage, Reject
 from stream_monitor.ratelog import RateLimitedLog
 from stream_monitor.sinks.kafka_topics import undeliverable
 

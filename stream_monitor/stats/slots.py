@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from stream_monitor.decode import numeric_column
+from stream_monitor.columns import numeric_column
 
 T_co = TypeVar("T_co", covariant=True)
 
