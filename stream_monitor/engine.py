@@ -43,8 +43,8 @@ from stream_monitor.evaluate import (
     iso_utc,
     window_checks,
 )
+from stream_monitor.joining import LabelJoiner
 from stream_monitor.kafka.changelog import PartitionCheckpoint
-from stream_monitor.labels import Joined, LabelJoinStore
 from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.reference import Reference
 from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
@@ -83,15 +83,9 @@ class Engine:
         self.events_total: Counter[tuple[str, str]] = Counter()
         self.invalid_total: Counter[str] = Counter()
         self.drift_events_total: Counter[tuple[str, str, str, str]] = Counter()
-        labels = config.labels
-        self.joins = (
-            {
-                model.name: LabelJoinStore(labels.max_entries, labels.ttl_s, labels.clock)
-                for model in config.models
-            }
-            if config.joins_labels
-            else None
-        )
+        self.joiner = LabelJoiner(config, self.states, self.invalid_total)
+        #: The label join store of each model (None without a label join).
+        self.joins = self.joiner.stores
         self.watermark_s = -math.inf
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
         self.clock = clock
@@ -121,8 +115,7 @@ class Engine:
                 for r in part
             )
             ledger.next_offset = messages[indexes[-1]].offset + 1  # offsets rise in a partition
-        for store in (self.joins or {}).values():
-            store.expire()
+        self.joiner.expire()
         self.invalid_total.update(reject.reason for reject in rejects)
         self.settle(now_s)
         return rejects
@@ -185,13 +178,13 @@ class Engine:
             rejects.extend(counted.rejects)
             self.watermark_s = max(self.watermark_s, state.watermark_s)
             for owner, rows, panes in counted.parts:
-                self._await_labels(owner, rows, panes)
+                self.joiner.await_labels(owner, rows, panes)
         for labels in result.labels:
             labels = self._drop_future(labels, now_s, rejects)
             if self.joins is None:
                 rejects.extend(Reject(int(i), "label_without_join") for i in labels.message_index)
                 continue
-            self._join(labels, ledger)
+            self.joiner.join(labels, ledger)
         return rejects
 
     def _drop_future(self, rows: Rows, now_s: float | None, rejects: list[Reject]) -> Rows:
@@ -203,69 +196,6 @@ class Engine:
             return rows
         rejects.extend(Reject(int(i), "future_timestamp") for i in rows.message_index[future])
         return rows.take(~future)
-
-    def _await_labels(self, ledger: PartitionLedger, batch: ModelBatch, panes: np.ndarray) -> None:
-        """Predictions without an inline label wait in the join store for theirs."""
-        if self.joins is None:
-            return
-        waiting = [
-            i
-            for i, (event_id, label) in enumerate(zip(batch.event_ids, batch.labels, strict=True))
-            if event_id is not None and label is None
-        ]
-        if not waiting:
-            return
-        rows = np.asarray(waiting)
-        predictions = batch.prediction
-        self._credit(
-            self.joins[batch.model].add_predictions(
-                [batch.event_ids[i] for i in waiting],
-                batch.model,
-                batch.version,
-                panes[rows].tolist(),
-                predictions[rows]
-                if isinstance(predictions, np.ndarray)
-                else [predictions[i] for i in waiting],
-                batch.event_ts[rows].tolist(),
-                owner=ledger.key,
-            ),
-            ledger,
-        )
-
-    def _join(self, labels: LabelBatch, ledger: PartitionLedger) -> None:
-        if self.joins is None or not len(labels):
-            return
-        self._credit(
-            self.joins[labels.model].add_labels(
-                labels.event_ids,
-                labels.model,
-                labels.labels,
-                labels.event_ts.tolist(),
-                owner=ledger.key,
-            ),
-            ledger,
-        )
-
-    def _credit(self, joined: Sequence[Joined], ledger: PartitionLedger) -> None:
-        """Count joined labels in their predictions' panes, in the joining partition's ledger."""
-        groups: dict[tuple[str, str], list[Joined]] = {}
-        for item in joined:
-            groups.setdefault((item.model, item.version), []).append(item)
-        for (model, version), items in groups.items():
-            state = self.states.get((model, version))
-            if state is None or state.layout is None:
-                continue
-            predictions: Any = [item.prediction for item in items]
-            if state.model.prediction_type == "numeric":
-                predictions = np.asarray(predictions, dtype=np.float64)
-            late = state.add_labels(
-                np.asarray([item.pane for item in items], dtype=np.int64),
-                predictions,
-                [item.label for item in items],
-                ledger,
-            )
-            if late:
-                self.invalid_total["late_label"] += late
 
     def checkpoint_partition(
         self, key: PartitionKey
@@ -345,7 +275,7 @@ class Engine:
             for owner, rows, panes in state.restore_partition(
                 ledger, warmup.get(version_key, [])
             ).parts:
-                self._await_labels(owner, rows, panes)
+                self.joiner.await_labels(owner, rows, panes)
         for model, rows in meta["joins"].items():
             if self.joins is not None and model in self.joins:
                 self.joins[model].load_owned(rows, checkpoint.key)
@@ -455,7 +385,7 @@ class Engine:
             severities=self.board.severities(),
             thresholds=self.board.thresholds(),
             latency_histograms=histograms,
-            label_joins=self._join_counts(),
+            label_joins=self.joiner.counts(),
             windows_skipped_total={
                 key: state.skipped_total for key, state in self.states.items() if state.judging
             },
@@ -485,7 +415,7 @@ class Engine:
         return Snapshot(
             events_total=dict(self.events_total),
             invalid_total={**dict.fromkeys(REASONS, 0), **self.invalid_total},
-            label_joins=self._join_counts(),
+            label_joins=self.joiner.counts(),
         )
 
     @staticmethod
@@ -514,23 +444,6 @@ class Engine:
         )
         info = WindowInfo(window, start_s, end_s, stats.events, layout.reference.description)
         return sample, info
-
-    def _join_counts(self) -> dict[str, int]:
-        if self.joins is None:
-            return {}
-        stores = list(self.joins.values())
-        late = self.invalid_total.get("late_label", 0)
-        return {
-            "joined": sum(s.counters.joined for s in stores) - late,
-            "late": late,
-            "expired": sum(s.counters.expired_predictions for s in stores),
-            "orphan": sum(s.counters.orphan_labels for s in stores),
-            "evicted": sum(
-                s.counters.evicted_predictions + s.counters.evicted_labels for s in stores
-            ),
-            "pending_predictions": sum(s.pending_predictions for s in stores),
-            "pending_labels": sum(s.pending_labels for s in stores),
-        }
 
     def _judge(
         self, state: ModelVersionState, info: WindowInfo, sample: WindowSample, now_s: float
