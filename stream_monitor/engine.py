@@ -6,13 +6,9 @@ same numbers. Each :meth:`Engine.evaluate` judges the windows that ended at
 newly closed panes and publishes an immutable :class:`Snapshot` of the live
 windows that the Prometheus collector reads.
 
-A pane is closed once every input partition's watermark (the largest event
-time it carried) has passed the pane's end by the allowed lateness: later
-events for it are rejected as late, so the pane is complete. A partition that
-is caught up (nothing left to read) and whose watermark did not move for
-``windows.idle_timeout_s`` of wall time does not hold panes open; one that
-stalls with messages left to read (a rebalance, a crashed replica) does.
-Drift is judged on each closed pane in turn, as soon as it closes (at the end
+A pane is closed once every active input partition has passed it by the
+allowed lateness (:mod:`stream_monitor.partitions`): later events for it are
+rejected as late, so the pane is complete. Drift is judged on each closed pane in turn, as soon as it closes (at the end
 of the batch that closed it, so a backlog read faster than its event time is
 judged in full), so drift events depend on the events alone, never on when
 evaluation ran or how many instances shared the work.
@@ -46,6 +42,7 @@ from stream_monitor.evaluate import (
 from stream_monitor.joining import LabelJoiner
 from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
+from stream_monitor.partitions import InputPartitions
 from stream_monitor.reference import Reference
 from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
 from stream_monitor.state import ModelVersionState
@@ -87,13 +84,13 @@ class Engine:
         #: The label join store of each model (None without a label join).
         self.joins = self.joiner.stores
         self.watermark_s = -math.inf
-        self.ledgers: dict[PartitionKey, PartitionLedger] = {}
-        self.clock = clock
+        self.partitions = InputPartitions(self.hot_panes, windows.idle_timeout_s, clock)
+        #: The ledger of every input partition (see :class:`InputPartitions`).
+        self.ledgers = self.partitions.ledgers
         self.judging = True
         #: Window ends judged so far; a checkpoint rewrites every partition's copy of the
         #: severities and judged marks when it moved.
         self.judged_panes = 0
-        self._expected: dict[PartitionKey, float | None] = {}
         self._judged_events: list[DriftEvent] = []
         self._snapshot = Snapshot()
 
@@ -120,46 +117,31 @@ class Engine:
         self.settle(now_s)
         return rejects
 
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        """Monotonic seconds for the idle timeout of partitions (None: no timeout)."""
+        return self.partitions.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float] | None) -> None:
+        self.partitions.clock = clock
+
     def ledger(self, key: PartitionKey) -> PartitionLedger:
         """The ledger of input partition ``key`` (created on first use)."""
-        ledger = self.ledgers.get(key)
-        if ledger is None:
-            ledger = self.ledgers[key] = PartitionLedger(key, self.hot_panes)
-        return ledger
+        return self.partitions.ledger(key)
 
     def expect(self, keys: Iterable[PartitionKey]) -> None:
         """Input partitions that hold panes open until they pass them (or go idle)."""
-        for key in keys:
-            self._expected.setdefault(key, self.clock() if self.clock is not None else None)
+        self.partitions.expect(keys)
 
     @property
     def expected(self) -> set[PartitionKey]:
         """The input partitions that hold panes open (see :meth:`expect`)."""
-        return set(self._expected)
+        return self.partitions.expected
 
     def closing_watermark(self) -> float:
-        """The event time every active input partition has reached.
-
-        Active: expected or carrying events, and not idle (caught up and still for
-        ``idle_timeout_s``). When every partition is idle, the largest watermark
-        of all (nothing more is coming).
-        """
-        now = self.clock() if self.clock is not None else None
-        idle_s = self.config.windows.idle_timeout_s
-        keys = set(self._expected) | {k for k, ledger in self.ledgers.items() if ledger.watermarks}
-        active, seen = [], []
-        for key in keys:
-            ledger = self.ledgers.get(key)
-            mark = ledger.event_time if ledger is not None else -math.inf
-            if mark > -math.inf:
-                seen.append(mark)
-            since = ledger.advanced_at if ledger is not None else None
-            since = self._expected.get(key) if since is None else since
-            caught_up = ledger is None or ledger.caught_up
-            if caught_up and now is not None and since is not None and now - since >= idle_s:
-                continue
-            active.append(mark)
-        return min(active) if active else max(seen, default=-math.inf)
+        """The event time every active input partition has reached (panes before it close)."""
+        return self.partitions.closing_watermark()
 
     def _process_partition(
         self, messages: Sequence[RawMessage], ledger: PartitionLedger, now_s: float | None
@@ -232,8 +214,7 @@ class Engine:
 
     def drop_partition(self, key: PartitionKey) -> None:
         """Forget a partition this instance no longer owns (revoked or lost)."""
-        self._expected.pop(key, None)
-        ledger = self.ledgers.pop(key, None)
+        ledger = self.partitions.drop(key)
         if ledger is None:
             return
         for state in self.states.values():
