@@ -8,10 +8,11 @@ windows that the Prometheus collector reads.
 
 A pane is closed once every active input partition has passed it by the
 allowed lateness (:mod:`stream_monitor.partitions`): later events for it are
-rejected as late, so the pane is complete. Drift is judged on each closed pane in turn, as soon as it closes (at the end
-of the batch that closed it, so a backlog read faster than its event time is
-judged in full), so drift events depend on the events alone, never on when
-evaluation ran or how many instances shared the work.
+rejected as late, so the pane is complete. Drift is judged on each closed
+pane in turn, as soon as it closes (at the end of the batch that closed it, so
+a backlog read faster than its event time is judged in full), so drift events
+depend on the events alone, never on when evaluation ran or how many instances
+shared the work.
 """
 
 from __future__ import annotations
