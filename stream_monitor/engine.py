@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from stream_monitor import persist
 from stream_monitor.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.checkpoint import PartitionCheckpoint, checkpoint_of, restore
 from stream_monitor.config import MonitorConfig
 from stream_monitor.decode import Decoder
 from stream_monitor.evaluate import (
@@ -41,7 +41,6 @@ from stream_monitor.evaluate import (
     window_checks,
 )
 from stream_monitor.joining import LabelJoiner
-from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
 from stream_monitor.partitions import InputPartitions
 from stream_monitor.reference import Reference
@@ -184,34 +183,7 @@ class Engine:
         self, key: PartitionKey
     ) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey], dict[str, Any]]:
         """One partition's changes since its last checkpoint, and the rest of its state."""
-        ledger = self.ledger(key)
-        changed, evicted = ledger.take_changes()
-        versions = set(ledger.panes) | set(ledger.watermarks)
-        references, warmup, instance = {}, [], []
-        for version_key in versions:
-            state = self.states.get(version_key)
-            if state is None:
-                continue
-            if state.reference is not None:
-                references["\x1f".join(version_key)] = state.reference.to_dict()
-        errors = []
-        for state in self.states.values():
-            warmup += [persist.batch_to_json(b) for b in state.warmup_of(ledger)]
-            judged = state.judged.end_pane if state.judged is not None else None
-            instance.append([state.model.name, state.version, state.quality_reference, judged])
-            if key in state.errors:
-                errors.append([state.model.name, state.version, state.errors[key].to_state()])
-        meta = {
-            "next_offset": ledger.next_offset,
-            "watermarks": [[*v, ts] for v, ts in ledger.watermarks.items()],
-            "references": references,
-            "warmup": warmup,
-            "errors": errors,
-            "joins": {model: store.owned_state(key) for model, store in (self.joins or {}).items()},
-            "severities": persist.severities_to_json(self.board.severities()),
-            "instance": instance,
-        }
-        return changed, evicted, meta
+        return checkpoint_of(self, key)
 
     def drop_partition(self, key: PartitionKey) -> None:
         """Forget a partition this instance no longer owns (revoked or lost)."""
@@ -225,54 +197,7 @@ class Engine:
 
     def restore_partition(self, checkpoint: PartitionCheckpoint) -> None:
         """Add a partition's checkpointed share to this instance's state."""
-        self.drop_partition(checkpoint.key)
-        meta = checkpoint.meta
-        ledger = self.ledger(checkpoint.key)
-        ledger.next_offset = meta["next_offset"]
-        for model, version, event_ts in meta["watermarks"]:
-            ledger.watermarks[(model, version)] = float(event_ts)
-        for (version_key, pane), vector in checkpoint.panes.items():
-            ledger.version_panes(version_key)[pane] = vector
-        warmup: dict[tuple[str, str], list[ModelBatch]] = {}
-        for data in meta["warmup"]:
-            config = self.config.model(data["model"])
-            if config is not None:
-                batch = persist.batch_from_json(data, config.features, config.prediction_type)
-                warmup.setdefault((batch.model, batch.version), []).append(batch)
-        versions = set(ledger.panes) | set(ledger.watermarks) | set(warmup)
-        for version_key in versions:
-            state = self.state(*version_key)
-            if state is None:
-                continue
-            stored = meta["references"].get("\x1f".join(version_key))
-            if stored is not None and not state.adopt_reference(Reference.from_dict(stored)):
-                log.error(
-                    "%s %s: the restored checkpoint of %s[%d] was counted against another "
-                    "reference; its panes are not restored (use a baseline file with replicas)",
-                    *version_key,
-                    *checkpoint.key,
-                )
-                self.invalid_total["state_conflict"] += 1
-                ledger.panes.pop(version_key, None)
-            for owner, rows, panes in state.restore_partition(
-                ledger, warmup.get(version_key, [])
-            ).parts:
-                self.joiner.await_labels(owner, rows, panes)
-        for model, rows in meta["joins"].items():
-            if self.joins is not None and model in self.joins:
-                self.joins[model].load_owned(rows, checkpoint.key)
-        for series, severity in persist.severities_from_json(meta["severities"]).items():
-            self.board.adopt(series, severity)
-        for model, version, quality_reference, judged in meta["instance"]:
-            state = self.states.get((model, version))
-            if state is not None:
-                state.quality_reference = state.quality_reference or quality_reference
-                if judged is not None:
-                    state.adopt_judged(int(judged))
-        for model, version, errors in meta["errors"]:
-            state = self.states.get((model, version))
-            if state is not None:
-                state.error_stream(checkpoint.key).adopt(errors)
+        restore(self, checkpoint)
 
     def drop_model(self, model: str) -> None:
         """Forget every version of ``model`` (an aggregator handed it to another replica)."""

@@ -17,10 +17,10 @@ import orjson
 import pytest
 
 from stream_monitor.batches import RawMessage
+from stream_monitor.checkpoint import PartitionCheckpoint
 from stream_monitor.config import MonitorConfig
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.kafka.changelog import PartitionCheckpoint
 from stream_monitor.reference import Reference, build_reference
 from stream_monitor.sinks.prometheus import build_registry, exposition
 from stream_monitor.synthetic import SyntheticTraffic

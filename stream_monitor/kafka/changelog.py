@@ -30,7 +30,6 @@ import logging
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream_monitor.checkpoint import PartitionCheckpoint
 from stream_monitor.kafka.admin import create_topics
 from stream_monitor.ledger import PaneKey, PartitionKey
 from stream_monitor.sinks.kafka_topics import TopicWriter
@@ -50,16 +50,6 @@ CHUNK_BYTES = 512 * 1024
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read back (wrong schema version, missing records)."""
-
-
-@dataclass
-class PartitionCheckpoint:
-    """One partition's restored (or to-be-written) share of the state."""
-
-    key: PartitionKey
-    seq: int
-    meta: dict[str, Any]
-    panes: dict[PaneKey, np.ndarray] = field(default_factory=dict)
 
 
 def encode_vector(vector: np.ndarray) -> str:
