@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,9 @@ from stream_monitor.batches import LabelBatch, ModelBatch
 from stream_monitor.config import MonitorConfig
 from stream_monitor.labels import Joined, LabelJoinStore
 from stream_monitor.ledger import PartitionLedger, VersionKey
-from stream_monitor.state import ModelVersionState
+
+if TYPE_CHECKING:
+    from stream_monitor.state import ModelVersionState
 
 
 class LabelJoiner:

@@ -9,8 +9,8 @@ always reads a partition's panes before the watermark that covers them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from stream_monitor.engine import Engine
 from stream_monitor.ledger import PartitionKey, VersionKey
 from stream_monitor.partials import (
     encode_pane,
@@ -21,6 +21,9 @@ from stream_monitor.partials import (
     watermark_key,
 )
 from stream_monitor.sinks.kafka_topics import TopicWriter
+
+if TYPE_CHECKING:
+    from stream_monitor.engine import Engine
 
 
 class PartialPublisher:
