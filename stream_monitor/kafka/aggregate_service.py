@@ -169,13 +169,14 @@ class AggregateService(MonitorService):
         Its last report may say it was caught up, yet its replica died (or is
         rebalancing) since and new messages wait; or no replica has reported it
         yet. It holds panes open until a replica reads them. Asked of the broker
-        only for partitions still for ``idle_timeout_s``.
+        for partitions never reported (every time: one that was empty may
+        receive messages no replica reads) and those still for ``idle_timeout_s``.
         """
         idle_s = self.config.windows.idle_timeout_s
         now = time.monotonic()
         for key in self.engine.expected:
-            reported = key in self.engine.ledgers
             ledger = self.engine.ledger(key)
+            reported = ledger.next_offset is not None
             moved = ledger.advanced_at
             still = not reported or (moved is not None and now - moved >= idle_s)
             if not still or not ledger.caught_up:
