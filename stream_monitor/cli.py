@@ -1,4 +1,4 @@
-"""The ``stream-monitor`` command line (SPEC section 7)."""
+"""The ``stream-monitor`` command line."""
 
 from __future__ import annotations
 
