@@ -217,8 +217,11 @@ def read_changelog(
     wanted = sorted(set(partitions))
     if not wanted:
         return {}
-    ends = _write_markers(producer_settings, topic, wanted, timeout_s)
-    starts = _log_starts(producer_settings, topic, wanted, timeout_s)
+    # Not idempotent: an idempotent client would take a producer id from the broker
+    # for nothing (the admin client is a producer too).
+    plain = {**producer_settings, "enable.idempotence": False}
+    ends = _write_markers(plain, topic, wanted, timeout_s)
+    starts = _log_starts(plain, topic, wanted, timeout_s)
     reads = {p: PartitionRead({}, ends[p] + 1) for p in wanted}
     pending = {p: ends[p] for p in wanted if ends[p] > starts[p]}
     if pending:
@@ -250,7 +253,7 @@ def _write_markers(
         else:
             offsets[message.partition() or 0] = message.offset() or 0
 
-    producer = Producer({**producer_settings, "enable.idempotence": False})
+    producer = Producer(producer_settings)
     for partition in partitions:
         producer.produce(
             topic, key=MARKER_KEY, value=b"{}", partition=partition, on_delivery=on_delivery
