@@ -64,7 +64,6 @@ class AggregateService(MonitorService):
         )
         super().__init__(replace(config, kafka=own), engine, on_drift)
         self.aggregator: Aggregator | None = None
-        self._partitions: set[int] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Consume partials until ``stop`` is set, judging every ``evaluation_interval_s``."""
@@ -94,6 +93,8 @@ class AggregateService(MonitorService):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("aggregating partials partitions %s", sorted(p.partition for p in partitions))
+        assert self.aggregator is not None
+        self.aggregator.assign(p.partition for p in partitions)
         while not self._stop.is_set():
             try:
                 self._rebuild(partitions)
@@ -101,7 +102,6 @@ class AggregateService(MonitorService):
             except (CheckpointError, KafkaException) as exc:
                 log.warning("reading partials failed, retrying: %s", exc)
                 self._stop.wait(1.0)
-        self._partitions.update(p.partition for p in partitions)
         if self.config.kafka.assignment_strategy == "cooperative-sticky":
             consumer.incremental_assign(partitions)
         else:
@@ -121,7 +121,7 @@ class AggregateService(MonitorService):
         )
         for p in partitions:
             read = reads[p.partition]
-            self.aggregator.restore(self._decode(list(read.latest.items())))
+            self.aggregator.restore(self._decode(list(read.latest.items())), p.partition)
             p.offset = read.next_offset
         log.info(
             "restored %d partials partitions from %d records (%d bytes) in %.3fs",
@@ -135,20 +135,20 @@ class AggregateService(MonitorService):
         self._on_lost(consumer, partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {p.partition for p in partitions}
-        self._partitions -= gone
         if self.aggregator is not None:
-            self.aggregator.drop(gone)
+            self.aggregator.drop({p.partition for p in partitions})
 
     def process(self, messages: list[Message]) -> None:
-        """Merge one consumed batch of partials."""
+        """Merge one consumed batch of partials, each partials partition in its log order."""
         assert self.aggregator is not None
-        pairs = []
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         for message in messages:
             if message.error() is None:
                 self._broker_up = True
+                pairs = by_partition.setdefault(message.partition() or 0, [])
                 pairs.append((message.key(), message.value()))
-        self.aggregator.apply(self._decode(pairs))
+        for partition, pairs in by_partition.items():
+            self.aggregator.apply(self._decode(pairs), partition)
 
     def _decode(self, pairs: list[tuple[bytes | None, bytes | None]]) -> list[Record]:
         records = []
