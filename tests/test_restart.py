@@ -9,7 +9,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -41,11 +43,17 @@ STATS = (
 )
 
 
-def produce(bootstrap: str, topic: str, events: list[dict[str, object]], key: str) -> None:
-    """Produce ``events`` keyed by their ``key`` field."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    events: list[dict[str, Any]],
+    key: str | Callable[[dict[str, Any]], object],
+) -> None:
+    """Produce ``events`` in order, keyed by their ``key`` field (or by ``key(event)``)."""
+    key_of = key if callable(key) else itemgetter(key)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for event in events:
-        producer.produce(topic, key=str(event[key]).encode(), value=orjson.dumps(event))
+        producer.produce(topic, key=str(key_of(event)).encode(), value=orjson.dumps(event))
     assert producer.flush(20) == 0
 
 

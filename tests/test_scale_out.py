@@ -182,11 +182,13 @@ def drift_events(broker: EmbeddedBroker, topic: str) -> dict[str, dict]:
 
 
 def produce_stream(broker: EmbeddedBroker, topic: str, events: list[dict[str, Any]]) -> None:
-    """The first fraud model keyed by event id (every partition), the others by model."""
-    spread = [e for e in events if e["model"] == FRAUD_MODEL["name"]]
-    keyed = [e for e in events if e["model"] != FRAUD_MODEL["name"]]
-    produce(broker.bootstrap_servers, topic, spread, "event_id")
-    produce(broker.bootstrap_servers, topic, keyed, "model")
+    """In time order: the first fraud model keyed by event id (every partition), the others
+    by model."""
+
+    def key(event: dict[str, Any]) -> object:
+        return event["event_id"] if event["model"] == FRAUD_MODEL["name"] else event["model"]
+
+    produce(broker.bootstrap_servers, topic, events, key)
 
 
 def single_process(
