@@ -8,6 +8,11 @@ offset, so re-sent and stale partials change nothing) and its watermarks come
 from the replica's reports. Windows, closing, judging and drift events are the
 engine's own, so an aggregator computes what one process reading every input
 partition computes.
+
+A replica sends each report to every partials partition, after the panes it
+covers; read from one partials partition, a report says nothing of panes still
+on their way in another. So an aggregator follows an input partition only as
+far as every partials partition it reads has reported it.
 """
 
 from __future__ import annotations
@@ -40,26 +45,32 @@ class Aggregator:
         self._fingerprints: dict[VersionKey, str] = {}
         self._judged: dict[str, bytes] = {}
         self._pruned_at = 0
+        self._assigned: set[int] = set()
+        self._reports: dict[PartitionKey, dict[int, WatermarkReport]] = {}
 
-    def apply(self, records: Iterable[Record]) -> None:
-        """Merge records in log order."""
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Partials partitions this aggregator reads from now on (before any of their records)."""
+        self._assigned.update(partitions)
+
+    def apply(self, records: Iterable[Record], partition: int) -> None:
+        """Merge records of partials partition ``partition``, in its log order."""
         for record in records:
             if isinstance(record, PanePartial):
                 self._merge(record)
             elif isinstance(record, WatermarkReport):
-                self._follow(record)
+                self._report(record, partition)
             else:
                 self._adopt(record)
 
-    def restore(self, records: Iterable[Record]) -> None:
-        """Rebuild owned models from a read of their partials partitions.
+    def restore(self, records: Iterable[Record], partition: int) -> None:
+        """Rebuild owned models from a read of partials partition ``partition``.
 
         Panes and watermarks first, then the judged marks, so judging resumes
         after the last pane judged before, with every restored pane in place.
         """
         records = list(records)
-        self.apply(r for r in records if not isinstance(r, JudgedMark))
-        self.apply(r for r in records if isinstance(r, JudgedMark))
+        self.apply((r for r in records if not isinstance(r, JudgedMark)), partition)
+        self.apply((r for r in records if isinstance(r, JudgedMark)), partition)
 
     def _merge(self, partial: PanePartial) -> None:
         key = (partial.source, partial.version, partial.pane)
@@ -97,6 +108,14 @@ class Aggregator:
                 if partial.version in other.watermarks:
                     state.follow_watermark(other)
 
+    def _report(self, report: WatermarkReport, partition: int) -> None:
+        """Follow the oldest of the newest reports each partials partition read gave."""
+        newest = self._reports.setdefault(report.source, {})
+        newest[partition] = report
+        reading = self._assigned | {partition}
+        if reading <= newest.keys():
+            self._follow(min((newest[p] for p in reading), key=_progress))
+
     def _follow(self, report: WatermarkReport) -> None:
         engine = self.engine
         ledger = engine.ledger(report.source)
@@ -128,7 +147,11 @@ class Aggregator:
         return partition_of(model, self.partitions) in partitions
 
     def drop(self, partitions: set[int]) -> None:
-        """Forget the models of partials partitions this replica no longer owns."""
+        """Forget the models (and reports) of partials partitions this replica no longer owns."""
+        self._assigned -= partitions
+        for newest in self._reports.values():
+            for partition in partitions:
+                newest.pop(partition, None)
         models = {m for m, _ in self.engine.states if self.owns(m, partitions)}
         for model in models:
             self.engine.drop_model(model)
@@ -179,3 +202,8 @@ class Aggregator:
             if key[0] in ledgers and key[2] in ledgers[key[0]].panes.get(key[1], {})
         }
         self._pruned_at = len(self._offsets)
+
+
+def _progress(report: WatermarkReport) -> tuple[int, bool]:
+    """How far a report of an input partition goes: its offset, then whether it was caught up."""
+    return (-1 if report.offset is None else report.offset, report.caught_up)

@@ -14,7 +14,9 @@ Everything runs in one process on one core, on seeded synthetic traffic:
   holds events, again after ten times more events (it must not grow), and the
   peak (``VmHWM``);
 * with ``--broker``, end to end through the embedded broker and
-  :class:`~stream_monitor.kafka.service.MonitorService`.
+  :class:`~stream_monitor.kafka.service.MonitorService`, then ingest replica
+  processes (:mod:`stream_monitor.bench_scale`) and the start-up and restore
+  time of ``stream-monitor run`` processes (:mod:`stream_monitor.bench_restore`).
 
 Timings use :func:`time.perf_counter` and keep the best of ``--repeats`` runs.
 The traffic drifts half-way (one numeric feature, one categorical feature
@@ -622,6 +624,7 @@ def measure(
     *,
     broker: bool = False,
     ingest_replicas: Sequence[int] = (),
+    restore_partitions: Sequence[int] = (),
     memory: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -652,6 +655,12 @@ def measure(
 
         say(f"ingest replicas {', '.join(map(str, ingest_replicas))} through the embedded broker")
         results["scale_out"] = measure_ingest(bench_config_data(workload), rows, ingest_replicas)
+    if broker and restore_partitions:
+        from stream_monitor.bench_restore import measure_restore
+
+        counts = ", ".join(map(str, restore_partitions))
+        say(f"start-up and restore of stream-monitor run, {counts} partitions")
+        results["restore"] = measure_restore(bench_config_data(workload), rows, restore_partitions)
     return {"workload": asdict(workload), "machine": machine(), "results": results}
 
 
@@ -725,6 +734,10 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{run['ratio_to_first']:.2f}x one replica"
                 + ("" if run["complete"] else "; incomplete (timed out)"),
             )
+    if "restore" in r:
+        from stream_monitor.bench_restore import format_rows
+
+        lines += ["", *format_rows(r["restore"])]
     if "memory" in r:
         mem = r["memory"]
         lines += [
@@ -781,6 +794,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="1,2",
         help="with --broker: ingest replica processes to time, comma-separated ('' to skip)",
     )
+    parser.add_argument(
+        "--restore-partitions",
+        default="4,32,128",
+        help="with --broker: input partition counts to time start-up and restore at ('' to skip)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -819,6 +837,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         workload = workload_from_args(args)
         bench_config(workload)
+        replicas = [int(n) for n in str(args.ingest_replicas).split(",") if n.strip()]
+        partitions = [int(n) for n in str(args.restore_partitions).split(",") if n.strip()]
     except (ValueError, ConfigError) as exc:
         print(f"stream-monitor bench: {exc}", file=sys.stderr)
         return 2
@@ -827,11 +847,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"... {text}", file=sys.stderr, flush=True)
 
-    replicas = [int(n) for n in str(args.ingest_replicas).split(",") if n.strip()]
     report = measure(
         workload,
         broker=args.broker,
         ingest_replicas=replicas,
+        restore_partitions=partitions,
         memory=not args.no_memory,
         progress=progress,
     )

@@ -1,4 +1,4 @@
-"""The ``stream-monitor`` command line (SPEC section 7)."""
+"""The ``stream-monitor`` command line."""
 
 from __future__ import annotations
 
@@ -57,10 +57,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The service: consume, compute, serve /metrics, emit drift events (or one stage of it)."""
+    from stream_monitor.concept import import_in_background
     from stream_monitor.kafka.aggregate_service import AggregateService
     from stream_monitor.kafka.service import MonitorService
     from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 
+    import_in_background()  # while the broker forms the consumer group
     config, baselines = _load(args.config)
     check_role(config, args.role)
     engine = Engine(config, baselines)

@@ -33,19 +33,22 @@ Kinds: ``"adwin"`` (default, :class:`river.drift.ADWIN`) and ``"page_hinkley"``
 from __future__ import annotations
 
 import base64
+import importlib
 import importlib.metadata
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from river import drift
 
 RIVER_VERSION = importlib.metadata.version("river")
 
-KINDS: dict[str, Callable[..., Any]] = {
-    "adwin": drift.ADWIN,
-    "page_hinkley": drift.PageHinkley,
+#: The river.drift class of each kind. river is imported on first use: it takes
+#: about a second (its drift package loads scikit-learn and scipy).
+KINDS: dict[str, str] = {
+    "adwin": "ADWIN",
+    "page_hinkley": "PageHinkley",
 }
 
 _PH_FIELDS = ("n", "mean", "sum_increase", "sum_decrease", "min_increase", "max_decrease")
@@ -89,6 +92,13 @@ _BLOBS: dict[str, tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]] =
 }
 
 
+def import_in_background() -> None:
+    """Start importing river in a daemon thread, so the first detector need not wait for it."""
+    threading.Thread(
+        target=importlib.import_module, args=("river.drift",), name="import-river", daemon=True
+    ).start()
+
+
 class ConceptDriftDetector:
     """A river drift detector behind a small, stable API.
 
@@ -117,8 +127,9 @@ class ConceptDriftDetector:
     def __init__(self, kind: str = "adwin", **params: Any) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown concept drift detector {kind!r}; use one of {sorted(KINDS)}")
+        drift = importlib.import_module("river.drift")
         try:
-            detector = KINDS[kind](**params)
+            detector = getattr(drift, KINDS[kind])(**params)
         except TypeError as error:
             raise ValueError(f"bad parameters for {kind}: {error}") from None
         self.kind = kind

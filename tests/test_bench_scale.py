@@ -1,5 +1,5 @@
-"""``stream-monitor bench --broker``: row events, micro-batches and ingest replica processes
-through the embedded broker."""
+"""``stream-monitor bench --broker``: row events, micro-batches, ingest replica processes and
+the start-up and restore of ``stream-monitor run`` through the embedded broker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import io
 import orjson
 import pytest
 
+from stream_monitor import bench
+from stream_monitor.bench_restore import format_rows, measure_restore
 from stream_monitor.cli import main
 
 pytestmark = pytest.mark.broker
@@ -19,7 +21,7 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     with contextlib.redirect_stdout(out):
         status = main(
             ["bench", "--events", "6000", "--repeats", "1", "--no-memory", "--broker",
-             "--ingest-replicas", "1,2", "--json"]
+             "--ingest-replicas", "1,2", "--restore-partitions", "", "--json"]
         )  # fmt: skip
     assert status == 0
     report = orjson.loads(out.getvalue())
@@ -38,3 +40,19 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     first, second = scale["runs"]
     assert first["ratio_to_first"] == 1.0
     assert second["ratio_to_first"] == pytest.approx(second["events_per_s"] / first["events_per_s"])
+
+
+def test_restore_bench_times_an_empty_and_a_restoring_start_per_partition_count() -> None:
+    workload = bench.Workload(events=3000)
+    events = bench.BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
+    report = measure_restore(bench.bench_config_data(workload), bench.row_messages(events), [3])
+    [run] = report["runs"]
+    assert run["partitions"] == 3
+    empty, state = run["empty"], run["state"]
+    assert empty["records"] == 0 and empty["bytes"] == 0  # a fresh group: nothing to restore
+    assert state["complete"] and state["events"] == 3000
+    assert state["records"] > 0 and state["bytes"] > 0
+    for row in (empty, state):
+        assert row["ready_s"] >= row["joined_s"] > 0 and row["restore_s"] >= 0, row
+    table = "\n".join(format_rows(report))
+    assert "start-up and restore" in table and "3,000 events" in table

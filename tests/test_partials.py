@@ -26,6 +26,7 @@ from stream_monitor.partials import (
     encode_pane,
     encode_watermarks,
     pane_key,
+    partition_of,
     watermark_key,
 )
 from stream_monitor.reference import Reference
@@ -51,6 +52,15 @@ class ListWriter:
     def records(self, start: int = 0) -> list[Record]:
         decoded = [decode_record(key, value) for _, key, value in self.log[start:]]
         return [r for r in decoded if r is not None]
+
+    def by_partition(self, start: int = 0) -> dict[int, list[Record]]:
+        """The records from ``start`` on, per partials partition, each in its log order."""
+        found: dict[int, list[Record]] = {p: [] for p in range(PARTIALS)}
+        for partition, key, value in self.log[start:]:
+            record = decode_record(key, value)
+            if record is not None:
+                found[partition].append(record)
+        return found
 
 
 def stream(minutes: int = 24) -> list[dict[str, Any]]:
@@ -115,12 +125,18 @@ def scaled(
     batches: list[list[RawMessage]],
     owners: dict[int, int],
     replicas: int,
+    order: list[int] | None = None,
 ) -> tuple[Aggregator, list[Any], ListWriter]:
-    """``replicas`` ingest engines (partition -> replica in ``owners``) and one aggregator."""
+    """``replicas`` ingest engines (partition -> replica in ``owners``) and one aggregator.
+
+    The aggregator reads every partials partition after each batch; with
+    ``order``, one partition after the other in that order, judging after each.
+    """
     writer = ListWriter()
     ingest = [Engine(config, refs) for _ in range(replicas)]
     publishers = [PartialPublisher(e, writer, "partials", PARTIALS) for e in ingest]  # type: ignore[arg-type]
     aggregator = Aggregator(Engine(config, refs), PARTIALS)
+    aggregator.assign(range(PARTIALS))
     events = []
     read = 0
     for batch in batches:
@@ -129,8 +145,12 @@ def scaled(
             if mine:
                 engine.process(mine)
             publishers[replica].publish(list(engine.ledgers))
-        aggregator.apply(writer.records(read))
+        found = writer.by_partition(read)
         read = len(writer.log)
+        for partition in order or sorted(found):
+            aggregator.apply(found[partition], partition)
+            if order:
+                events += aggregator.engine.evaluate(now_s=START)
         events += aggregator.engine.evaluate(now_s=START)
     return aggregator, events, writer
 
@@ -146,12 +166,37 @@ def windows_of(engine: Engine) -> dict[tuple[str, str, str], np.ndarray]:
 
 def test_three_ingest_engines_and_an_aggregator_equal_one_engine(workload: Any) -> None:
     config, refs, batches = workload
+    aggregator, events, _ = scaled(config, refs, batches, {0: 0, 1: 1, 2: 2, 3: 0}, 3)
+    equal_one_engine(config, refs, batches, aggregator, events)
+
+
+def test_reports_read_before_the_panes_they_cover_close_nothing_early(workload: Any) -> None:
+    """Each report reaches every partials partition; read from one without a model, it must
+    wait until the model's own partition delivered the panes before it (and its copy)."""
+    config, refs, batches = workload
+    hosting = {partition_of(m, PARTIALS) for m in ("fraud-detector", "price-estimator")}
+    order = sorted(range(PARTIALS), key=lambda p: p in hosting)  # reports first, panes last
+    assert order[0] not in hosting
+    # Few large batches: each publication holds panes far behind the watermark it reports.
+    whole = [m for batch in batches for m in batch]
+    batches = [whole[i : i + len(whole) // 3] for i in range(0, len(whole), len(whole) // 3)]
+    aggregator, events, _ = scaled(config, refs, batches, {0: 0, 1: 1, 2: 2, 3: 0}, 3, order)
+    equal_one_engine(config, refs, batches, aggregator, events)
+
+
+def equal_one_engine(
+    config: Any,
+    refs: dict[str, Reference],
+    batches: list[list[RawMessage]],
+    aggregator: Aggregator,
+    events: list[Any],
+) -> None:
+    """The aggregator's drift events and windows are those of one engine reading every batch."""
     single = Engine(config, refs)
     expected_events = []
     for batch in batches:
         single.process(batch)
         expected_events += single.evaluate(now_s=START)
-    aggregator, events, _ = scaled(config, refs, batches, {0: 0, 1: 1, 2: 2, 3: 0}, 3)
     expected_events += single.evaluate(now_s=START, final=True)
     events += aggregator.engine.evaluate(now_s=START, final=True)
 
@@ -173,14 +218,14 @@ def test_re_sent_and_stale_partials_change_nothing(workload: Any) -> None:
     config, refs, batches = workload
     aggregator, _, writer = scaled(config, refs, batches, {0: 0, 1: 0, 2: 1, 3: 1}, 2)
     before = windows_of(aggregator.engine)
-    records = writer.records()
-    stale = [
-        PanePartial(r.source, r.version, r.pane, r.offset - 1, r.reference, r.vector * 0.5)
-        for r in records
-        if isinstance(r, PanePartial) and r.offset > 0
-    ]
-    aggregator.apply(records)  # every partial again (a restarted replica re-sends)
-    aggregator.apply(stale)  # older copies (a replica restored from an older checkpoint)
+    for partition, records in writer.by_partition().items():
+        stale = [
+            PanePartial(r.source, r.version, r.pane, r.offset - 1, r.reference, r.vector * 0.5)
+            for r in records
+            if isinstance(r, PanePartial) and r.offset > 0
+        ]
+        aggregator.apply(records, partition)  # every partial again (a restarted replica re-sends)
+        aggregator.apply(stale, partition)  # older copies (restored from an older checkpoint)
     after = windows_of(aggregator.engine)
     for key, vector in before.items():
         np.testing.assert_allclose(after[key], vector, rtol=1e-12, atol=1e-9, err_msg=str(key))
@@ -193,7 +238,7 @@ def test_a_partial_counted_against_another_reference_is_refused(workload: Any) -
     forged = PanePartial(
         partial.source, partial.version, partial.pane, 10**9, "another", partial.vector
     )
-    aggregator.apply([forged])
+    aggregator.apply([forged], partition_of(partial.version[0], PARTIALS))
     assert aggregator.engine.invalid_total["state_conflict"] == 1
 
 

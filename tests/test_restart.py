@@ -9,7 +9,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -19,6 +21,7 @@ from confluent_kafka import Producer
 
 from stream_monitor.cli import main
 from stream_monitor.config import config_from_dict
+from stream_monitor.decode import RawMessage
 from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
@@ -40,11 +43,17 @@ STATS = (
 )
 
 
-def produce(bootstrap: str, topic: str, events: list[dict[str, object]], key: str) -> None:
-    """Produce ``events`` keyed by their ``key`` field."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    events: list[dict[str, Any]],
+    key: str | Callable[[dict[str, Any]], object],
+) -> None:
+    """Produce ``events`` in order, keyed by their ``key`` field (or by ``key(event)``)."""
+    key_of = key if callable(key) else itemgetter(key)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for event in events:
-        producer.produce(topic, key=str(event[key]).encode(), value=orjson.dumps(event))
+        producer.produce(topic, key=str(key_of(event)).encode(), value=orjson.dumps(event))
     assert producer.flush(20) == 0
 
 
@@ -217,3 +226,92 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
         for stop, thread in ((a_stop, a_thread), (c_stop, c_thread)):
             stop.set()
             thread.join(timeout=60)
+
+
+def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    partitions, written = 32, 28  # the last four partitions stay empty
+    events_topic = topic_names("events", partitions=partitions)
+    config = config_from_dict(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "group_id": f"restore-{events_topic}",
+                "topics": {"events": events_topic, "drift_events": topic_names("drift")},
+                **TEST_KAFKA,
+            },
+            "windows": TEST_WINDOWS,
+            "models": [FRAUD_MODEL],
+        }
+    )
+    model = config.model("fraud-detector")
+    assert model is not None
+    sample = Engine(config).decoder.decode(as_messages(SyntheticTraffic(seed=3).fraud(3000, 1.6e9)))
+    baselines = {model.name: build_reference(model, sample.batches, source="ref", digest="x")}
+    # Ten minutes of events: every pane stays in the 15m window, so none is evicted.
+    events = [e for e in stream(minutes=10, drift_from=5) if e["model"] == model.name]
+    messages = [
+        RawMessage(orjson.dumps(e), int(float(e["timestamp"]) * 1000), events_topic, i % written,
+                   i // written)
+        for i, e in enumerate(events)
+    ]  # fmt: skip
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
+    for message in messages:
+        producer.produce(events_topic, message.value, partition=message.partition)
+    assert producer.flush(20) == 0
+    truth = Engine(config, baselines)
+    truth.process(messages)
+
+    def start() -> tuple[MonitorService, threading.Event, threading.Thread]:
+        service = MonitorService(config, Engine(config, baselines))
+        stop = threading.Event()
+        service.wait_for_broker()
+        thread = threading.Thread(target=service.run, args=(stop,))
+        thread.start()
+        return service, stop, thread
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert condition()
+
+    def consumed(service: MonitorService) -> int:
+        return sum(ledger.next_offset or 0 for ledger in list(service.engine.ledgers.values()))
+
+    first, stop, thread = start()
+    try:
+        wait_for(lambda: consumed(first) == len(events))
+    finally:
+        stop.set()  # checkpoints every partition it owns as it leaves the group
+        thread.join(timeout=60)
+    second, stop, thread = start()
+    try:
+        wait_for(second.ready)
+        restored = second.engine
+        assert (
+            set(restored.ledgers)
+            == set(truth.ledgers)
+            == {(events_topic, p) for p in range(written)}
+        )  # the empty partitions were restored as empty
+        for key, expected in truth.ledgers.items():
+            ledger = restored.ledgers[key]
+            assert ledger.next_offset == expected.next_offset, key
+            assert ledger.watermarks == expected.watermarks, key
+            assert {v: set(p) for v, p in ledger.panes.items()} == {
+                v: set(p) for v, p in expected.panes.items()
+            }, key
+            for version, panes in expected.panes.items():
+                for pane, vector in panes.items():
+                    np.testing.assert_allclose(ledger.panes[version][pane], vector, atol=1e-9)
+        state = restored.states[("fraud-detector", "v1")]
+        whole = truth.states[("fraud-detector", "v1")]
+        assert state.windows is not None and whole.windows is not None
+        for window in whole.window_sizes:
+            np.testing.assert_allclose(
+                state.windows.window(window), whole.windows.window(window), rtol=1e-9, atol=1e-6
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=60)

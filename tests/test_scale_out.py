@@ -25,8 +25,10 @@ import yaml
 
 from stream_monitor.cli import main
 from stream_monitor.embedded import EmbeddedBroker, free_port
+from stream_monitor.engine import Engine
+from stream_monitor.kafka.aggregate_service import AggregateService
 from stream_monitor.sinks.prometheus import QUALITY_GAUGES
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic, make_config
 from tests.test_engine import START
 from tests.test_restart import STATS, produce, scrape
 from tests.test_service_kafka import consume_all, samples
@@ -180,11 +182,13 @@ def drift_events(broker: EmbeddedBroker, topic: str) -> dict[str, dict]:
 
 
 def produce_stream(broker: EmbeddedBroker, topic: str, events: list[dict[str, Any]]) -> None:
-    """The first fraud model keyed by event id (every partition), the others by model."""
-    spread = [e for e in events if e["model"] == FRAUD_MODEL["name"]]
-    keyed = [e for e in events if e["model"] != FRAUD_MODEL["name"]]
-    produce(broker.bootstrap_servers, topic, spread, "event_id")
-    produce(broker.bootstrap_servers, topic, keyed, "model")
+    """In time order: the first fraud model keyed by event id (every partition), the others
+    by model."""
+
+    def key(event: dict[str, Any]) -> object:
+        return event["event_id"] if event["model"] == FRAUD_MODEL["name"] else event["model"]
+
+    produce(broker.bootstrap_servers, topic, events, key)
 
 
 def single_process(
@@ -314,3 +318,32 @@ def test_three_ingest_and_two_aggregate_replicas_equal_one_process(
     found, found_events = scaled_out(broker, topic_names, tmp_path, kill=kill)
     compare(expected, found)
     compare_events(expected_events, found_events)
+
+
+def test_a_partition_no_replica_reported_is_checked_again_and_not_let_go_idle(
+    broker: EmbeddedBroker, topic_names: Callable[..., str]
+) -> None:
+    """Empty at first, then messages arrive that no ingest replica reads: not idle."""
+    events_topic = topic_names("events")
+    config = make_config(
+        kafka={
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"unread-{events_topic}",
+            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
+            **TEST_KAFKA,
+        }
+    )
+    service = AggregateService(config, Engine(config))
+    key = (events_topic, 0)
+    try:
+        service.engine.expect([key])
+        service.checkpoint()
+        assert service.engine.ledger(key).caught_up  # nothing there yet
+        produce(broker.bootstrap_servers, events_topic, traffic(minutes=1)[:1], "model")
+        deadline = time.monotonic() + 15  # the high watermark may lag the log a moment
+        while service.engine.ledger(key).caught_up and time.monotonic() < deadline:
+            service.checkpoint()
+            time.sleep(0.2)
+        assert not service.engine.ledger(key).caught_up
+    finally:
+        service.close()

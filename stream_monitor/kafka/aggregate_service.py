@@ -2,10 +2,10 @@
 
 Aggregate replicas form their own consumer group (``<group_id>-aggregate``)
 on the partials topic; each owns the models whose partials partition it is
-assigned. On assignment a partition is read from its beginning up to a marker
-(the topic is compacted: the newest partial of every pane, the watermarks and
-the last judged mark), which rebuilds the models exactly; consumption goes on
-from the marker. Nothing is committed: the topic itself is the state.
+assigned. On assignment its partitions are read together, each from its
+beginning up to a marker (the topic is compacted: the newest partial of every
+pane, the watermarks and the last judged mark), which rebuilds the models
+exactly; consumption goes on from the markers. Nothing is committed: the topic itself is the state.
 
 Order per evaluation: judge, produce the drift events and confirm them, then
 write each model's judged mark. A crash in between re-judges the panes after
@@ -26,7 +26,7 @@ from stream_monitor.aggregate import Aggregator
 from stream_monitor.config import MonitorConfig
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.kafka.changelog import CheckpointError, read_changelog
+from stream_monitor.kafka.changelog import CheckpointError, read_changelog, read_size
 from stream_monitor.kafka.service import (
     DELIVERY_TIMEOUT_S,
     MonitorService,
@@ -65,7 +65,6 @@ class AggregateService(MonitorService):
         )
         super().__init__(replace(config, kafka=own), engine, on_drift)
         self.aggregator: Aggregator | None = None
-        self._partitions: set[int] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Consume partials until ``stop`` is set, judging every ``evaluation_interval_s``."""
@@ -95,51 +94,62 @@ class AggregateService(MonitorService):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("aggregating partials partitions %s", sorted(p.partition for p in partitions))
-        for p in partitions:
-            while not self._stop.is_set():
-                try:
-                    p.offset = self._rebuild(p.partition)
-                    break
-                except (CheckpointError, KafkaException) as exc:
-                    log.warning("reading partials[%d] failed, retrying: %s", p.partition, exc)
-                    self._stop.wait(1.0)
-            self._partitions.add(p.partition)
+        assert self.aggregator is not None
+        self.aggregator.assign(p.partition for p in partitions)
+        while not self._stop.is_set():
+            try:
+                self._rebuild(partitions)
+                break
+            except (CheckpointError, KafkaException) as exc:
+                log.warning("reading partials failed, retrying: %s", exc)
+                self._stop.wait(1.0)
         if self.config.kafka.assignment_strategy == "cooperative-sticky":
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
         self._assigned = True
 
-    def _rebuild(self, partition: int) -> int:
-        """Rebuild the models of one partials partition; the offset to continue from."""
+    def _rebuild(self, partitions: list[TopicPartition]) -> None:
+        """Rebuild the models of the partials partitions in one read; set where each continues."""
         assert self.aggregator is not None
+        started = time.monotonic()
         kafka = self.config.kafka
-        latest, next_offset = read_changelog(
-            consumer_settings(kafka), producer_settings(kafka), kafka.partials_topic, partition
+        reads = read_changelog(
+            consumer_settings(kafka),
+            producer_settings(kafka),
+            kafka.partials_topic,
+            [p.partition for p in partitions],
         )
-        self.aggregator.restore(self._decode(list(latest.items())))
-        log.info("restored partials[%d]: %d records", partition, len(latest))
-        return next_offset
+        for p in partitions:
+            read = reads[p.partition]
+            self.aggregator.restore(self._decode(list(read.latest.items())), p.partition)
+            p.offset = read.next_offset
+        log.info(
+            "restored %d partials partitions from %d records (%d bytes) in %.3fs",
+            len(partitions),
+            *read_size(reads),
+            time.monotonic() - started,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.checkpoint()
         self._on_lost(consumer, partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {p.partition for p in partitions}
-        self._partitions -= gone
         if self.aggregator is not None:
-            self.aggregator.drop(gone)
+            self.aggregator.drop({p.partition for p in partitions})
 
     def process(self, messages: list[Message]) -> None:
-        """Merge one consumed batch of partials."""
+        """Merge one consumed batch of partials, each partials partition in its log order."""
         assert self.aggregator is not None
-        pairs = []
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         for message in messages:
             if message.error() is None:
                 self._broker_up = True
+                pairs = by_partition.setdefault(message.partition() or 0, [])
                 pairs.append((message.key(), message.value()))
-        self.aggregator.apply(self._decode(pairs))
+        for partition, pairs in by_partition.items():
+            self.aggregator.apply(self._decode(pairs), partition)
         self.engine.settle()
 
     def _decode(self, pairs: list[tuple[bytes | None, bytes | None]]) -> list[Record]:
@@ -161,13 +171,14 @@ class AggregateService(MonitorService):
         Its last report may say it was caught up, yet its replica died (or is
         rebalancing) since and new messages wait; or no replica has reported it
         yet. It holds panes open until a replica reads them. Asked of the broker
-        only for partitions still for ``idle_timeout_s``.
+        for partitions never reported (every time: one that was empty may
+        receive messages no replica reads) and those still for ``idle_timeout_s``.
         """
         idle_s = self.config.windows.idle_timeout_s
         now = time.monotonic()
         for key in self.engine.expected:
-            reported = key in self.engine.ledgers
             ledger = self.engine.ledger(key)
+            reported = ledger.next_offset is not None
             moved = ledger.advanced_at
             still = not reported or (moved is not None and now - moved >= idle_s)
             if not still or not ledger.caught_up:

@@ -18,9 +18,9 @@ and everything it points at intact, whatever compaction keeps, because each
 key holds only its latest value and the live slots are never overwritten.
 Panes that left every window are deleted with tombstones after the commit.
 
-Restoring a partition reads its changelog partition from the beginning up to a
-marker record written just before, so the read is complete without trusting
-the broker's reported high watermark.
+Restoring reads the changelog partitions of every assigned partition together,
+each up to a marker record written just before (:func:`read_changelog`), so
+the read is complete without trusting the broker's reported high watermark.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import logging
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from stream_monitor.checkpoint import PartitionCheckpoint
 from stream_monitor.kafka.admin import create_topics
@@ -159,54 +161,154 @@ def ensure_changelog(admin_settings: dict[str, Any], topic: str, partitions: int
     return partitions
 
 
+#: Key of the marker records a restore read writes (compaction keeps the newest per partition).
+MARKER_KEY = _key("marker")
+#: Most messages taken per ``consume()`` of a restore read, and how long one waits for more.
+READ_BATCH = 10_000
+READ_WAIT_S = 0.02
+
+
+@dataclass
+class PartitionRead:
+    """One partition of a compacted topic, read up to a marker."""
+
+    #: The latest value of every key (None: deleted).
+    latest: dict[bytes, bytes | None]
+    #: The offset just past the marker: where a reader continues.
+    next_offset: int
+
+
 def read_changelog(
     consumer_settings: dict[str, Any],
     producer_settings: dict[str, Any],
     topic: str,
-    partition: int,
+    partitions: Iterable[int],
     timeout_s: float = 15.0,
-) -> tuple[dict[bytes, bytes | None], int]:
-    """The latest value of every key in one compacted partition (None: deleted).
+) -> dict[int, PartitionRead]:
+    """Every key's latest value in ``partitions`` of a compacted topic, read together.
 
-    Also returns the offset just past the marker: what a reader continues from.
+    1. One producer writes a marker record to every partition at once. The
+       partition leader assigns the marker its offset when it appends it, so
+       every record written before (a checkpoint the previous owner wrote when
+       its partitions were revoked, say) has a smaller offset.
+    2. One ListOffsets request gives each partition's log start offset. A
+       partition whose marker sits at its log start offset holds nothing
+       before the marker: it is empty and is not read.
+    3. One consumer is assigned every other partition at its log start offset
+       and reads until it passed the marker of each.
+
+    The high watermark is not used: a broker may report one that lags its log
+    for a moment after a write (the embedded broker does), which would make the
+    checkpoint just written look absent. The marker's offset cannot lag, and a
+    stale log start offset is only ever too low, which costs a read, never a
+    record. Nothing waits for a fixed time: ``timeout_s`` only bounds a broker
+    that stops answering (:class:`CheckpointError` when the markers are not
+    delivered, or the read makes no progress, for that long).
     """
-    nonce = uuid.uuid4().hex
-    outcome: list[Any] = []
-    producer = Producer({**producer_settings, "enable.idempotence": False})
-    producer.produce(
-        topic,
-        key=_key("marker", nonce),
-        value=b"{}",
-        partition=partition,
-        on_delivery=lambda error, _message: outcome.append(error),
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return {}
+    # Not idempotent: an idempotent client would take a producer id from the broker
+    # for nothing (the admin client is a producer too).
+    plain = {**producer_settings, "enable.idempotence": False}
+    ends = _write_markers(plain, topic, wanted, timeout_s)
+    starts = _log_starts(plain, topic, wanted, timeout_s)
+    reads = {p: PartitionRead({}, ends[p] + 1) for p in wanted}
+    pending = {p: ends[p] for p in wanted if ends[p] > starts[p]}
+    if pending:
+        _read_to_markers(consumer_settings, topic, starts, pending, reads, timeout_s)
+    return reads
+
+
+def read_size(reads: dict[int, PartitionRead]) -> tuple[int, int]:
+    """Keys and bytes (keys plus values) that a :func:`read_changelog` result holds."""
+    records = sum(len(read.latest) for read in reads.values())
+    size = sum(
+        len(key) + len(value or b"")
+        for read in reads.values()
+        for key, value in read.latest.items()
     )
+    return records, size
+
+
+def _write_markers(
+    producer_settings: dict[str, Any], topic: str, partitions: list[int], timeout_s: float
+) -> dict[int, int]:
+    """Produce a marker to each partition; the offset each was written at."""
+    offsets: dict[int, int] = {}
+    failed: list[str] = []
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failed.append(f"[{message.partition()}] {error.str()}")
+        else:
+            offsets[message.partition() or 0] = message.offset() or 0
+
+    producer = Producer(producer_settings)
+    for partition in partitions:
+        producer.produce(
+            topic, key=MARKER_KEY, value=b"{}", partition=partition, on_delivery=on_delivery
+        )
     deadline = time.monotonic() + timeout_s
-    while not outcome and time.monotonic() < deadline:
-        producer.poll(0.1)
+    while len(offsets) + len(failed) < len(partitions) and time.monotonic() < deadline:
+        producer.poll(0.01)
     producer.flush(1.0)
-    if not outcome or outcome[0] is not None:
-        raise CheckpointError(f"{topic}[{partition}]: restore marker not delivered {outcome}")
+    if failed or len(offsets) < len(partitions):
+        missing = sorted(set(partitions) - set(offsets))
+        raise CheckpointError(f"{topic}: restore markers not delivered to {missing} {failed}")
+    return offsets
+
+
+def _log_starts(
+    admin_settings: dict[str, Any], topic: str, partitions: list[int], timeout_s: float
+) -> dict[int, int]:
+    """The log start offset of each partition, in one request."""
+    admin = AdminClient(admin_settings)
+    futures = admin.list_offsets(
+        {TopicPartition(topic, p): OffsetSpec.earliest() for p in partitions},
+        request_timeout=timeout_s,
+    )
+    return {tp.partition: max(0, future.result().offset) for tp, future in futures.items()}
+
+
+def _read_to_markers(
+    consumer_settings: dict[str, Any],
+    topic: str,
+    starts: dict[int, int],
+    pending: dict[int, int],
+    reads: dict[int, PartitionRead],
+    timeout_s: float,
+) -> None:
+    """Read each ``pending`` partition from its start until its marker's offset (into ``reads``)."""
     settings = {
         **consumer_settings,
-        "group.id": f"stream-monitor-restore-{nonce}",
+        "group.id": f"stream-monitor-restore-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
     }
     consumer = Consumer(settings)
-    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-    latest: dict[bytes, bytes | None] = {}
-    marker = _key("marker", nonce)
-    deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                if message.error() is not None:
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise CheckpointError(
+                    f"{topic}: restore read of {sorted(pending)} did not reach its markers"
+                )
+            for message in consumer.consume(READ_BATCH, READ_WAIT_S):
+                partition = message.partition() or 0
+                end = pending.get(partition)
+                if end is None or message.error() is not None:
+                    continue
+                deadline = time.monotonic() + timeout_s
+                offset = message.offset() or 0
+                if offset >= end:  # the marker, or past it if compaction removed it
+                    del pending[partition]
+                    consumer.pause([TopicPartition(topic, partition)])
                     continue
                 key = message.key()
-                if key == marker:
-                    return latest, (message.offset() or 0) + 1
-                if key is not None:
-                    latest[key] = message.value()
-        raise CheckpointError(f"{topic}[{partition}]: restore read did not reach its marker")
+                if key is not None and key != MARKER_KEY:
+                    reads[partition].latest[key] = message.value()
     finally:
         consumer.close()
 

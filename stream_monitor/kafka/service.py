@@ -41,6 +41,7 @@ from stream_monitor.kafka.changelog import (
     CheckpointError,
     ensure_changelog,
     read_changelog,
+    read_size,
     restore,
 )
 from stream_monitor.kafka.publisher import PartialPublisher
@@ -218,28 +219,36 @@ class MonitorService:
         self._assigned = True
 
     def _restore(self, partitions: list[TopicPartition]) -> None:
-        """Restore each partition's checkpoint and seek to the offset stored with it."""
+        """Restore every partition's checkpoint in one read; seek each to its stored offset."""
         assert self.changelog is not None
-        by_changelog: dict[int, list[TopicPartition]] = {}
+        started = time.monotonic()
+        changelog = self.changelog
+        targets = {changelog.changelog_partition((p.topic, p.partition)) for p in partitions}
+        kafka = self.config.kafka
+        reads = read_changelog(
+            consumer_settings(kafka), producer_settings(kafka), changelog.topic, targets
+        )
+        restored = 0
         for p in partitions:
-            target = self.changelog.changelog_partition((p.topic, p.partition))
-            by_changelog.setdefault(target, []).append(p)
-        settings = consumer_settings(self.config.kafka)
-        for target, members in by_changelog.items():
-            latest, _ = read_changelog(
-                settings, producer_settings(self.config.kafka), self.changelog.topic, target
-            )
-            for p in members:
-                checkpoint = restore(latest, (p.topic, p.partition))
-                if checkpoint is None:
-                    continue
-                self.engine.restore_partition(checkpoint)
-                self.changelog.adopt(checkpoint)
-                next_offset = checkpoint.meta.get("next_offset")
-                self._checkpointed[(p.topic, p.partition)] = next_offset
-                if next_offset is not None:
-                    p.offset = next_offset
-                log.info("restored %s[%d] at offset %s", p.topic, p.partition, next_offset)
+            key = (p.topic, p.partition)
+            checkpoint = restore(reads[changelog.changelog_partition(key)].latest, key)
+            if checkpoint is None:
+                continue
+            self.engine.restore_partition(checkpoint)
+            changelog.adopt(checkpoint)
+            next_offset = checkpoint.meta.get("next_offset")
+            self._checkpointed[key] = next_offset
+            if next_offset is not None:
+                p.offset = next_offset
+            restored += 1
+            log.debug("restored %s[%d] at offset %s", p.topic, p.partition, next_offset)
+        log.info(
+            "restored %d of %d partitions from %d changelog records (%d bytes) in %.3fs",
+            restored,
+            len(partitions),
+            *read_size(reads),
+            time.monotonic() - started,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s: checkpointing", _names(partitions))
