@@ -72,9 +72,6 @@ class Engine:
         self.baselines = dict(baselines or {})
         self.decoder = Decoder(config.models, config.fields, config.limits)
         windows = config.windows
-        #: Panes an event within the allowed lateness can still land in, behind the newest;
-        #: ledgers keep older ones compressed.
-        self.hot_panes = panes_for(windows.allowed_lateness_s, windows.pane_s) + 1
         self.states: dict[tuple[str, str], ModelVersionState] = {}
         self.board = SeverityBoard()
         self.events_total: Counter[tuple[str, str]] = Counter()
@@ -84,7 +81,10 @@ class Engine:
         #: The label join store of each model (None without a label join).
         self.joins = self.joiner.stores
         self.watermark_s = -math.inf
-        self.partitions = InputPartitions(self.hot_panes, windows.idle_timeout_s, clock)
+        #: Panes an event within the allowed lateness can still land in, behind the newest;
+        #: ledgers keep older ones compressed.
+        hot_panes = panes_for(windows.allowed_lateness_s, windows.pane_s) + 1
+        self.partitions = InputPartitions(hot_panes, windows.idle_timeout_s, clock)
         #: The ledger of every input partition (see :class:`InputPartitions`).
         self.ledgers = self.partitions.ledgers
         self.judging = True

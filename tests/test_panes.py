@@ -41,7 +41,7 @@ def run(workload: bench.Workload, hot_panes: int | None) -> tuple[Engine, list[d
     """The bench workload spread over a day of event time (every pane of every window used)."""
     engine = Engine(bench.bench_config(workload))
     if hot_panes is not None:
-        engine.hot_panes = hot_panes
+        engine.partitions.hot_panes = hot_panes
     traffic = bench.BenchTraffic(workload, rate_per_s=workload.events * 1.5 / workload.keep_s)
     events = []
     for _ in range(workload.events // workload.batch):
