@@ -27,6 +27,7 @@ production.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import os
@@ -465,7 +466,11 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     :class:`~stream_monitor.kafka.service.MonitorService` loop of ``stream-monitor
     run``: consume, decode, windows, periodic evaluation and commits) is timed
     from its first counted event to its last, after joining the consumer group,
-    which is reported apart as ``startup_s``.
+    which is reported apart as ``startup_s``. Everything is produced before the
+    monitor starts, so this is a backlog read far faster than its event time:
+    the row also gives the window ends judged on the way, those given up
+    (``windows_skipped``, 0 unless judging fell behind), and the process's peak
+    RSS while the monitor ran (the peak is reset first where Linux allows it).
     """
     from confluent_kafka import Producer
 
@@ -511,6 +516,7 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
         )
         engine = Engine(config)
         service = MonitorService(config, engine)
+        reset_peak_rss()
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         expected = workload.events
@@ -539,8 +545,18 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             max(last - first, 1e-9),
             complete=counted_events >= expected,
             startup_s=first - started,
+            event_time_s=workload.events / workload.rate_per_s,
+            judged_window_ends=engine.judged_panes,
+            windows_skipped=sum(state.skipped_total for state in engine.states.values()),
+            peak_rss_bytes=process_memory()["peak_rss_bytes"],
         ),
     }
+
+
+def reset_peak_rss() -> None:
+    """Start the peak RSS (``VmHWM``) afresh, where Linux allows it (``clear_refs``)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 def machine() -> dict[str, Any]:
@@ -713,6 +729,13 @@ def format_table(report: dict[str, Any]) -> str:
             monitor,
             f"after {monitor['startup_s']:.1f}s joining the group"
             + ("" if monitor["complete"] else "; incomplete (timed out)"),
+        )
+        lines.append(
+            f"{'  backlog: judged while read':<44}"
+            f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
+            f"{monitor['judged_window_ends']:,} window ends judged, "
+            f"{monitor['windows_skipped']:,} skipped; "
+            f"peak RSS {monitor['peak_rss_bytes'] / 2**20:,.0f} MiB"
         )
     if "broker_micro_batch" in r:
         monitor = r["broker_micro_batch"]["monitor"]

@@ -20,8 +20,8 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = main(
-            ["bench", "--events", "6000", "--repeats", "1", "--no-memory", "--broker",
-             "--ingest-replicas", "1,2", "--restore-partitions", "", "--json"]
+            ["bench", "--events", "6000", "--rate", "2", "--repeats", "1", "--no-memory",
+             "--broker", "--ingest-replicas", "1,2", "--restore-partitions", "", "--json"]
         )  # fmt: skip
     assert status == 0
     report = orjson.loads(out.getvalue())
@@ -34,6 +34,10 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     for name in ("broker", "broker_micro_batch"):
         monitor = report["results"][name]["monitor"]
         assert monitor["complete"] and monitor["events"] == 6000, (name, monitor)
+        # 50 minutes of event time read as a backlog: judged all the way, nothing skipped
+        assert monitor["event_time_s"] == 3000
+        assert monitor["judged_window_ends"] >= 40 and monitor["windows_skipped"] == 0, monitor
+        assert monitor["peak_rss_bytes"] > 0
     micro = report["results"]["broker_micro_batch"]["monitor"]
     row_rate = report["results"]["broker"]["monitor"]["events_per_s"]
     assert micro["ratio_to_row_events"] == pytest.approx(micro["events_per_s"] / row_rate)
