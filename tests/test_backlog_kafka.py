@@ -215,12 +215,12 @@ def test_every_partition_checkpoint_carries_the_newest_severities(
     assert not thread.is_alive()
 
     topic = config.kafka.changelog_topic
+    reads = read_changelog(
+        consumer_settings(config.kafka), producer_settings(config.kafka), topic, [0, 1]
+    )
     checkpoints = []
     for partition in (0, 1):
-        latest, _ = read_changelog(
-            consumer_settings(config.kafka), producer_settings(config.kafka), topic, partition
-        )
-        checkpoint = restore(latest, (events_topic, partition))
+        checkpoint = restore(reads[partition].latest, (events_topic, partition))
         assert checkpoint is not None
         checkpoints.append(checkpoint.meta)
     quiet, busy = checkpoints
