@@ -469,8 +469,9 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     which is reported apart as ``startup_s``. Everything is produced before the
     monitor starts, so this is a backlog read far faster than its event time:
     the row also gives the window ends judged on the way, those given up
-    (``windows_skipped``, 0 unless judging fell behind), and the process's peak
-    RSS while the monitor ran (the peak is reset first where Linux allows it).
+    (``windows_skipped``, 0 unless judging fell behind), and the process's RSS
+    before the monitor started and its peak while it ran (the peak is reset
+    first where Linux allows it; the process also holds the produced messages).
     """
     from confluent_kafka import Producer
 
@@ -517,6 +518,7 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
         engine = Engine(config)
         service = MonitorService(config, engine)
         reset_peak_rss()
+        rss_before = process_memory()["rss_bytes"]
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         expected = workload.events
@@ -548,6 +550,7 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             event_time_s=workload.events / workload.rate_per_s,
             judged_window_ends=engine.judged_panes,
             windows_skipped=sum(state.skipped_total for state in engine.states.values()),
+            rss_before_bytes=rss_before,
             peak_rss_bytes=process_memory()["peak_rss_bytes"],
         ),
     }
@@ -735,7 +738,8 @@ def format_table(report: dict[str, Any]) -> str:
             f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
             f"{monitor['judged_window_ends']:,} window ends judged, "
             f"{monitor['windows_skipped']:,} skipped; "
-            f"peak RSS {monitor['peak_rss_bytes'] / 2**20:,.0f} MiB"
+            f"peak RSS {monitor['peak_rss_bytes'] / 2**20:,.0f} MiB "
+            f"(from {monitor['rss_before_bytes'] / 2**20:,.0f} MiB before)"
         )
     if "broker_micro_batch" in r:
         monitor = r["broker_micro_batch"]["monitor"]
