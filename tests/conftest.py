@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig, config_from_dict
 from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.engine import Engine
+from stream_monitor.kafka.service import MonitorService
 
 #: Consumer-group settings that suit the embedded broker (eager assignor, short timeouts).
 TEST_KAFKA = {
@@ -101,3 +104,16 @@ def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int
         return {tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10)}
     finally:
         consumer.close()
+
+
+def start_service(
+    config: MonitorConfig, engine: Engine
+) -> tuple[MonitorService, threading.Event, threading.Thread]:
+    """A :class:`MonitorService` running in a thread once the broker answered; set the
+    event to stop it (it checkpoints as it stops) and join the thread."""
+    service = MonitorService(config, engine)
+    stop = threading.Event()
+    service.wait_for_broker()
+    thread = threading.Thread(target=service.run, args=(stop,))
+    thread.start()
+    return service, stop, thread

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +30,9 @@ from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
 from stream_monitor.kafka.changelog import read_changelog, restore
-from stream_monitor.kafka.service import MonitorService, consumer_settings, producer_settings
+from stream_monitor.kafka.service import consumer_settings, producer_settings
 from stream_monitor.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, start_service
 from tests.test_backlog import backlog
 from tests.test_engine import START
 from tests.test_restart import produce
@@ -194,11 +193,7 @@ def test_every_partition_checkpoint_carries_the_newest_severities(
 
     produce_minutes(range(5), (0, 1))
     produce_minutes(range(5, 30), (1,))
-    service = MonitorService(config, Engine(config))
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop,))
-    service.wait_for_broker()
-    thread.start()
+    service, stop, thread = start_service(config, Engine(config))
     engine = service.engine
     try:
         wait_for(lambda: engine.events_total[("fraud-detector", "v1")] == 35 * 200, 60)

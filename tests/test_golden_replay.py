@@ -24,6 +24,7 @@ import yaml
 
 from stream_monitor.cli import main
 from stream_monitor.synthetic import SyntheticTraffic
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL
 
 GOLDEN = Path(__file__).parent / "golden"
 START = 1_700_000_000.0
@@ -37,23 +38,11 @@ CONFIG: dict[str, Any] = {
     "concept_drift": {"chunk": 8},
     "models": [
         {
-            "name": "fraud-detector",
-            "task": "binary",
-            "features": {
-                "amount": "numeric",
-                "account_age_days": "numeric",
-                "merchant_category": "categorical",
-                "country": "categorical",
-            },
+            **FRAUD_MODEL,
             "reference": {"warmup_events": 1500},
             "quality": {"latency_p99_ms": {"warn": 40, "alert": 80}},
         },
-        {
-            "name": "price-estimator",
-            "task": "regression",
-            "features": {"area_m2": "numeric", "rooms": "numeric", "district": "categorical"},
-            "reference": {"warmup_events": 1500},
-        },
+        {**PRICE_MODEL, "reference": {"warmup_events": 1500}},
         {
             "name": "merchant-type",
             "task": "multiclass",

@@ -27,7 +27,14 @@ from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.reference import build_reference
 from stream_monitor.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, as_messages
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_KAFKA,
+    TEST_WINDOWS,
+    as_messages,
+    start_service,
+)
 from tests.test_engine import stream
 from tests.test_service_kafka import samples
 
@@ -169,12 +176,7 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
     ]
 
     def launch() -> tuple[MonitorService, threading.Event, threading.Thread]:
-        service = MonitorService(config, Engine(config, baselines))
-        stop = threading.Event()
-        service.wait_for_broker()
-        thread = threading.Thread(target=service.run, args=(stop,))
-        thread.start()
-        return service, stop, thread
+        return start_service(config, Engine(config, baselines))
 
     def owned(*services: MonitorService) -> int:
         return sum(
@@ -264,12 +266,7 @@ def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
     truth.process(messages)
 
     def start() -> tuple[MonitorService, threading.Event, threading.Thread]:
-        service = MonitorService(config, Engine(config, baselines))
-        stop = threading.Event()
-        service.wait_for_broker()
-        thread = threading.Thread(target=service.run, args=(stop,))
-        thread.start()
-        return service, stop, thread
+        return start_service(config, Engine(config, baselines))
 
     def wait_for(condition: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 60
