@@ -6,25 +6,10 @@ This module pins what we rely on: the detector kinds and their parameters, a
 batch API that returns where drift was detected, and a state that round-trips
 exactly (same future detections) without pickle.
 
-Two ways to feed it:
-
-* per event, :meth:`ConceptDriftDetector.update_many` on each joined batch's
-  errors. Most sensitive (ADWIN's guarantees are per value) and cheap (ADWIN
-  is O(log W) per value in river's Rust core). The result depends on the order
-  events are joined in, so replays with other batch cuts or label delays may
-  flag a slightly different event; use it when label volume per pane is
-  moderate and early detection matters.
-* per pane, :meth:`ConceptDriftDetector.update_panes` with one aggregate per
-  closed pane (e.g. the pane's mean error from its window slots). Deterministic
-  in event time (only closed panes are fed, so arrival order does not matter),
-  costs nothing at any traffic, and the detections line up with panes; but each
-  pane counts as one observation. ADWIN's bound assumes values in ``[0, 1]``
-  and needs hundreds of them (a jump of the mean error from 0.1 to 0.3 is
-  found about 50 panes after it, only once some 200 panes of history exist),
-  so for pane means prefer ``page_hinkley`` with ``threshold`` in error units
-  (e.g. ``threshold=1.0, min_instances=10`` finds that jump within five
-  panes). Use it at high label volume, or when detections must be
-  reproducible by replay.
+It is fed per event, :meth:`ConceptDriftDetector.update_many` on each
+batch's errors (ADWIN is O(log W) per value in river's Rust core); the state
+(:mod:`stream_monitor.state`) feeds it in chunks whose means do not depend on
+batching.
 
 Kinds: ``"adwin"`` (default, :class:`river.drift.ADWIN`) and ``"page_hinkley"``
 (:class:`river.drift.PageHinkley`); keyword parameters go to river unchanged.
@@ -163,21 +148,6 @@ class ConceptDriftDetector:
         values = np.asarray(errors, dtype=np.float64)
         update = self.update
         return [i for i, x in enumerate(values.tolist()) if update(x)]
-
-    def update_panes(
-        self, pane_means: np.ndarray, pane_counts: np.ndarray | None = None
-    ) -> list[int]:
-        """Feed one aggregate per closed pane, in pane order; indices of panes that raised drift.
-
-        ``pane_means`` are e.g. each pane's mean error (sum of errors / labeled
-        events). Panes with ``pane_counts`` of 0 (no labels) are skipped, as are
-        NaN means. See the module docstring for when to prefer this to
-        :meth:`update_many`.
-        """
-        means = np.asarray(pane_means, dtype=np.float64)
-        if pane_counts is not None:
-            means = np.where(np.asarray(pane_counts) > 0, means, np.nan)
-        return self.update_many(means)
 
     def to_state(self) -> dict[str, Any]:
         """Plain, JSON-friendly state; :meth:`from_state` continues exactly from it."""
