@@ -19,7 +19,12 @@ from stream_monitor.config import (
     redact,
 )
 from stream_monitor.engine import Engine
-from stream_monitor.reference import Reference, ReferenceError, build_reference, load_reference
+from stream_monitor.summaries.reference import (
+    Reference,
+    ReferenceError,
+    build_reference,
+    load_reference,
+)
 
 log = logging.getLogger("stream_monitor")
 
@@ -57,10 +62,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The service: consume, compute, serve /metrics, emit drift events (or one stage of it)."""
-    from stream_monitor.concept import import_in_background
-    from stream_monitor.kafka.aggregate_service import AggregateService
     from stream_monitor.kafka.service import MonitorService
+    from stream_monitor.scaleout.service import AggregateService
     from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+    from stream_monitor.summaries.concept import import_in_background
 
     import_in_background()  # while the broker forms the consumer group
     config, baselines = _load(args.config)
@@ -97,8 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the engine over a JSON Lines file; drift events as JSON Lines on stdout."""
+    from stream_monitor.decode.rejects import RejectLog
     from stream_monitor.files import jsonl_batches
-    from stream_monitor.rejects import RejectLog
     from stream_monitor.sinks.prometheus import build_registry, exposition
 
     config, baselines = _load(args.config)
@@ -119,12 +124,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Build a reference profile from a JSON Lines or CSV file of events."""
-    from stream_monitor.batches import ModelBatch, concat_batches
-    from stream_monitor.decode import Decoder
+    from stream_monitor.decode.batches import ModelBatch, concat_batches
+    from stream_monitor.decode.decoder import Decoder
     from stream_monitor.files import NO_TIME_MS, csv_batches, jsonl_batches
-    from stream_monitor.layout import CounterLayout
-    from stream_monitor.reference import file_digest, save_reference
-    from stream_monitor.state import reference_quality
+    from stream_monitor.state.model_state import reference_quality
+    from stream_monitor.summaries.layout import CounterLayout
+    from stream_monitor.summaries.reference import file_digest, save_reference
 
     config = load_config(args.config)
     model = config.model(args.model)
@@ -165,14 +170,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The self-contained demo."""
-    from stream_monitor.demo import run_demo
+    from stream_monitor.tools.demo import run_demo
 
     return run_demo(seconds=args.seconds, port=args.port, drift_after_s=args.drift_after)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The throughput and memory benchmark."""
-    from stream_monitor import bench
+    from stream_monitor.tools import bench
 
     return bench.run(args)
 
@@ -225,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check_config)
 
     bench = commands.add_parser("bench", help="measure throughput and memory")
-    from stream_monitor.bench import add_arguments
+    from stream_monitor.tools.bench import add_arguments
 
     add_arguments(bench)
     bench.set_defaults(handler=cmd_bench)
@@ -239,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from stream_monitor.embedded import EmbeddedBrokerError
     from stream_monitor.kafka.service import StartupError
+    from stream_monitor.tools.embedded import EmbeddedBrokerError
 
     try:
         return int(args.handler(args))

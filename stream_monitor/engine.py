@@ -7,7 +7,7 @@ newly closed panes and publishes an immutable :class:`Snapshot` of the live
 windows that the Prometheus collector reads.
 
 A pane is closed once every active input partition has passed it by the
-allowed lateness (:mod:`stream_monitor.partitions`): later events for it are
+allowed lateness (:mod:`stream_monitor.state.partitions`): later events for it are
 rejected as late, so the pane is complete. Drift is judged on each closed
 pane in turn, as soon as it closes (at the end of the batch that closed it, so
 a backlog read faster than its event time is judged in full), so drift events
@@ -27,10 +27,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from stream_monitor.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
-from stream_monitor.checkpoint import PartitionCheckpoint, checkpoint_of, restore
 from stream_monitor.config import MonitorConfig
-from stream_monitor.decode import Decoder
+from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import (
     SEVERITIES,
     DriftEvent,
@@ -40,13 +39,14 @@ from stream_monitor.evaluate import (
     iso_utc,
     window_checks,
 )
-from stream_monitor.joining import LabelJoiner
-from stream_monitor.ledger import PaneKey, PartitionKey, PartitionLedger
-from stream_monitor.partitions import InputPartitions
-from stream_monitor.reference import Reference
 from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
-from stream_monitor.state import ModelVersionState
-from stream_monitor.windows import SlidingWindows, panes_for
+from stream_monitor.state.checkpoint import PartitionCheckpoint, checkpoint_of, restore
+from stream_monitor.state.joining import LabelJoiner
+from stream_monitor.state.ledger import PaneKey, PartitionKey, PartitionLedger
+from stream_monitor.state.model_state import ModelVersionState
+from stream_monitor.state.partitions import InputPartitions
+from stream_monitor.state.windows import SlidingWindows, panes_for
+from stream_monitor.summaries.reference import Reference
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from stream_monitor.config import RISE_METRICS, ModelConfig, Thresholds
 from stream_monitor.snapshot import SeriesKey, WindowSample
 
 if TYPE_CHECKING:
-    from stream_monitor.reference import Reference
+    from stream_monitor.summaries.reference import Reference
 
 SEVERITIES = ("ok", "warn", "alert")
 LEVELS = {name: level for level, name in enumerate(SEVERITIES)}

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import ModelConfig
+from stream_monitor.decode.batches import RawMessage
 
 #: Event time given to file events that carry none; only ``baseline`` uses it (it ignores time).
 NO_TIME_MS = 1

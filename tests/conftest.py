@@ -11,11 +11,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig, config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
+from stream_monitor.tools.embedded import EmbeddedBroker
 
 #: Consumer-group settings that suit the embedded broker (eager assignor, short timeouts).
 TEST_KAFKA = {

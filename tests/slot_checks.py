@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_monitor.stats.slots import Summary, pane_deltas
+from stream_monitor.summaries.slots import Summary, pane_deltas
 
 SINGLES = 500  # rows fed one at a time (the batch-vs-singles law; a loop is slow)
 

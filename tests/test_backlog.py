@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_monitor.batches import RawMessage
-from stream_monitor.checkpoint import PartitionCheckpoint
 from stream_monitor.config import MonitorConfig
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.reference import Reference, build_reference
 from stream_monitor.sinks.prometheus import build_registry, exposition
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.state.checkpoint import PartitionCheckpoint
+from stream_monitor.summaries.reference import Reference, build_reference
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
 from tests.test_closing import FakeClock
 from tests.test_engine import START

@@ -26,12 +26,12 @@ from confluent_kafka import Producer
 
 from stream_monitor.cli import main
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
 from stream_monitor.kafka.changelog import read_changelog, restore
 from stream_monitor.kafka.service import consumer_settings, producer_settings
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.tools.embedded import EmbeddedBroker
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, start_service
 from tests.test_backlog import backlog
 from tests.test_engine import START

@@ -19,10 +19,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor import bench
 from stream_monitor.cli import main
 from stream_monitor.engine import Engine
 from stream_monitor.snapshot import WindowSample
+from stream_monitor.tools import bench
 
 EPSILON = 1e-4
 WARMUP = 1000

@@ -9,9 +9,9 @@ import io
 import orjson
 import pytest
 
-from stream_monitor import bench
-from stream_monitor.bench_restore import format_rows, measure_restore
 from stream_monitor.cli import main
+from stream_monitor.tools import bench
+from stream_monitor.tools.bench_restore import format_rows, measure_restore
 
 pytestmark = pytest.mark.broker
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Producer
 
-from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.kafka.changelog import read_changelog
+from stream_monitor.tools.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.broker
 

@@ -12,9 +12,9 @@ import yaml
 
 from stream_monitor.cli import main
 from stream_monitor.config import load_config
-from stream_monitor.embedded import free_port
-from stream_monitor.reference import load_reference
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.summaries.reference import load_reference
+from stream_monitor.tools.embedded import free_port
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

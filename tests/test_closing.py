@@ -8,10 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import ConfigError, check_role
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
 from tests.test_engine import START
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from river import drift
 
-from stream_monitor.concept import ConceptDriftDetector
+from stream_monitor.summaries.concept import ConceptDriftDetector
 
 PARAMS = [
     ("adwin", {}, drift.ADWIN),
@@ -106,7 +106,7 @@ def test_bad_kind_or_parameters() -> None:
 def test_error_stream_places_each_detection_on_its_chunks_last_error() -> None:
     """Where a detection lands depends on the errors alone, not on how they were batched."""
     from stream_monitor.config import ConceptDriftConfig
-    from stream_monitor.state import ErrorStream
+    from stream_monitor.state.model_state import ErrorStream
 
     rng = np.random.default_rng(3)
     errors = np.concatenate((rng.random(3000) < 0.1, rng.random(3000) < 0.6)).astype(float)

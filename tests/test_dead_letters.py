@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka import KafkaException, Producer
 
-from stream_monitor.batches import RawMessage, Reject
-from stream_monitor.embedded import free_port
+from stream_monitor.decode.batches import RawMessage, Reject
+from stream_monitor.kafka.producer import DeliveryError, TopicWriter
 from stream_monitor.sinks.dead_letters import DeadLetters, fit, letter_headers, record_bytes
-from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter
 from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.snapshot import Snapshot
+from stream_monitor.tools.embedded import free_port
 
 TIMEOUT_MS = 200
 

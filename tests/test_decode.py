@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import FieldMap, LimitsConfig, config_from_dict
-from stream_monitor.decode import Decoder
+from stream_monitor.decode.batches import RawMessage
+from stream_monitor.decode.decoder import Decoder
 
 CONFIG = config_from_dict(
     {

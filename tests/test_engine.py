@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from stream_monitor.engine import Engine
-from stream_monitor.reference import build_reference
-from stream_monitor.synthetic import DRIFTING_FEATURES, SyntheticTraffic
+from stream_monitor.summaries.reference import build_reference
+from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 from tests.conftest import as_messages, make_config
 
 START = 1_700_000_000.0

@@ -60,9 +60,9 @@ def test_window_checks_have_no_side_effects_and_shift_null_ratio_by_the_referenc
     from stream_monitor.config import config_from_dict
     from stream_monitor.engine import Engine
     from stream_monitor.evaluate import window_checks
-    from stream_monitor.reference import build_reference
     from stream_monitor.snapshot import LatencyStats, StabilityStats, WindowSample
-    from stream_monitor.synthetic import SyntheticTraffic
+    from stream_monitor.summaries.reference import build_reference
+    from stream_monitor.tools.synthetic import SyntheticTraffic
     from tests.conftest import FRAUD_MODEL, as_messages
 
     config = config_from_dict({"models": [FRAUD_MODEL], "quality": {"min_labeled_events": 10}})

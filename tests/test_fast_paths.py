@@ -19,21 +19,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor import bench
-from stream_monitor.batches import ModelBatch, RawMessage
-from stream_monitor.columns import numeric_column
 from stream_monitor.config import LimitsConfig, config_from_dict
-from stream_monitor.decode import Decoder, DecodeResult
-from stream_monitor.layout import CounterLayout, StabilityColumns, count_positions, label_column
-from stream_monitor.reference import ColumnProfile, build_reference
-from stream_monitor.sketches.binning import (
+from stream_monitor.decode.batches import ModelBatch, RawMessage
+from stream_monitor.decode.columns import numeric_column
+from stream_monitor.decode.decoder import Decoder, DecodeResult
+from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
     NumericBins,
     NumericBinsBlock,
 )
-from stream_monitor.stats.psi import psi
-from stream_monitor.stats.slots import pane_deltas
+from stream_monitor.summaries.layout import (
+    CounterLayout,
+    StabilityColumns,
+    count_positions,
+    label_column,
+)
+from stream_monitor.summaries.psi import psi
+from stream_monitor.summaries.reference import ColumnProfile, build_reference
+from stream_monitor.summaries.slots import pane_deltas
+from stream_monitor.tools import bench
 
 CONFIG = config_from_dict(
     {
@@ -250,7 +255,7 @@ def test_decoding_restores_the_garbage_collector(enabled: bool) -> None:
 
 
 def columns(rng: np.random.Generator) -> list[Any]:
-    from stream_monitor.layout import ColumnSlots
+    from stream_monitor.summaries.layout import ColumnSlots
 
     start, result = 1, []
     for number in range(int(rng.integers(1, 8))):

@@ -41,14 +41,14 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 
-from stream_monitor.batches import REASONS, RawMessage
 from stream_monitor.config import KafkaConfig, MonitorConfig, config_from_dict
-from stream_monitor.decode import Decoder
-from stream_monitor.embedded import EmbeddedBroker
+from stream_monitor.decode.batches import REASONS, RawMessage
+from stream_monitor.decode.decoder import Decoder
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.reference import Reference, build_reference
 from stream_monitor.sinks.prometheus import build_registry
+from stream_monitor.summaries.reference import Reference, build_reference
+from stream_monitor.tools.embedded import EmbeddedBroker
 from tests.conftest import TEST_KAFKA, TEST_WINDOWS, committed_offsets
 from tests.test_service_kafka import consume_all
 

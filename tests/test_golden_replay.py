@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from stream_monitor.cli import main
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.labels import Expired, Joined, LabelJoinStore
+from stream_monitor.state.labels import Expired, Joined, LabelJoinStore
 
 
 def test_label_after_prediction_and_before_it() -> None:

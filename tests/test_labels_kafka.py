@@ -22,11 +22,11 @@ from confluent_kafka import Producer
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.labels import LabelJoinStore
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from stream_monitor.state.labels import LabelJoinStore
+from stream_monitor.tools.embedded import EmbeddedBroker
 from tests.conftest import FRAUD_MODEL, TEST_KAFKA, TEST_WINDOWS
 from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
 from tests.test_service_kafka import samples

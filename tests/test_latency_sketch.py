@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.sketches.latency import DEFAULT_BOUNDS_S, LatencySlots, LogBuckets
-from stream_monitor.stats.slots import Summary
+from stream_monitor.summaries.latency import DEFAULT_BOUNDS_S, LatencySlots, LogBuckets
+from stream_monitor.summaries.slots import Summary
 from tests.slot_checks import assert_summary_laws
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)

@@ -11,11 +11,11 @@ import pytest
 from confluent_kafka import Producer
 
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.tools.embedded import EmbeddedBroker
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, TEST_KAFKA
 
 pytestmark = pytest.mark.broker

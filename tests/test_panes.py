@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_monitor import bench
 from stream_monitor.engine import Engine
-from stream_monitor.panes import PaneVectors
+from stream_monitor.state.panes import PaneVectors
+from stream_monitor.tools import bench
 
 
 def test_pane_vectors_read_back_what_a_dict_of_vectors_holds() -> None:

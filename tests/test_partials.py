@@ -14,11 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.aggregate import Aggregator
-from stream_monitor.batches import RawMessage
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.publisher import PartialPublisher
-from stream_monitor.partials import (
+from stream_monitor.scaleout.aggregator import Aggregator
+from stream_monitor.scaleout.partials import (
     PanePartial,
     Record,
     WatermarkReport,
@@ -29,8 +28,9 @@ from stream_monitor.partials import (
     partition_of,
     watermark_key,
 )
-from stream_monitor.reference import Reference
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.scaleout.publisher import PartialPublisher
+from stream_monitor.summaries.reference import Reference
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
 from tests.test_engine import START
 

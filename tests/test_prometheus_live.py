@@ -33,11 +33,11 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from stream_monitor.synthetic import DRIFTING_FEATURES
+from stream_monitor.tools.embedded import EmbeddedBroker
+from stream_monitor.tools.synthetic import DRIFTING_FEATURES
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS
 from tests.prometheus_server import PrometheusServer, require_prometheus
 from tests.test_engine import stream

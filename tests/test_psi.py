@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from stream_monitor.reference import categorical_profile, numeric_profile
-from stream_monitor.sketches.binning import NumericBins
-from stream_monitor.stats.psi import psi
+from stream_monitor.summaries.binning import NumericBins
+from stream_monitor.summaries.psi import psi
+from stream_monitor.summaries.reference import categorical_profile, numeric_profile
 
 EPS = 1e-4
 

@@ -34,9 +34,9 @@ from sklearn.metrics import (
 
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.reference import build_reference
-from stream_monitor.state import ModelVersionState
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.state.model_state import ModelVersionState
+from stream_monitor.summaries.reference import build_reference
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, as_messages, make_config
 
 PANE_S = 60.0

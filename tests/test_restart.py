@@ -21,12 +21,12 @@ from confluent_kafka import Producer
 
 from stream_monitor.cli import main
 from stream_monitor.config import config_from_dict
-from stream_monitor.decode import RawMessage
-from stream_monitor.embedded import EmbeddedBroker, free_port
+from stream_monitor.decode.decoder import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.reference import build_reference
-from stream_monitor.synthetic import SyntheticTraffic
+from stream_monitor.summaries.reference import build_reference
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import (
     FRAUD_MODEL,
     PRICE_MODEL,

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from stream_monitor.cli import main
-from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.aggregate_service import AggregateService
+from stream_monitor.scaleout.service import AggregateService
 from stream_monitor.sinks.prometheus import QUALITY_GAUGES
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic, make_config
 from tests.test_engine import START
 from tests.test_restart import STATS, produce, scrape
@@ -48,7 +48,7 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def traffic(minutes: int = 24, per_minute: int = 150) -> list[dict[str, Any]]:
     """Three models; the two fraud models drift from minute 12, the price model does not."""
-    from stream_monitor.synthetic import SyntheticTraffic
+    from stream_monitor.tools.synthetic import SyntheticTraffic
 
     generator = SyntheticTraffic(seed=11)
     events: list[dict[str, Any]] = []

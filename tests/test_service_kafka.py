@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.cli import main
 from stream_monitor.config import config_from_dict
-from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, committed_offsets
 from tests.test_engine import stream
 

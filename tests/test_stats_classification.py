@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
-from stream_monitor.stats.classification import (
+from stream_monitor.summaries.classification import (
     OTHER_CLASS,
     BinaryQualitySlots,
     MulticlassQualitySlots,
@@ -19,7 +19,7 @@ from stream_monitor.stats.classification import (
     auc_from_histograms,
     ks_from_histograms,
 )
-from stream_monitor.stats.slots import Summary
+from stream_monitor.summaries.slots import Summary
 from tests.slot_checks import assert_summary_laws
 
 AUC_TOLERANCE = 0.002

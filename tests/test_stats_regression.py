@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from stream_monitor.stats.regression import RegressionSlots, r2
-from stream_monitor.stats.slots import Summary
+from stream_monitor.summaries.regression import RegressionSlots, r2
+from stream_monitor.summaries.slots import Summary
 from tests.slot_checks import assert_summary_laws
 
 TOLERANCE = 1e-9

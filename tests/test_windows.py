@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_monitor.batches import concat_batches
-from stream_monitor.state import ModelVersionState
-from stream_monitor.synthetic import SyntheticTraffic
-from stream_monitor.windows import (
+from stream_monitor.decode.batches import concat_batches
+from stream_monitor.state.model_state import ModelVersionState
+from stream_monitor.state.windows import (
     SlidingWindows,
     late_mask,
     pane_of,
     panes_for,
     window_panes,
 )
+from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import as_messages, make_config
 
 

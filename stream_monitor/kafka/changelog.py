@@ -1,6 +1,6 @@
 """Checkpoints of partition state in a compacted Kafka topic (a changelog).
 
-Each input partition's share of the state (see :mod:`stream_monitor.ledger`)
+Each input partition's share of the state (see :mod:`stream_monitor.state.ledger`)
 is written as records keyed by JSON arrays:
 
 - ``["pane", topic, partition, model, version, pane, slot]``: one pane vector,
@@ -39,10 +39,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from stream_monitor.checkpoint import PartitionCheckpoint
 from stream_monitor.kafka.admin import create_topics
-from stream_monitor.ledger import PaneKey, PartitionKey
-from stream_monitor.sinks.kafka_topics import TopicWriter
+from stream_monitor.kafka.producer import TopicWriter
+from stream_monitor.state.checkpoint import PartitionCheckpoint
+from stream_monitor.state.ledger import PaneKey, PartitionKey
 
 log = logging.getLogger(__name__)
 

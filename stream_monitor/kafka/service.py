@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import KafkaConfig, MonitorConfig
+from stream_monitor.decode.batches import RawMessage
+from stream_monitor.decode.rejects import RejectLog
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import (
@@ -44,10 +45,9 @@ from stream_monitor.kafka.changelog import (
     read_size,
     restore,
 )
-from stream_monitor.kafka.publisher import PartialPublisher
-from stream_monitor.rejects import RejectLog
+from stream_monitor.kafka.producer import DeliveryError, TopicWriter, produce_drift_events
+from stream_monitor.scaleout.publisher import PartialPublisher
 from stream_monitor.sinks.dead_letters import DeadLetters
-from stream_monitor.sinks.kafka_topics import DeliveryError, TopicWriter, produce_drift_events
 from stream_monitor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class MonitorService:
     """One monitor instance in the consumer group.
 
     With ``ingest`` it judges nothing: it publishes partial summaries for the
-    aggregate replicas (:mod:`stream_monitor.partials`) where it would evaluate,
+    aggregate replicas (:mod:`stream_monitor.scaleout.partials`) where it would evaluate,
     so they are delivered before the changelog and the offsets they reflect.
     """
 

@@ -4,7 +4,7 @@ Dead letters have a producer of their own, whose ``message.max.bytes`` is
 ``kafka.dead_letter_max_bytes``; a letter that would not fit is cut to fit
 (:func:`fit`). A failed delivery is sent again after a backoff that doubles,
 up to ``kafka.dead_letter_retries`` times, then dropped; one refused for good
-(:func:`~stream_monitor.sinks.kafka_topics.undeliverable`) is dropped at once.
+(:func:`~stream_monitor.kafka.producer.undeliverable`) is dropped at once.
 Failures are counted by Kafka error name and logged rate-limited. None of this
 raises or holds back the offset commits: a letter still waiting to be sent
 again when its offset is committed is lost if the process dies.
@@ -23,9 +23,9 @@ from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from stream_monitor.batches import RawMessage, Reject
+from stream_monitor.decode.batches import RawMessage, Reject
+from stream_monitor.kafka.producer import undeliverable
 from stream_monitor.ratelog import RateLimitedLog
-from stream_monitor.sinks.kafka_topics import undeliverable
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from stream_monitor.batches import Reject
+from stream_monitor.decode.batches import Reject
 from stream_monitor.ratelog import RateLimitedLog
 
-log = logging.getLogger("stream_monitor.rejects")
+log = logging.getLogger("stream_monitor.decode.rejects")
 
 
 class RejectLog:

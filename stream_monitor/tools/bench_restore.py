@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from stream_monitor.bench_scale import counted
-from stream_monitor.decode import RawMessage
-from stream_monitor.embedded import EmbeddedBroker, free_port
+from stream_monitor.decode.decoder import RawMessage
+from stream_monitor.tools.bench_scale import counted
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 
 #: Session timeout of the timed processes: Apache Kafka's default group.min.session.timeout.ms.
 SESSION_TIMEOUT_MS = 6000

@@ -24,11 +24,11 @@ import orjson
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_monitor.batches import RawMessage, concat_batches
 from stream_monitor.config import config_from_dict
-from stream_monitor.decode import Decoder
-from stream_monitor.embedded import EmbeddedBroker, free_port
-from stream_monitor.reference import build_reference, save_reference
+from stream_monitor.decode.batches import RawMessage, concat_batches
+from stream_monitor.decode.decoder import Decoder
+from stream_monitor.summaries.reference import build_reference, save_reference
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 
 #: Events of each model that make its baseline file.
 BASELINE_EVENTS = 5000

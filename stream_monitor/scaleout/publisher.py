@@ -1,6 +1,6 @@
 """The ingest side of a scaled-out deployment: publishing partial summaries.
 
-See :mod:`stream_monitor.partials` for the records. Each publication sends the
+See :mod:`stream_monitor.scaleout.partials` for the records. Each publication sends the
 panes every owned partition changed (or forgot) since the previous one, then
 the partition's watermarks to every partials partition, so an aggregator
 always reads a partition's panes before the watermark that covers them.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from stream_monitor.ledger import PartitionKey, VersionKey
-from stream_monitor.partials import (
+from stream_monitor.kafka.producer import TopicWriter
+from stream_monitor.scaleout.partials import (
     encode_pane,
     encode_watermarks,
     fingerprint,
@@ -20,7 +20,7 @@ from stream_monitor.partials import (
     partition_of,
     watermark_key,
 )
-from stream_monitor.sinks.kafka_topics import TopicWriter
+from stream_monitor.state.ledger import PartitionKey, VersionKey
 
 if TYPE_CHECKING:
     from stream_monitor.engine import Engine

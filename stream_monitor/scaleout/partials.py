@@ -3,7 +3,7 @@
 A scaled-out deployment splits the work in two consumer groups joined by one
 internal, compacted topic (``kafka.topics.partials``). Ingest replicas count
 their input partitions into pane vectors exactly as a single process does
-(:mod:`stream_monitor.ledger`) and publish, per input partition, model version
+(:mod:`stream_monitor.state.ledger`) and publish, per input partition, model version
 and pane, the pane's *cumulative* vector. Aggregators keep the newest vector of
 every such key and sum them, so a re-sent partial replaces its earlier copy
 instead of adding to it: publication is idempotent, whatever a crash or a
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.ledger import PartitionKey, VersionKey
-from stream_monitor.reference import Reference
+from stream_monitor.state.ledger import PartitionKey, VersionKey
+from stream_monitor.summaries.reference import Reference
 
 
 def partition_of(model: str, partitions: int) -> int:

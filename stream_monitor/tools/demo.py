@@ -19,11 +19,11 @@ import orjson
 from confluent_kafka import Consumer, Producer
 
 from stream_monitor.config import load_config
-from stream_monitor.embedded import EmbeddedBroker, free_port
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from stream_monitor.synthetic import DRIFTING_FEATURES, SyntheticTraffic
+from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 
 EVENTS_PER_SECOND = 200
 TICK_S = 0.1
@@ -111,7 +111,7 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
         broker.create_topics(["drift-events"])
         os.environ["STREAM_MONITOR_DEMO_BROKER"] = broker.bootstrap_servers
         os.environ["STREAM_MONITOR_DEMO_PORT"] = str(port or free_port())
-        config_file = importlib.resources.files("stream_monitor").joinpath("demo_config.yaml")
+        config_file = importlib.resources.files("stream_monitor.tools").joinpath("demo_config.yaml")
         with importlib.resources.as_file(config_file) as path:
             config = load_config(path)
         service = MonitorService(config, Engine(config))

@@ -1,6 +1,6 @@
 """Delayed labels joined to their predictions, and counted in the predictions' panes.
 
-One :class:`~stream_monitor.labels.LabelJoinStore` per model holds predictions
+One :class:`~stream_monitor.state.labels.LabelJoinStore` per model holds predictions
 waiting for labels and labels waiting for predictions; a joined label is
 counted in the pane of its prediction's event time, in the ledger of the
 partition that completed the join.
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream_monitor.batches import LabelBatch, ModelBatch
 from stream_monitor.config import MonitorConfig
-from stream_monitor.labels import Joined, LabelJoinStore
-from stream_monitor.ledger import PartitionLedger, VersionKey
+from stream_monitor.decode.batches import LabelBatch, ModelBatch
+from stream_monitor.state.labels import Joined, LabelJoinStore
+from stream_monitor.state.ledger import PartitionLedger, VersionKey
 
 if TYPE_CHECKING:
-    from stream_monitor.state import ModelVersionState
+    from stream_monitor.state.model_state import ModelVersionState
 
 
 class LabelJoiner:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.batches import ModelBatch
 from stream_monitor.config import ModelConfig
-from stream_monitor.sketches.binning import CategoricalBins, NumericBins
+from stream_monitor.decode.batches import ModelBatch
+from stream_monitor.summaries.binning import CategoricalBins, NumericBins
 
 FORMAT = "stream-monitor/reference"
 SCHEMA_VERSION = 1

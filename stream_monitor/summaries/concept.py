@@ -8,7 +8,7 @@ exactly (same future detections) without pickle.
 
 It is fed per event, :meth:`ConceptDriftDetector.update_many` on each
 batch's errors (ADWIN is O(log W) per value in river's Rust core); the state
-(:mod:`stream_monitor.state`) feeds it in chunks whose means do not depend on
+(:mod:`stream_monitor.state.model_state`) feeds it in chunks whose means do not depend on
 batching.
 
 Kinds: ``"adwin"`` (default, :class:`river.drift.ADWIN`) and ``"page_hinkley"``

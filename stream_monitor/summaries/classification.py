@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_monitor.stats.slots import as_float_column
+from stream_monitor.summaries.slots import as_float_column
 
 DEFAULT_SCORE_BINS = 1000
 LOG_LOSS_EPS = 1e-15
@@ -193,7 +193,7 @@ class BinaryQualitySlots:
 
     Examples
     --------
-    >>> from stream_monitor.stats.slots import Summary
+    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = BinaryQualitySlots(0, score_bins=10, threshold=0.5)
     >>> slots.width
     26
@@ -381,7 +381,7 @@ class MulticlassQualitySlots:
 
     Examples
     --------
-    >>> from stream_monitor.stats.slots import Summary
+    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = MulticlassQualitySlots(0, ["cat", "dog"])
     >>> slots.width
     9

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from stream_monitor.batches import ModelBatch, Reject, concat_batches
-from stream_monitor.concept import ConceptDriftDetector
 from stream_monitor.config import ConceptDriftConfig, LimitsConfig, ModelConfig, WindowConfig
-from stream_monitor.layout import CounterLayout, label_column
-from stream_monitor.ledger import LedgerPanes, PartitionKey, PartitionLedger
-from stream_monitor.reference import Reference, build_reference
-from stream_monitor.windows import SlidingWindows, late_mask, pane_of, panes_for
+from stream_monitor.decode.batches import ModelBatch, Reject, concat_batches
+from stream_monitor.state.ledger import LedgerPanes, PartitionKey, PartitionLedger
+from stream_monitor.state.windows import SlidingWindows, late_mask, pane_of, panes_for
+from stream_monitor.summaries.concept import ConceptDriftDetector
+from stream_monitor.summaries.layout import CounterLayout, label_column
+from stream_monitor.summaries.reference import Reference, build_reference
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Counted:
 def prediction_errors(task: str, threshold: float, predictions: Any, column: Any) -> np.ndarray:
     """The error stream of labeled rows: 0/1 misclassification, or absolute error.
 
-    ``column`` is the rows' :func:`~stream_monitor.layout.label_column`; NaN marks
+    ``column`` is the rows' :func:`~stream_monitor.summaries.layout.label_column`; NaN marks
     rows without a usable label (they are not fed to the detector).
 
     >>> labels = label_column("binary", [1, 1, None])

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from stream_monitor.panes import PaneVectors
+from stream_monitor.state.panes import PaneVectors
 
 PartitionKey = tuple[str, int]
 VersionKey = tuple[str, str]
@@ -160,7 +160,7 @@ class PartitionLedger:
 class LedgerPanes:
     """The panes of one model version, summed over the partition ledgers that hold them.
 
-    This is the :class:`~stream_monitor.windows.PaneSource` of the engine's
+    This is the :class:`~stream_monitor.state.windows.PaneSource` of the engine's
     windows, so every pane vector is stored once, in its partition's ledger.
     """
 

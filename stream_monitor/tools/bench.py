@@ -15,8 +15,8 @@ Everything runs in one process on one core, on seeded synthetic traffic:
   peak (``VmHWM``);
 * with ``--broker``, end to end through the embedded broker and
   :class:`~stream_monitor.kafka.service.MonitorService`, then ingest replica
-  processes (:mod:`stream_monitor.bench_scale`) and the start-up and restore
-  time of ``stream-monitor run`` processes (:mod:`stream_monitor.bench_restore`).
+  processes (:mod:`stream_monitor.tools.bench_scale`) and the start-up and restore
+  time of ``stream-monitor run`` processes (:mod:`stream_monitor.tools.bench_restore`).
 
 Timings use :func:`time.perf_counter` and keep the best of ``--repeats`` runs.
 The traffic drifts half-way (one numeric feature, one categorical feature
@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.batches import RawMessage
 from stream_monitor.config import MonitorConfig, config_from_dict, parse_duration_s
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 
 #: Event time of the first synthetic event (2023-11-14T22:13:20Z).
@@ -432,11 +432,11 @@ def memory_in_child(workload: Workload) -> dict[str, Any]:
     """:func:`measure_memory` in a fresh Python process (clean RSS and peak)."""
     code = (
         "import sys, orjson\n"
-        "from stream_monitor import bench\n"
+        "from stream_monitor.tools import bench\n"
         "workload = bench.workload_from_dict(orjson.loads(sys.stdin.buffer.read()))\n"
         "sys.stdout.buffer.write(orjson.dumps(bench.measure_memory(workload)))\n"
     )
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     completed = subprocess.run(
         [sys.executable, "-c", code],
@@ -475,8 +475,8 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     """
     from confluent_kafka import Producer
 
-    from stream_monitor.embedded import EmbeddedBroker
     from stream_monitor.kafka.service import MonitorService
+    from stream_monitor.tools.embedded import EmbeddedBroker
 
     topic = "bench-inference-events"
     with EmbeddedBroker() as broker:
@@ -670,12 +670,12 @@ def measure(
         results["broker_micro_batch"] = micro_run
     micro.clear()
     if broker and ingest_replicas:
-        from stream_monitor.bench_scale import measure_ingest
+        from stream_monitor.tools.bench_scale import measure_ingest
 
         say(f"ingest replicas {', '.join(map(str, ingest_replicas))} through the embedded broker")
         results["scale_out"] = measure_ingest(bench_config_data(workload), rows, ingest_replicas)
     if broker and restore_partitions:
-        from stream_monitor.bench_restore import measure_restore
+        from stream_monitor.tools.bench_restore import measure_restore
 
         counts = ", ".join(map(str, restore_partitions))
         say(f"start-up and restore of stream-monitor run, {counts} partitions")
@@ -762,7 +762,7 @@ def format_table(report: dict[str, Any]) -> str:
                 + ("" if run["complete"] else "; incomplete (timed out)"),
             )
     if "restore" in r:
-        from stream_monitor.bench_restore import format_rows
+        from stream_monitor.tools.bench_restore import format_rows
 
         lines += ["", *format_rows(r["restore"])]
     if "memory" in r:

@@ -3,7 +3,7 @@
 All the state of one pane is one float64 vector: slot 0 counts events, then
 each column (the prediction, then every feature) has its bins, a null slot and,
 for categorical columns, a new-category slot; then the latency sketch and the
-quality summary of the model's task (:mod:`stream_monitor.stats.slots`).
+quality summary of the model's task (:mod:`stream_monitor.summaries.slots`).
 Updating a batch is one ``np.bincount`` over the positions of every event in
 every column, plus a weighted one for the float sums; merging panes, windows,
 replicas or restarts is vector addition.
@@ -17,25 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from stream_monitor.batches import ModelBatch
-from stream_monitor.columns import categorical_column, numeric_column
 from stream_monitor.config import ModelConfig
-from stream_monitor.reference import ColumnProfile, Reference
-from stream_monitor.sketches.binning import (
+from stream_monitor.decode.batches import ModelBatch
+from stream_monitor.decode.columns import categorical_column, numeric_column
+from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
+from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
     NumericBins,
     NumericBinsBlock,
 )
-from stream_monitor.sketches.latency import LatencySlots
-from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
-from stream_monitor.stats.classification import (
+from stream_monitor.summaries.classification import (
     BinaryQualitySlots,
     MulticlassQualitySlots,
 )
-from stream_monitor.stats.psi import proportions
-from stream_monitor.stats.regression import RegressionSlots
-from stream_monitor.stats.slots import pane_deltas
+from stream_monitor.summaries.latency import LatencySlots
+from stream_monitor.summaries.psi import proportions
+from stream_monitor.summaries.reference import ColumnProfile, Reference
+from stream_monitor.summaries.regression import RegressionSlots
+from stream_monitor.summaries.slots import pane_deltas
 
 QualitySlots = BinaryQualitySlots | RegressionSlots | MulticlassQualitySlots
 
@@ -242,16 +242,16 @@ class CounterLayout:
 
 
 class StabilityColumns:
-    """The stability index (:func:`stream_monitor.stats.psi.psi`) of many columns at once.
+    """The stability index (:func:`stream_monitor.summaries.psi.psi`) of many columns at once.
 
     The reference proportions are computed once; a window's proportions and
     terms for every bin of every column are one numpy expression, and each
     column's terms are summed by ``np.sum`` on its own slice, so every value is
     the one ``psi`` returns for that column, to the last bit.
 
-    >>> from stream_monitor.stats.psi import psi
-    >>> from stream_monitor.reference import ColumnProfile
-    >>> from stream_monitor.sketches.binning import NumericBins
+    >>> from stream_monitor.summaries.psi import psi
+    >>> from stream_monitor.summaries.reference import ColumnProfile
+    >>> from stream_monitor.summaries.binning import NumericBins
     >>> a = ColumnSlots("a", 1, NumericBins([0.0]), ColumnProfile("numeric", [5, 5], 0))
     >>> b = ColumnSlots("b", 4, NumericBins([0.0, 1.0]), ColumnProfile("numeric", [1, 2, 3], 0))
     >>> vector = np.array([9.0, 9.0, 1.0, 0.0, 0.0, 4.0, 2.0, 0.0])
@@ -295,7 +295,7 @@ def count_positions(
     """Counts of slot ``positions`` (arrays of one entry per row, ``-1``: not counted) per pane.
 
     One ``np.bincount`` for all the arrays: the integer counts equal those of
-    :func:`stream_monitor.stats.slots.pane_deltas`, which counts array by array.
+    :func:`stream_monitor.summaries.slots.pane_deltas`, which counts array by array.
 
     >>> count_positions(3, np.array([0, 1]), 2, [np.array([0, 0]), np.array([2, -1])]).tolist()
     [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]

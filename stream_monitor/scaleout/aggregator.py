@@ -20,10 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from stream_monitor import persist
 from stream_monitor.engine import Engine
-from stream_monitor.ledger import PartitionKey, VersionKey
-from stream_monitor.partials import (
+from stream_monitor.scaleout.partials import (
     JudgedMark,
     PanePartial,
     Record,
@@ -31,6 +29,8 @@ from stream_monitor.partials import (
     fingerprint,
     partition_of,
 )
+from stream_monitor.state import persist
+from stream_monitor.state.ledger import PartitionKey, VersionKey
 
 log = logging.getLogger(__name__)
 

@@ -22,18 +22,19 @@ from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from stream_monitor.aggregate import Aggregator
 from stream_monitor.config import MonitorConfig
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import CheckpointError, read_changelog, read_size
+from stream_monitor.kafka.producer import DeliveryError
 from stream_monitor.kafka.service import (
     DELIVERY_TIMEOUT_S,
     MonitorService,
     consumer_settings,
     producer_settings,
 )
-from stream_monitor.partials import (
+from stream_monitor.scaleout.aggregator import Aggregator
+from stream_monitor.scaleout.partials import (
     PartialError,
     Record,
     decode_record,
@@ -41,7 +42,6 @@ from stream_monitor.partials import (
     judged_key,
     partition_of,
 )
-from stream_monitor.sinks.kafka_topics import DeliveryError
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.batches import LabelBatch, ModelBatch, RawMessage, Reject
-from stream_monitor.columns import (
+from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
+from stream_monitor.decode.batches import LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.decode.columns import (
     MILLISECONDS_ABOVE,
     categorical_column,
     float_column,
@@ -42,7 +43,6 @@ from stream_monitor.columns import (
     number_or_none,
     parse_timestamp_s,
 )
-from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
 
 #: Timestamp types converted with one numpy call (booleans are not timestamps).
 _TIME_VALUE_TYPES = frozenset({float, int})

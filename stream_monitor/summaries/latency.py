@@ -144,7 +144,7 @@ class LatencySlots:
 
     Examples
     --------
-    >>> from stream_monitor.stats.slots import Summary
+    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = LatencySlots(0, bounds_s=(0.01, 0.1))
     >>> slots.width
     903

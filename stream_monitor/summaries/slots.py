@@ -5,7 +5,7 @@ update of a batch is (1) a few integer position arrays, one position per row and
 counter kind (``-1`` for "not counted"), each adding 1 to that slot, and (2) a
 float matrix of per-row contributions to the summary's sum slots (``sum_slots``,
 absolute positions). :func:`pane_deltas` turns both into one vector per pane with
-``np.bincount``, the same way :class:`stream_monitor.layout.CounterLayout` does,
+``np.bincount``, the same way :class:`stream_monitor.summaries.layout.CounterLayout` does,
 so the integrating layout can concatenate the positions of several summaries and
 call it once. Because every slot is a count or a sum, merging panes, windows or
 replicas is vector addition and a window's part can be subtracted from it.
@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from stream_monitor.columns import numeric_column
+from stream_monitor.decode.columns import numeric_column
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -129,7 +129,7 @@ class Summary(Generic[L]):
 
     Examples
     --------
-    >>> from stream_monitor.stats.regression import RegressionSlots
+    >>> from stream_monitor.summaries.regression import RegressionSlots
     >>> s = Summary(RegressionSlots(0))
     >>> s.update_many(np.array([1.0, 2.0]), np.array([1.5, 2.0]))
     >>> s.value().mae

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from stream_monitor.ledger import PartitionKey, PartitionLedger
+from stream_monitor.state.ledger import PartitionKey, PartitionLedger
 
 
 class InputPartitions:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_monitor.stats.slots import as_float_column
+from stream_monitor.summaries.slots import as_float_column
 
 # Offsets from ``start``.
 N, SUM_ERR, SUM_SQ_ERR, SUM_ABS_ERR, SUM_Y, SUM_SQ_Y = range(6)
@@ -90,7 +90,7 @@ class RegressionSlots:
 
     Examples
     --------
-    >>> from stream_monitor.stats.slots import Summary
+    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = RegressionSlots(3)
     >>> slots.width, slots.sum_slots.tolist()
     (6, [4, 5, 6, 7, 8])

@@ -1,7 +1,7 @@
 """A partition's share of the state as a checkpoint, and how it is added back.
 
 Windows are sums of pane vectors, so an instance's state is the sum of its
-input partitions' shares (:mod:`stream_monitor.ledger`). A checkpoint of one
+input partitions' shares (:mod:`stream_monitor.state.ledger`). A checkpoint of one
 partition is its changed and evicted panes plus a ``meta`` mapping:
 
 - ``next_offset`` and ``watermarks``: where the partition stands;
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream_monitor import persist
-from stream_monitor.batches import ModelBatch
-from stream_monitor.ledger import PaneKey, PartitionKey
-from stream_monitor.reference import Reference
+from stream_monitor.decode.batches import ModelBatch
+from stream_monitor.state import persist
+from stream_monitor.state.ledger import PaneKey, PartitionKey
+from stream_monitor.summaries.reference import Reference
 
 if TYPE_CHECKING:
     from stream_monitor.engine import Engine

@@ -1,0 +1,1 @@
+"""From raw messages to typed column batches, and the record of what was rejected."""

@@ -1,1 +1,0 @@
-"""Binning of raw values into the fixed bins that windows count (mergeable by addition)."""

@@ -1,0 +1,1 @@
+"""Pane state per input partition: ledgers, windows, label joins, checkpoints and restore."""

@@ -1,1 +1,0 @@
-"""Pure statistic formulas over bin counts and sums; no state, no I/O."""

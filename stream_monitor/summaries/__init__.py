@@ -1,0 +1,1 @@
+"""Mergeable summaries of a window's events: bins, sketches and the statistics read from them."""

@@ -1,0 +1,1 @@
+"""Tooling beside the service: benchmarks, the demo, the embedded broker, synthetic traffic."""
