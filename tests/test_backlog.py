@@ -21,7 +21,7 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.sinks.prometheus import build_registry, exposition
-from stream_monitor.state.checkpoint import PartitionCheckpoint
+from stream_monitor.state.keys import PartitionCheckpoint
 from stream_monitor.summaries.reference import Reference, build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
@@ -142,14 +142,14 @@ def test_a_partition_holding_panes_open_too_long_skips_windows_and_says_so(
     config = make_config(windows={**windows, "idle_timeout_s": 30, "max_unjudged_s": "20m"})
     clock = FakeClock()
     engine = Engine(config, baselines(config), clock=clock)
-    engine.expect([("events", 0), ("events", 1)])  # partition 1 never says anything
+    engine.store.expect([("events", 0), ("events", 1)])  # partition 1 never says anything
     events = backlog()
     most_panes = 0
-    with caplog.at_level(logging.WARNING, logger="stream_monitor.engine"):
+    with caplog.at_level(logging.WARNING, logger="stream_monitor.judging"):
         for start in range(0, len(events), 2 * PER_MINUTE):
             engine.process(messages(events[start : start + 2 * PER_MINUTE], first=start))
             assert engine.evaluate(now_s=START) == []  # nothing closes: partition 1 holds
-            panes = engine.ledgers[("events", 0)].panes[("fraud-detector", "v1")]
+            panes = engine.store.ledgers[("events", 0)].panes[("fraud-detector", "v1")]
             most_panes = max(most_panes, len(panes))
     state = engine.states[("fraud-detector", "v1")]
     # Panes held: the judging lag allowed (20 panes), the largest window (15) and lateness (2).

@@ -197,13 +197,13 @@ def test_every_partition_checkpoint_carries_the_newest_severities(
     engine = service.engine
     try:
         wait_for(lambda: engine.events_total[("fraud-detector", "v1")] == 35 * 200, 60)
-        quiet = engine.ledgers[(events_topic, 0)]
+        quiet = engine.store.ledgers[(events_topic, 0)]
         # partition 0 goes idle, the panes close and are judged, partition 0's are let go
         wait_for(lambda: not quiet.panes.get(("fraud-detector", "v1")), 60)
         wait_for(lambda: not quiet.checkpointed.pending, 10)
-        assert "alert" not in engine.board.severities().values()
+        assert "alert" not in engine.judge.board.severities().values()
         produce_minutes(range(30, 45), (1,))
-        wait_for(lambda: "alert" in engine.board.severities().values(), 60)
+        wait_for(lambda: "alert" in engine.judge.board.severities().values(), 60)
     finally:
         stop.set()  # the service checkpoints once more as it stops
         thread.join(30)

@@ -35,26 +35,26 @@ def on(partition: int, minute: int, offset: int) -> list[RawMessage]:
 def test_an_expected_partition_holds_panes_open_until_idle() -> None:
     clock = FakeClock()
     engine = Engine(make_config(), clock=clock)
-    engine.expect([("events", 0), ("events", 1)])
+    engine.store.expect([("events", 0), ("events", 1)])
     engine.process(on(0, 0, 0) + on(0, 10, 50))
-    assert engine.closing_watermark() == -math.inf  # partition 1 has said nothing yet
+    assert engine.store.closing_watermark() == -math.inf  # partition 1 has said nothing yet
     clock.now += make_config().windows.idle_timeout_s
-    assert engine.closing_watermark() == engine.ledgers[("events", 0)].event_time
+    assert engine.store.closing_watermark() == engine.store.ledgers[("events", 0)].event_time
 
 
 def test_a_partition_with_unread_messages_is_never_idle() -> None:
     clock = FakeClock()
     engine = Engine(make_config(), clock=clock)
-    engine.expect([("events", 0), ("events", 1)])
+    engine.store.expect([("events", 0), ("events", 1)])
     engine.process(on(0, 0, 0) + on(1, 0, 0))
     engine.process(on(0, 10, 50))
-    behind = engine.ledgers[("events", 1)]
-    assert engine.closing_watermark() == behind.event_time
+    behind = engine.store.ledgers[("events", 1)]
+    assert engine.store.closing_watermark() == behind.event_time
     behind.caught_up = False
     clock.now += 10 * make_config().windows.idle_timeout_s
-    assert engine.closing_watermark() == behind.event_time
+    assert engine.store.closing_watermark() == behind.event_time
     behind.caught_up = True
-    assert engine.closing_watermark() == engine.ledgers[("events", 0)].event_time
+    assert engine.store.closing_watermark() == engine.store.ledgers[("events", 0)].event_time
 
 
 def test_drift_is_judged_once_per_closed_pane_in_order() -> None:
@@ -69,7 +69,7 @@ def test_drift_is_judged_once_per_closed_pane_in_order() -> None:
     for name in state.window_sizes:
         first, last = state.judged.span(name)
         expected = sum(
-            engine.ledgers[("events", 0)].panes[state.key][p] for p in range(first, last + 1)
+            engine.store.ledgers[("events", 0)].panes[state.key][p] for p in range(first, last + 1)
         )
         np.testing.assert_allclose(state.judged.window(name), expected, rtol=1e-12, atol=1e-9)
     engine.evaluate(now_s=START, final=True)

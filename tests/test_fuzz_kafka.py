@@ -479,7 +479,7 @@ def wait_for(condition: Callable[[], bool], thread: threading.Thread, timeout_s:
 
 def consumed_all(engine: Engine, topic: str, end_offsets: dict[int, int]) -> bool:
     for partition, end in end_offsets.items():
-        ledger = engine.ledgers.get((topic, partition))
+        ledger = engine.store.ledgers.get((topic, partition))
         if ledger is None or ledger.next_offset != end:
             return False
     return True
@@ -554,7 +554,7 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
     with running(service) as (thread, errors):
         wait_for(lambda: consumed_all(engine, events_topic, end_offsets), thread, 60)
         assert consumed_all(engine, events_topic, end_offsets), (
-            {key: ledger.next_offset for key, ledger in engine.ledgers.items()},
+            {key: ledger.next_offset for key, ledger in engine.store.ledgers.items()},
             end_offsets,
         )
         time.sleep(1.5)  # one more checkpoint: dead letters are confirmed before commits

@@ -78,7 +78,7 @@ def test_late_out_of_order_labels_through_kafka(
     thread.start()
 
     def store() -> LabelJoinStore:
-        joins = service.engine.joins
+        joins = service.engine.joiner.stores
         assert joins is not None
         return joins["fraud-detector"]
 

@@ -226,7 +226,7 @@ def main(total: int = TOTAL_EVENTS) -> None:
     report["at_1m"] = {"events": traffic.events, **read_memory()}
     report["seconds"] = time.perf_counter() - started
     snapshot = engine.snapshot()
-    assert engine.joins is not None
+    assert engine.joiner.stores is not None
     report.update(
         expected={
             "fraud": traffic.fraud,
@@ -241,8 +241,10 @@ def main(total: int = TOTAL_EVENTS) -> None:
         events_total={"/".join(k): v for k, v in engine.events_total.items()},
         invalid_total={k: v for k, v in engine.invalid_total.items() if v},
         label_joins=dict(snapshot.label_joins),
-        join_sizes={model: len(store) for model, store in engine.joins.items()},
-        join_max_entries={model: store.max_entries for model, store in engine.joins.items()},
+        join_sizes={model: len(store) for model, store in engine.joiner.stores.items()},
+        join_max_entries={
+            model: store.max_entries for model, store in engine.joiner.stores.items()
+        },
         states=sorted("/".join(k) for k in engine.states),
         new_category_ratio={
             sample.window: sample.stats.new_category_ratio["merchant"]

@@ -41,7 +41,7 @@ def run(workload: bench.Workload, hot_panes: int | None) -> tuple[Engine, list[d
     """The bench workload spread over a day of event time (every pane of every window used)."""
     engine = Engine(bench.bench_config(workload))
     if hot_panes is not None:
-        engine.partitions.hot_panes = hot_panes
+        engine.store.hot_panes = hot_panes
     traffic = bench.BenchTraffic(workload, rate_per_s=workload.events * 1.5 / workload.keep_s)
     events = []
     for _ in range(workload.events // workload.batch):
@@ -62,6 +62,6 @@ def test_engine_with_packed_panes_gives_the_same_windows_and_events_with_less_me
     a, b = packed.snapshot().windows, plain.snapshot().windows
     assert len(a) == 6
     assert repr(a) == repr(b)  # bit for bit (repr also compares NaN)
-    held = [p for ledger in packed.ledgers.values() for p in ledger.panes.values()]
+    held = [p for ledger in packed.store.ledgers.values() for p in ledger.panes.values()]
     assert sum(len(p.packed_panes()) for p in held) > 1000
     assert bench.engine_state_bytes(packed) * 5 < bench.engine_state_bytes(plain)

@@ -144,7 +144,7 @@ def scaled(
             mine = [m for m in batch if owners[m.partition] == replica]
             if mine:
                 engine.process(mine)
-            publishers[replica].publish(list(engine.ledgers))
+            publishers[replica].publish(list(engine.store.ledgers))
         found = writer.by_partition(read)
         read = len(writer.log)
         for partition in order or sorted(found):
@@ -250,6 +250,6 @@ def test_offsets_of_forgotten_panes_are_pruned(workload: Any) -> None:
     for pane in range(-5000, -2000):  # panes no ledger holds (long evicted)
         aggregator._offsets[(source, version, pane)] = 1
     aggregator.prune()
-    ledgers = aggregator.engine.ledgers
+    ledgers = aggregator.engine.store.ledgers
     kept = {k: v for k, v in held.items() if k[2] in ledgers[k[0]].panes.get(k[1], {})}
     assert len(kept) > 50 and aggregator._offsets == kept

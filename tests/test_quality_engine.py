@@ -386,7 +386,7 @@ def test_delayed_labels_join_expire_and_count_in_the_prediction_pane() -> None:
         rejects = engine.process(as_messages(batch))
         assert rejects == []
         engine.evaluate(now_s=T0)
-    assert engine.joins is not None
+    assert engine.joiner.stores is not None
 
     minute_of = {i: int((p["timestamp"] - T0) // PANE_S) for i, p in predictions.items()}
     on_time = [i for i, f in fate.items() if f == "on_time"]
@@ -395,13 +395,13 @@ def test_delayed_labels_join_expire_and_count_in_the_prediction_pane() -> None:
     never_new = [i for i, f in fate.items() if f == "never" and minute_of[i] >= 8]
     assert late and never_old and never_new
 
-    counters = engine.joins[FRAUD].counters
+    counters = engine.joiner.stores[FRAUD].counters
     assert counters.joined == len(on_time)
     assert counters.expired_predictions == len(never_old) + len(late)
     assert counters.orphan_labels == len(late)
-    assert engine.joins[FRAUD].pending_predictions == len(never_new)
-    assert engine.joins[FRAUD].pending_labels == 0
-    assert counters.joined + counters.expired_predictions + engine.joins[
+    assert engine.joiner.stores[FRAUD].pending_predictions == len(never_new)
+    assert engine.joiner.stores[FRAUD].pending_labels == 0
+    assert counters.joined + counters.expired_predictions + engine.joiner.stores[
         FRAUD
     ].pending_predictions == len(predictions)
     assert engine.snapshot().label_joins == {
@@ -439,13 +439,15 @@ def test_a_label_before_its_prediction_waits_for_it() -> None:
         for e in events[::2]
     ]
     engine.process(as_messages(labels))
-    assert engine.joins is not None and engine.joins[FRAUD].pending_labels == len(labels)
+    assert engine.joiner.stores is not None and engine.joiner.stores[FRAUD].pending_labels == len(
+        labels
+    )
     stripped = [{k: v for k, v in e.items() if k != "label"} for e in events]
     engine.process(as_messages(stripped))
     engine.evaluate(now_s=T0)
-    assert engine.joins[FRAUD].counters.joined == len(labels)
-    assert engine.joins[FRAUD].pending_labels == 0
-    assert engine.joins[FRAUD].pending_predictions == len(events) - len(labels)
+    assert engine.joiner.stores[FRAUD].counters.joined == len(labels)
+    assert engine.joiner.stores[FRAUD].pending_labels == 0
+    assert engine.joiner.stores[FRAUD].pending_predictions == len(events) - len(labels)
     state = engine.states[(FRAUD, "v1")]
     sample = samples_of(engine, FRAUD)[("v1", "5m")]
     rows = in_window(events[::2], state, "5m")
@@ -486,7 +488,9 @@ def test_delayed_labels_give_the_inline_quality_for_every_task(
     delayed.process(as_messages(labels[len(labels) // 2 :]))
     inline.evaluate(now_s=T0)
     delayed.evaluate(now_s=T0)
-    assert delayed.joins is not None and delayed.joins[model].counters.joined == len(labels)
+    assert delayed.joiner.stores is not None and delayed.joiner.stores[
+        model
+    ].counters.joined == len(labels)
     expected = samples_of(inline, model)
     got = samples_of(delayed, model)
     assert set(got) == set(expected) and len(got) == 2
@@ -524,10 +528,10 @@ def test_a_label_from_the_far_future_does_not_expire_every_prediction() -> None:
         {"event_id": i, "model": FRAUD, "label": y, "timestamp": T0 + 250} for i, y in truth.items()
     ]
     engine.process(as_messages(labels), now_s=now)
-    assert engine.joins is not None
+    assert engine.joiner.stores is not None
     assert [r.reason for r in rejects] == ["future_timestamp"]
-    assert engine.joins[FRAUD].counters.expired_predictions == 0
-    assert engine.joins[FRAUD].counters.joined == len(events)
+    assert engine.joiner.stores[FRAUD].counters.expired_predictions == 0
+    assert engine.joiner.stores[FRAUD].counters.joined == len(events)
 
 
 def test_a_model_behind_in_event_time_still_gets_its_labels() -> None:
@@ -551,9 +555,9 @@ def test_a_model_behind_in_event_time_still_gets_its_labels() -> None:
         for e in price
     ]
     engine.process(as_messages(labels), now_s=T0)
-    assert engine.joins is not None
-    assert engine.joins[PRICE].counters.expired_predictions == 0
-    assert engine.joins[PRICE].counters.joined == len(price)
+    assert engine.joiner.stores is not None
+    assert engine.joiner.stores[PRICE].counters.expired_predictions == 0
+    assert engine.joiner.stores[PRICE].counters.joined == len(price)
 
 
 def test_a_label_event_without_a_join_is_counted() -> None:
@@ -563,7 +567,7 @@ def test_a_label_event_without_a_join_is_counted() -> None:
     The same event without ``event_id`` is rejected as ``missing_field``.
     """
     engine = Engine(make_config())
-    assert engine.joins is None
+    assert engine.joiner.stores is None
     label = {"event_id": "x", "model": FRAUD, "label": 1, "timestamp": T0}
     no_id = {"model": FRAUD, "label": 1, "timestamp": T0}
     rejects = engine.process(as_messages([label, no_id]))

@@ -182,7 +182,7 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
         return sum(
             sum(len(m) for m in ledger.panes.get(("fraud-detector", "v1"), {}).values()) > 0
             for s in services
-            for ledger in s.engine.ledgers.values()
+            for ledger in s.engine.store.ledgers.values()
         )
 
     def settled(services: list[MonitorService], total: int, timeout_s: float = 60) -> None:
@@ -191,7 +191,7 @@ def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
             offsets = sum(
                 (ledger.next_offset or 0)
                 for s in services
-                for key, ledger in s.engine.ledgers.items()
+                for key, ledger in s.engine.store.ledgers.items()
                 if key in s._owned
             )
             if offsets >= total:
@@ -275,7 +275,9 @@ def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
         assert condition()
 
     def consumed(service: MonitorService) -> int:
-        return sum(ledger.next_offset or 0 for ledger in list(service.engine.ledgers.values()))
+        return sum(
+            ledger.next_offset or 0 for ledger in list(service.engine.store.ledgers.values())
+        )
 
     first, stop, thread = start()
     try:
@@ -288,12 +290,12 @@ def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
         wait_for(second.ready)
         restored = second.engine
         assert (
-            set(restored.ledgers)
-            == set(truth.ledgers)
+            set(restored.store.ledgers)
+            == set(truth.store.ledgers)
             == {(events_topic, p) for p in range(written)}
         )  # the empty partitions were restored as empty
-        for key, expected in truth.ledgers.items():
-            ledger = restored.ledgers[key]
+        for key, expected in truth.store.ledgers.items():
+            ledger = restored.store.ledgers[key]
             assert ledger.next_offset == expected.next_offset, key
             assert ledger.watermarks == expected.watermarks, key
             assert {v: set(p) for v, p in ledger.panes.items()} == {

@@ -336,14 +336,14 @@ def test_a_partition_no_replica_reported_is_checked_again_and_not_let_go_idle(
     service = AggregateService(config, Engine(config))
     key = (events_topic, 0)
     try:
-        service.engine.expect([key])
+        service.engine.store.expect([key])
         service.checkpoint()
-        assert service.engine.ledger(key).caught_up  # nothing there yet
+        assert service.engine.store.ledger(key).caught_up  # nothing there yet
         produce(broker.bootstrap_servers, events_topic, traffic(minutes=1)[:1], "model")
         deadline = time.monotonic() + 15  # the high watermark may lag the log a moment
-        while service.engine.ledger(key).caught_up and time.monotonic() < deadline:
+        while service.engine.store.ledger(key).caught_up and time.monotonic() < deadline:
             service.checkpoint()
             time.sleep(0.2)
-        assert not service.engine.ledger(key).caught_up
+        assert not service.engine.store.ledger(key).caught_up
     finally:
         service.close()

@@ -41,8 +41,7 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from stream_monitor.kafka.admin import create_topics
 from stream_monitor.kafka.producer import TopicWriter
-from stream_monitor.state.checkpoint import PartitionCheckpoint
-from stream_monitor.state.ledger import PaneKey, PartitionKey
+from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey
 
 log = logging.getLogger(__name__)
 

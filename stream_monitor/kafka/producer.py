@@ -1,14 +1,11 @@
-"""Producing drift events and state records to Kafka, with delivery tracked."""
+"""A Kafka producer that tracks delivery: records to re-queue, droppable records, flushes."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
-from stream_monitor.evaluate import DriftEvent
 
 #: librdkafka's "let the partitioner choose".
 PARTITION_UA = -1
@@ -140,9 +137,3 @@ class TopicWriter:
             raise DeliveryError(
                 f"delivery not confirmed: {len(failed)} failed and re-queued, {remaining} in flight"
             )
-
-
-def produce_drift_events(writer: TopicWriter, topic: str, events: Sequence[DriftEvent]) -> None:
-    """Queue drift events, keyed by model name (SPEC section 4); droppable if undeliverable."""
-    for event in events:
-        writer.produce(topic, event.model.encode(), event.to_json(), droppable=True)

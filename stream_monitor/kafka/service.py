@@ -45,9 +45,10 @@ from stream_monitor.kafka.changelog import (
     read_size,
     restore,
 )
-from stream_monitor.kafka.producer import DeliveryError, TopicWriter, produce_drift_events
+from stream_monitor.kafka.producer import DeliveryError, TopicWriter
 from stream_monitor.scaleout.publisher import PartialPublisher
 from stream_monitor.sinks.dead_letters import DeadLetters
+from stream_monitor.sinks.drift_events import produce_drift_events
 from stream_monitor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ class MonitorService:
         self.publisher: PartialPublisher | None = None
         self.engine = engine
         engine.judging = not ingest
-        if engine.clock is None:
-            engine.clock = time.monotonic
+        if engine.store.clock is None:
+            engine.store.clock = time.monotonic
         self.on_drift = on_drift
         self.reject_log = RejectLog()
         self._lag: dict[tuple[str, int], int] = {}
@@ -211,7 +212,7 @@ class MonitorService:
                 self._reopen_changelog()
         self._owned.update((p.topic, p.partition) for p in partitions)
         events = self.config.kafka.topics.events
-        self.engine.expect((p.topic, p.partition) for p in partitions if p.topic == events)
+        self.engine.store.expect((p.topic, p.partition) for p in partitions if p.topic == events)
         if self.config.kafka.assignment_strategy == "cooperative-sticky":
             consumer.incremental_assign(partitions)
         else:
@@ -407,7 +408,7 @@ class MonitorService:
     def _note_caught_up(self) -> None:
         """Whether each owned partition was read to its (cached) high watermark."""
         for key in self._owned:
-            ledger = self.engine.ledgers.get(key)
+            ledger = self.engine.store.ledgers.get(key)
             if ledger is None:
                 continue
             try:
@@ -420,7 +421,7 @@ class MonitorService:
         """Judge windows and queue drift events (ingest: publish partials); refresh the snapshot."""
         self._note_caught_up()
         if self.publisher is not None:
-            self.publisher.publish(key for key in self.engine.ledgers if key in self._owned)
+            self.publisher.publish(key for key in self.engine.store.ledgers if key in self._owned)
             snapshot = self.engine.operations_snapshot()
         else:
             events = self.engine.evaluate()
@@ -449,7 +450,7 @@ class MonitorService:
         self.writer.producer = Producer(
             producer_settings(self.config.kafka, error_cb=self._on_error)
         )
-        for ledger in self.engine.ledgers.values():
+        for ledger in self.engine.store.ledgers.values():
             ledger.mark_all_dirty()
         self._checkpointed.clear()
         if self.publisher is not None:
@@ -460,14 +461,14 @@ class MonitorService:
         if self._producer_failed:
             self._renew_producer()
         self.evaluate()
-        owned = [key for key in self.engine.ledgers if key in self._owned]
+        owned = [key for key in self.engine.store.ledgers if key in self._owned]
         if self.changelog is not None:
             # Every partition's checkpoint carries the severities and how far each model
             # was judged: once judging moved, all are rewritten, so none restores stale ones.
-            judged = self.engine.judged_panes != self._judged_panes
-            self._judged_panes = self.engine.judged_panes
+            judged = self.engine.judge.judged_panes != self._judged_panes
+            self._judged_panes = self.engine.judge.judged_panes
             for key in owned:
-                ledger = self.engine.ledgers[key]
+                ledger = self.engine.store.ledgers[key]
                 unchanged = not ledger.checkpointed.pending and not judged
                 if unchanged and self._checkpointed.get(key) == ledger.next_offset:
                     continue
@@ -481,14 +482,14 @@ class MonitorService:
         except DeliveryError as exc:
             log.warning("%s; offsets not committed yet", exc)
             for key in owned:
-                self.engine.ledgers[key].mark_all_dirty()
+                self.engine.store.ledgers[key].mark_all_dirty()
                 self._checkpointed.pop(key, None)
             if self.publisher is not None:
                 self.publisher.resend()
             return False
         offsets = [
             TopicPartition(topic, partition, ledger.next_offset)
-            for (topic, partition), ledger in self.engine.ledgers.items()
+            for (topic, partition), ledger in self.engine.store.ledgers.items()
             if (topic, partition) in self._owned and ledger.next_offset is not None
         ]
         if not offsets:

@@ -30,7 +30,7 @@ from stream_monitor.scaleout.partials import (
     partition_of,
 )
 from stream_monitor.state import persist
-from stream_monitor.state.ledger import PartitionKey, VersionKey
+from stream_monitor.state.keys import PartitionKey, VersionKey
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,14 @@ class Aggregator:
             )
             engine.invalid_total["state_conflict"] += 1
             return
-        ledger = engine.ledger(partial.source)
+        ledger = engine.store.ledger(partial.source)
         fresh = state.windows is not None and state.windows.end_pane is None
         if not state.merge(ledger, partial.pane, partial.vector):
             engine.invalid_total["late_partial"] += 1
             return
         self._offsets[key] = partial.offset
         if fresh:  # a new state: follow the watermarks already reported
-            for other in engine.ledgers.values():
+            for other in engine.store.ledgers.values():
                 if partial.version in other.watermarks:
                     state.follow_watermark(other)
 
@@ -118,7 +118,7 @@ class Aggregator:
 
     def _follow(self, report: WatermarkReport) -> None:
         engine = self.engine
-        ledger = engine.ledger(report.source)
+        ledger = engine.store.ledger(report.source)
         before = ledger.event_time
         ledger.caught_up = report.caught_up
         ledger.next_offset = report.offset
@@ -128,8 +128,8 @@ class Aggregator:
             if state is not None:
                 state.follow_watermark(ledger)
                 engine.watermark_s = max(engine.watermark_s, state.watermark_s)
-        if ledger.event_time > before and engine.clock is not None:
-            ledger.advanced_at = engine.clock()
+        if ledger.event_time > before and engine.store.clock is not None:
+            ledger.advanced_at = engine.store.clock()
 
     def _adopt(self, mark: JudgedMark) -> None:
         for version, end_pane, quality_reference in mark.versions:
@@ -140,7 +140,7 @@ class Aggregator:
             if end_pane is not None:
                 state.adopt_judged(int(end_pane))
         for series, severity in persist.severities_from_json(mark.severities).items():
-            self.engine.board.adopt(series, severity)
+            self.engine.judge.board.adopt(series, severity)
 
     def owns(self, model: str, partitions: set[int]) -> bool:
         """Whether ``model``'s partials partition is among ``partitions``."""
@@ -162,7 +162,7 @@ class Aggregator:
     def judged_marks(self) -> list[tuple[str, JudgedMark]]:
         """Progress records of models whose judging moved since they were last taken."""
         engine = self.engine
-        severities = engine.board.severities()
+        severities = engine.judge.board.severities()
         marks = []
         for model in sorted({m for m, _ in engine.states}):
             versions = [
@@ -195,7 +195,7 @@ class Aggregator:
         """
         if len(self._offsets) < 2 * self._pruned_at + 1000:
             return
-        ledgers = self.engine.ledgers
+        ledgers = self.engine.store.ledgers
         self._offsets = {
             key: offset
             for key, offset in self._offsets.items()

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.state.ledger import PartitionKey, VersionKey
+from stream_monitor.state.keys import PartitionKey, VersionKey
 from stream_monitor.summaries.reference import Reference
 
 

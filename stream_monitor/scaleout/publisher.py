@@ -20,7 +20,7 @@ from stream_monitor.scaleout.partials import (
     partition_of,
     watermark_key,
 )
-from stream_monitor.state.ledger import PartitionKey, VersionKey
+from stream_monitor.state.keys import PartitionKey, VersionKey
 
 if TYPE_CHECKING:
     from stream_monitor.engine import Engine
@@ -41,7 +41,7 @@ class PartialPublisher:
         """Queue the partials of ``owned`` partitions; how many pane records were queued."""
         queued = 0
         for key in owned:
-            ledger = self.engine.ledgers.get(key)
+            ledger = self.engine.store.ledgers.get(key)
             if ledger is None:
                 continue
             changed, evicted = ledger.take_unpublished()
@@ -66,7 +66,7 @@ class PartialPublisher:
     def resend(self) -> None:
         """Send every owned pane and watermark again (the last publication was not delivered)."""
         self._sent.clear()
-        for ledger in self.engine.ledgers.values():
+        for ledger in self.engine.store.ledgers.values():
             ledger.published.touch_all(ledger.panes)
 
     def forget(self, key: PartitionKey) -> None:

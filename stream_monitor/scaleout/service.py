@@ -74,7 +74,7 @@ class AggregateService(MonitorService):
         metadata = self.consumer.list_topics(timeout=10)
         events = metadata.topics.get(kafka.topics.events)
         if events is not None and not events.error:
-            self.engine.expect((kafka.topics.events, p) for p in events.partitions)
+            self.engine.store.expect((kafka.topics.events, p) for p in events.partitions)
         self.consumer.subscribe(
             [kafka.partials_topic],
             on_assign=self._on_assign,
@@ -176,8 +176,8 @@ class AggregateService(MonitorService):
         """
         idle_s = self.config.windows.idle_timeout_s
         now = time.monotonic()
-        for key in self.engine.expected:
-            ledger = self.engine.ledger(key)
+        for key in self.engine.store.expected:
+            ledger = self.engine.store.ledger(key)
             reported = ledger.next_offset is not None
             moved = ledger.advanced_at
             still = not reported or (moved is not None and now - moved >= idle_s)

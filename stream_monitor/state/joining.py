@@ -16,10 +16,11 @@ import numpy as np
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import LabelBatch, ModelBatch
+from stream_monitor.state.keys import VersionKey
 from stream_monitor.state.labels import Joined, LabelJoinStore
-from stream_monitor.state.ledger import PartitionLedger, VersionKey
 
 if TYPE_CHECKING:
+    from stream_monitor.state.ledger import PartitionLedger
     from stream_monitor.state.model_state import ModelVersionState
 
 

@@ -15,11 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from stream_monitor.state.keys import PaneKey, PartitionKey, VersionKey
 from stream_monitor.state.panes import PaneVectors
-
-PartitionKey = tuple[str, int]
-VersionKey = tuple[str, str]
-PaneKey = tuple[VersionKey, int]
 
 
 class PaneChanges:

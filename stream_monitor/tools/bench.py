@@ -361,7 +361,7 @@ def engine_state_bytes(engine: Engine) -> int:
     """Bytes of numpy state the engine holds: pane vectors, window sums, running totals.
 
     Pane vectors are counted where they are kept, once: in each input partition's
-    ledger (``Engine.ledgers``), compressed ones at their packed size; windows hold
+    ledger (``engine.store.ledgers``), compressed ones at their packed size; windows hold
     only their running sums.
     """
     total = 0
@@ -371,7 +371,7 @@ def engine_state_bytes(engine: Engine) -> int:
         total += sum(state.windows.window(name).nbytes for name in state.window_sizes)
         cumulative = getattr(state, "cumulative", None)
         total += cumulative.nbytes if isinstance(cumulative, np.ndarray) else 0
-    for ledger in engine.ledgers.values():
+    for ledger in engine.store.ledgers.values():
         total += sum(panes.nbytes for panes in ledger.panes.values())
     return total
 
@@ -407,7 +407,9 @@ def measure_memory(workload: Workload) -> dict[str, Any]:
     feed(workload.events)
     gc.collect()
     steady = process_memory()["rss_bytes"]
-    panes = sum(len(panes) for ledger in engine.ledgers.values() for panes in ledger.panes.values())
+    panes = sum(
+        len(panes) for ledger in engine.store.ledgers.values() for panes in ledger.panes.values()
+    )
     state_bytes = engine_state_bytes(engine)
     feed(workload.events * MEMORY_GROWTH_FACTOR)
     gc.collect()
@@ -548,7 +550,7 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             complete=counted_events >= expected,
             startup_s=first - started,
             event_time_s=workload.events / workload.rate_per_s,
-            judged_window_ends=engine.judged_panes,
+            judged_window_ends=engine.judge.judged_panes,
             windows_skipped=sum(state.skipped_total for state in engine.states.values()),
             rss_before_bytes=rss_before,
             peak_rss_bytes=process_memory()["peak_rss_bytes"],

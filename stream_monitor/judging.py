@@ -1,0 +1,163 @@
+"""The window judge: every window ending at a newly closed pane, sampled and judged in order.
+
+The rules of when something alerts are in :mod:`stream_monitor.evaluate`; this
+module walks the closed panes, reads each window's statistics from its summed
+pane vector and keeps the severities and the drift events not yet taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from stream_monitor.config import ModelConfig
+from stream_monitor.evaluate import (
+    SEVERITIES,
+    DriftEvent,
+    SeverityBoard,
+    WindowInfo,
+    drift_metrics,
+    iso_utc,
+    window_checks,
+)
+from stream_monitor.snapshot import SeriesKey, WindowSample
+
+if TYPE_CHECKING:
+    from stream_monitor.state.model_state import ModelVersionState
+    from stream_monitor.state.windows import SlidingWindows
+
+log = logging.getLogger(__name__)
+
+
+class WindowJudge:
+    """Judges the windows of closed panes; holds the severities and the events not yet taken."""
+
+    def __init__(self) -> None:
+        self.board = SeverityBoard()
+        #: Drift events emitted, by (model, version, metric, severity).
+        self.drift_events_total: Counter[tuple[str, str, str, str]] = Counter()
+        #: Window ends judged so far; a checkpoint rewrites every partition's copy of the
+        #: severities and judged marks when it moved.
+        self.judged_panes = 0
+        self._events: list[DriftEvent] = []
+
+    def register(self, model: ModelConfig, version: str) -> None:
+        """Start the drift-event counters of a new model version at zero."""
+        for metric in drift_metrics(model):
+            for severity in SEVERITIES:
+                self.drift_events_total[(model.name, version, metric, severity)] += 0
+
+    def judge_closed(
+        self,
+        states: Iterable[ModelVersionState],
+        closing_watermark: float,
+        now_s: float | None,
+        final: bool,
+    ) -> None:
+        """Judge, in order, each window ending at a pane closed since the last call.
+
+        A pane closes once ``closing_watermark`` passed its end by the allowed
+        lateness; ``final`` (end of the input) closes every pane seen.
+        """
+        detected_at = time.time() if now_s is None else now_s
+        for state in states:
+            if state.layout is None or state.judged is None:
+                continue
+            mark = state.watermark_s if final else closing_watermark - state.allowed_lateness_s
+            if not math.isfinite(mark):
+                continue
+            last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
+            for _ in state.close_panes(last_closed):
+                self.judged_panes += 1
+                for window in state.window_sizes:
+                    sample, info = sample_window(state, state.judged, window)
+                    self._events.extend(self._judge(state, info, sample, detected_at))
+
+    def take_events(self) -> list[DriftEvent]:
+        """The drift events judged since the last call, in order, now counted."""
+        events, self._events = self._events, []
+        for event in events:
+            key = (event.model, event.model_version, event.metric, event.severity)
+            self.drift_events_total[key] += 1
+        return events
+
+    def _judge(
+        self, state: ModelVersionState, info: WindowInfo, sample: WindowSample, now_s: float
+    ) -> list[DriftEvent]:
+        assert state.reference is not None
+        state.adopt_quality_reference(sample.quality)
+        concept = SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
+        checks = window_checks(
+            state.model,
+            state.reference,
+            state.quality_reference,
+            sample,
+            concept_active=self.board.severity(concept) not in (None, "ok"),
+        )
+        events = self.board.judge_window(state.model.name, state.version, checks, info, now_s)
+        if events and state.skipped:
+            events[0] = replace(events[0], unjudged=unjudged_ranges(state))
+            state.skipped = []
+        return events
+
+
+def sample_window(
+    state: ModelVersionState, windows: SlidingWindows, window: str
+) -> tuple[WindowSample, WindowInfo]:
+    """The statistics of ``window`` as ``windows`` hold it now."""
+    layout = state.layout
+    assert layout is not None
+    first, last = windows.span(window)
+    vector = windows.window(window)
+    stats = layout.stability(vector)
+    start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
+    covered_s = max(state.pane_s, min(end_s - start_s, state.watermark_s - start_s))
+    sample = WindowSample(
+        state.model.name,
+        state.version,
+        window,
+        start_s,
+        end_s,
+        stats.events / covered_s,
+        stats,
+        layout.quality_values(vector),
+        layout.latency_stats(vector),
+        layout.detections(vector),
+    )
+    info = WindowInfo(window, start_s, end_s, stats.events, layout.reference.description)
+    return sample, info
+
+
+def log_skipped_windows(state: ModelVersionState) -> None:
+    """One warning per evaluation for the windows given up since the last (memory cap)."""
+    if not state.skipped_unlogged:
+        return
+    ranges, state.skipped_unlogged = state.skipped_unlogged, []
+    log.warning(
+        "%s %s: %d windows ending %s were not judged: judging fell more than "
+        "windows.max_unjudged_s behind the newest event (a partition held panes open)",
+        *state.key,
+        sum(last - first + 1 for first, last in ranges) * len(state.window_sizes),
+        ", ".join(
+            iso_utc((first + 1) * state.pane_s)
+            + ("" if last == first else f" to {iso_utc((last + 1) * state.pane_s)}")
+            for first, last in ranges
+        ),
+    )
+
+
+def unjudged_ranges(state: ModelVersionState) -> list[dict[str, Any]]:
+    """The window ends ``state`` skipped since its last drift event, for that event."""
+    return [
+        {
+            "first_window_end": iso_utc((first + 1) * state.pane_s),
+            "last_window_end": iso_utc((last + 1) * state.pane_s),
+            "windows": (last - first + 1) * len(state.window_sizes),
+        }
+        for first, last in state.skipped
+    ]
