@@ -34,6 +34,7 @@ from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey
 from stream_monitor.state.ledger import PartitionLedger
 from stream_monitor.state.model_state import ModelVersionState
 from stream_monitor.state.store import StateStore
+from stream_monitor.summaries.layout import CounterLayout
 from stream_monitor.summaries.reference import Reference
 
 Rows = TypeVar("Rows", ModelBatch, LabelBatch)
@@ -142,6 +143,7 @@ class Engine:
             self.config.windows,
             self.config.limits,
             self.config.concept_drift,
+            CounterLayout,
             self.baselines.get(model),
         )
         state.judging = self.judging

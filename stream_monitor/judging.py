@@ -72,7 +72,7 @@ class WindowJudge:
             if not math.isfinite(mark):
                 continue
             last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
-            for _ in state.close_panes(last_closed):
+            for _ in state.judged.close(last_closed):
                 self.judged_panes += 1
                 for window in state.window_sizes:
                     sample, info = sample_window(state, state.judged, window)
@@ -100,9 +100,10 @@ class WindowJudge:
             concept_active=self.board.severity(concept) not in (None, "ok"),
         )
         events = self.board.judge_window(state.model.name, state.version, checks, info, now_s)
-        if events and state.skipped:
+        assert state.judged is not None
+        if events and state.judged.skipped:
             events[0] = replace(events[0], unjudged=unjudged_ranges(state))
-            state.skipped = []
+            state.judged.skipped = []
         return events
 
 
@@ -135,9 +136,10 @@ def sample_window(
 
 def log_skipped_windows(state: ModelVersionState) -> None:
     """One warning per evaluation for the windows given up since the last (memory cap)."""
-    if not state.skipped_unlogged:
+    judged = state.judged
+    if judged is None or not judged.skipped_unlogged:
         return
-    ranges, state.skipped_unlogged = state.skipped_unlogged, []
+    ranges, judged.skipped_unlogged = judged.skipped_unlogged, []
     log.warning(
         "%s %s: %d windows ending %s were not judged: judging fell more than "
         "windows.max_unjudged_s behind the newest event (a partition held panes open)",
@@ -159,5 +161,5 @@ def unjudged_ranges(state: ModelVersionState) -> list[dict[str, Any]]:
             "last_window_end": iso_utc((last + 1) * state.pane_s),
             "windows": (last - first + 1) * len(state.window_sizes),
         }
-        for first, last in state.skipped
+        for first, last in (state.judged.skipped if state.judged is not None else [])
     ]

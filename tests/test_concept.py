@@ -106,7 +106,7 @@ def test_bad_kind_or_parameters() -> None:
 def test_error_stream_places_each_detection_on_its_chunks_last_error() -> None:
     """Where a detection lands depends on the errors alone, not on how they were batched."""
     from stream_monitor.config import ConceptDriftConfig
-    from stream_monitor.state.model_state import ErrorStream
+    from stream_monitor.state.errors import ErrorStream
 
     rng = np.random.default_rng(3)
     errors = np.concatenate((rng.random(3000) < 0.1, rng.random(3000) < 0.6)).astype(float)

@@ -176,3 +176,22 @@ def parse_timestamp_s(value: Any) -> float | None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     return None
+
+
+#: Binary labels given as text.
+_BINARY_TEXT = {"1": 1, "true": 1, "0": 0, "false": 0}
+
+
+def label_column(task: str, labels: Sequence[Any]) -> Any:
+    """Raw labels as the quality summary takes them: classes for multiclass, else numbers.
+
+    Binary labels may be 0/1, booleans or the strings "0"/"1"/"true"/"false".
+
+    >>> label_column("binary", [1, "0", "true", None, "maybe"]).tolist()
+    [1.0, 0.0, 1.0, nan, nan]
+    """
+    if task == "multiclass":
+        return categorical_column(list(labels))
+    if task == "binary":
+        labels = [_BINARY_TEXT.get(v.lower(), v) if type(v) is str else v for v in labels]
+    return numeric_column(list(labels))

@@ -11,8 +11,6 @@ any other partition's state moving.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from stream_monitor.state.keys import PaneKey, PartitionKey, VersionKey
@@ -152,32 +150,3 @@ class PartitionLedger:
     def take_unpublished(self) -> tuple[dict[PaneKey, np.ndarray], set[PaneKey]]:
         """Panes changed and panes evicted since the last publication of partials."""
         return self.published.take(self.panes)
-
-
-class LedgerPanes:
-    """The panes of one model version, summed over the partition ledgers that hold them.
-
-    This is the :class:`~stream_monitor.state.windows.PaneSource` of the engine's
-    windows, so every pane vector is stored once, in its partition's ledger.
-    """
-
-    def __init__(self, version: VersionKey, ledgers: dict[PartitionKey, PartitionLedger]) -> None:
-        self.version = version
-        self.ledgers = ledgers
-
-    def get(self, pane: int) -> np.ndarray | None:
-        """The pane's vector over all partitions (None when no partition counted there)."""
-        found = None
-        for ledger in self.ledgers.values():
-            panes = ledger.panes.get(self.version)
-            vector = None if panes is None else panes.get(pane)
-            if vector is None:
-                continue
-            found = vector if found is None else found + vector
-        return found
-
-    def __iter__(self) -> Iterator[int]:
-        """Every pane some partition counted in (each once)."""
-        return iter(
-            {p for ledger in self.ledgers.values() for p in ledger.panes.get(self.version, {})}
-        )

@@ -209,7 +209,7 @@ class StateStore:
         for model, version, errors in meta["errors"]:
             state = self.states.get((model, version))
             if state is not None:
-                state.error_stream(checkpoint.key).adopt(errors)
+                state.errors.of(checkpoint.key).adopt(errors)
         return persist.severities_from_json(meta["severities"])
 
     def adopt_progress(self, rows: Iterable[list[Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Event-time panes and the sliding windows made of them (SPEC section 6).
+"""Event-time panes and the sliding windows made of them.
 
 A pane is a fixed slice of event time, ``[k * pane_s, (k + 1) * pane_s)``. A
 window of ``n`` panes ending at pane ``e`` is the union of panes ``e - n + 1 ..
@@ -8,6 +8,13 @@ sum running: sliding adds the entering panes and subtracts the leaving ones,
 O(vector) per pane and never O(events). Float sums would drift under repeated
 add/subtract, so a window is re-summed from its panes once per window length.
 The panes are read from a :class:`PaneSource` and stored only there.
+
+Drift is judged on complete windows at points fixed by event time alone: each
+time a pane closes, the :class:`JudgedWindows` slide to end there and are
+judged. A late change to a pane inside a judged window asks for that window end
+to be judged again. When judging falls more than ``max_unjudged_panes`` behind
+the newest pane (a partition holds panes open), the oldest window ends are
+given up, so that memory stays bounded; they are counted and reported.
 """
 
 from __future__ import annotations
@@ -156,6 +163,93 @@ class SlidingWindows:
         """First and last pane of window ``name``."""
         end = self.end_pane if self.end_pane is not None else 0
         return window_panes(end, self.window_sizes[name])
+
+
+class JudgedWindows(SlidingWindows):
+    """Sliding windows that end at the last pane judged, with what is left to (re)judge."""
+
+    def __init__(
+        self,
+        width: int,
+        window_sizes: dict[str, int],
+        keep_panes: int,
+        panes: PaneSource,
+        max_unjudged_panes: int,
+    ) -> None:
+        super().__init__(width, window_sizes, keep_panes, panes)
+        self.max_unjudged_panes = max_unjudged_panes
+        #: A judged window changed (a late label or partial): judge its end again.
+        self.rejudge = False
+        #: Window ends given up on, as (first, last) pane ranges: since the last drift
+        #: event, and since the last log line.
+        self.skipped: list[tuple[int, int]] = []
+        self.skipped_unlogged: list[tuple[int, int]] = []
+        self.skipped_total = 0
+
+    def follow(self, pane: int, delta: np.ndarray) -> None:
+        """Add a pane's change when a judged window holds the pane (it is then re-judged)."""
+        end = self.end_pane
+        if end is not None and end - max(self.window_sizes.values()) < pane <= end:
+            self.add(pane, delta)
+            self.rejudge = True
+
+    def close(self, last_closed: int) -> Iterator[int]:
+        """Slide up to ``last_closed``, one pane at a time, yielding each end to judge.
+
+        After a late change to a judged pane (``rejudge``) the current end is
+        yielded again first.
+        """
+        end = self.end_pane
+        if end is None:
+            held = set(self.source)
+            if not held:
+                return
+            end = min(held) - 1
+        if self.rejudge and self.end_pane is not None:
+            self.rejudge = False
+            yield self.end_pane
+        for pane in range(end + 1, last_closed + 1):
+            self.advance(pane)
+            self.rejudge = False
+            yield pane
+
+    def adopt(self, end_pane: int) -> None:
+        """Continue after ``end_pane`` (restored: it was judged before)."""
+        if self.end_pane is None or self.end_pane < end_pane:
+            self.advance(end_pane)
+            self.rejudge = False
+
+    def judged_end(self) -> int | None:
+        """The last window end judged, or the one before the first pane held (None: nothing)."""
+        if self.end_pane is not None:
+            return self.end_pane
+        held = set(self.source)
+        return min(held) - 1 if held else None
+
+    def first_needed_pane(self, newest: int | None) -> int:
+        """The oldest pane a window still to be judged (or re-judged) needs.
+
+        ``newest`` is the newest pane of the live windows.
+        """
+        if self.end_pane is not None:
+            return self.end_pane - self.keep_panes + 1
+        end = self.judged_end()
+        return end + 1 if end is not None else newest or 0
+
+    def skip_behind(self, newest: int | None) -> None:
+        """Give up the window ends more than ``max_unjudged_panes`` behind ``newest``."""
+        end = self.judged_end()
+        if end is None or newest is None or end >= newest - self.max_unjudged_panes:
+            return
+        floor = newest - self.max_unjudged_panes
+        self.advance(floor)
+        self.rejudge = False
+        for ranges in (self.skipped, self.skipped_unlogged):
+            if ranges and ranges[-1][1] == end:
+                ranges[-1] = (ranges[-1][0], floor)
+            else:
+                ranges.append((end + 1, floor))
+        self.skipped_total += (floor - end) * len(self.window_sizes)
 
 
 def panes_for(seconds: float, pane_s: float) -> int:

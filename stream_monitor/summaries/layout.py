@@ -19,7 +19,7 @@ import numpy as np
 
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode.batches import ModelBatch
-from stream_monitor.decode.columns import categorical_column, numeric_column
+from stream_monitor.decode.columns import label_column
 from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
@@ -100,25 +100,6 @@ def quality_slots(model: ModelConfig, reference: Reference, start: int) -> Quali
     low, high = reference.prediction.minimum, reference.prediction.maximum
     shift = (low + high) / 2.0 if low is not None and high is not None else 0.0
     return RegressionSlots(start, y_shift=shift)
-
-
-#: Binary labels given as text.
-_BINARY_TEXT = {"1": 1, "true": 1, "0": 0, "false": 0}
-
-
-def label_column(task: str, labels: Sequence[Any]) -> Any:
-    """Raw labels as the quality summary takes them: classes for multiclass, else numbers.
-
-    Binary labels may be 0/1, booleans or the strings "0"/"1"/"true"/"false".
-
-    >>> label_column("binary", [1, "0", "true", None, "maybe"]).tolist()
-    [1.0, 0.0, 1.0, nan, nan]
-    """
-    if task == "multiclass":
-        return categorical_column(list(labels))
-    if task == "binary":
-        labels = [_BINARY_TEXT.get(v.lower(), v) if type(v) is str else v for v in labels]
-    return numeric_column(list(labels))
 
 
 class CounterLayout:
