@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
+
 TASKS = ("regression", "binary", "multiclass")
 FEATURE_TYPES = ("numeric", "categorical")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -52,12 +54,6 @@ class DriftConfig:
     csi: Thresholds = Thresholds(0.1, 0.25)
     null_ratio: Thresholds = Thresholds(0.05, 0.2)
     new_category_ratio: Thresholds = Thresholds(0.05, 0.2)
-
-
-#: Quality metrics judged as a drop from the reference value (absolute difference).
-DROP_METRICS = ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "r2")
-#: Quality metrics judged as a relative rise over the reference value (0.2 = 20% worse).
-RISE_METRICS = ("rmse", "mae", "log_loss", "brier")
 
 
 @dataclass(frozen=True)
