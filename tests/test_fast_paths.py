@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.config import LimitsConfig, config_from_dict
+from stream_monitor.config import LimitsConfig
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import ModelBatch, RawMessage
 from stream_monitor.decode.columns import numeric_column
 from stream_monitor.decode.decoder import Decoder, DecodeResult
