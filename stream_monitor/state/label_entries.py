@@ -9,46 +9,34 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: An entry's key: ``(model, event_id)``.
 Key = tuple[str, Hashable]
 
 
+@dataclass(slots=True, eq=False)
 class WaitingPrediction:
     """A prediction waiting for its label; ``seq`` orders entries of equal ``stamp``."""
 
-    __slots__ = ("event_ts", "owner", "pane", "prediction", "seq", "stamp", "version")
-
-    def __init__(
-        self,
-        version: str,
-        pane: int,
-        prediction: Any,
-        event_ts: float,
-        stamp: float,
-        seq: int,
-        owner: Any = None,
-    ) -> None:
-        self.version = version
-        self.pane = pane
-        self.prediction = prediction
-        self.event_ts = event_ts
-        self.stamp = stamp
-        self.seq = seq
-        self.owner = owner
+    version: str
+    pane: int
+    prediction: Any
+    event_ts: float
+    stamp: float
+    seq: int
+    owner: Any = None
 
 
+@dataclass(slots=True, eq=False)
 class WaitingLabel:
     """A label waiting for its prediction; ``seq`` orders entries of equal ``stamp``."""
 
-    __slots__ = ("label", "owner", "seq", "stamp")
-
-    def __init__(self, label: Any, stamp: float, seq: int, owner: Any = None) -> None:
-        self.label = label
-        self.stamp = stamp
-        self.seq = seq
-        self.owner = owner
+    label: Any
+    stamp: float
+    seq: int
+    owner: Any = None
 
 
 Entry = WaitingPrediction | WaitingLabel
