@@ -10,14 +10,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_monitor.config import (
-    ROLES,
-    ConfigError,
-    MonitorConfig,
-    check_role,
-    load_config,
-    redact,
-)
+from stream_monitor.config import ConfigError, MonitorConfig
+from stream_monitor.config_file import ROLES, check_role, load_config, redact
 from stream_monitor.engine import Engine
 from stream_monitor.summaries.reference import (
     Reference,

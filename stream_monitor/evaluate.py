@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream_monitor.config import RISE_METRICS, ModelConfig, Thresholds
+from stream_monitor.config import ModelConfig, Thresholds
+from stream_monitor.metric_names import (
+    CONCEPT_DRIFT,
+    CSI,
+    LATENCY_P99,
+    NEW_CATEGORY_RATIO,
+    NULL_RATIO,
+    PSI,
+    RISE_METRICS,
+    STABILITY_METRICS,
+)
 from stream_monitor.snapshot import SeriesKey, WindowSample
 
 if TYPE_CHECKING:
@@ -38,10 +48,9 @@ Check = tuple[str, str | None, float, Thresholds]
 
 def drift_metrics(model: ModelConfig) -> list[str]:
     """Every metric a drift event of ``model`` can name."""
-    metrics = ["psi", "csi", "null_ratio", "new_category_ratio", "concept_drift"]
-    metrics += list(model.quality.rules)
+    metrics = [*STABILITY_METRICS, CONCEPT_DRIFT, *model.quality.rules]
     if model.quality.latency_p99_ms is not None:
-        metrics.append("latency_p99")
+        metrics.append(LATENCY_P99)
     return metrics
 
 
@@ -65,7 +74,7 @@ def window_checks(
     )
     checks += quality_checks(model, quality_reference, sample)
     if sample.detections > 0 or concept_active:
-        checks.append(("concept_drift", None, sample.detections, DETECTION))
+        checks.append((CONCEPT_DRIFT, None, sample.detections, DETECTION))
     return checks
 
 
@@ -76,14 +85,14 @@ def stability_checks(model: ModelConfig, reference: Reference, sample: WindowSam
     """
     drift = model.drift
     stats = sample.stats
-    checks: list[Check] = [("psi", None, stats.psi, drift.psi)]
-    checks += [("csi", name, value, drift.csi) for name, value in stats.csi.items()]
+    checks: list[Check] = [(PSI, None, stats.psi, drift.psi)]
+    checks += [(CSI, name, value, drift.csi) for name, value in stats.csi.items()]
     for name, value in stats.null_ratio.items():
         base = reference.features[name].null_ratio
         shifted = Thresholds(base + drift.null_ratio.warn, base + drift.null_ratio.alert)
-        checks.append(("null_ratio", name, value, shifted))
+        checks.append((NULL_RATIO, name, value, shifted))
     checks += [
-        ("new_category_ratio", name, value, drift.new_category_ratio)
+        (NEW_CATEGORY_RATIO, name, value, drift.new_category_ratio)
         for name, value in stats.new_category_ratio.items()
     ]
     return checks
@@ -102,7 +111,7 @@ def quality_checks(
     if rules.latency_p99_ms is not None and sample.latency.count >= model.drift.min_window_events:
         warn, alert = (level / 1000.0 for level in rules.latency_p99_ms)
         checks.append(
-            ("latency_p99", None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
+            (LATENCY_P99, None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
         )
     if sample.quality.get("labeled", 0) < rules.min_labeled_events:
         return checks

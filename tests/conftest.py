@@ -11,7 +11,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_monitor.config import MonitorConfig, config_from_dict
+from stream_monitor.config import MonitorConfig
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService

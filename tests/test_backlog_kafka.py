@@ -25,7 +25,7 @@ import yaml
 from confluent_kafka import Producer
 
 from stream_monitor.cli import main
-from stream_monitor.config import config_from_dict
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
 from stream_monitor.kafka.changelog import read_changelog, restore

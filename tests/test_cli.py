@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from stream_monitor.cli import main
-from stream_monitor.config import load_config
+from stream_monitor.config_file import load_config
 from stream_monitor.summaries.reference import load_reference
 from stream_monitor.tools.embedded import free_port
 from stream_monitor.tools.synthetic import SyntheticTraffic

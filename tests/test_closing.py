@@ -8,7 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.config import ConfigError, check_role
+from stream_monitor.config import ConfigError
+from stream_monitor.config_file import check_role
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.tools.synthetic import SyntheticTraffic

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.config import ConfigError, config_from_dict, load_config, redact
+from stream_monitor.config import ConfigError
+from stream_monitor.config_file import config_from_dict, load_config, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.config import FieldMap, LimitsConfig, config_from_dict
+from stream_monitor.config import FieldMap, LimitsConfig
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.decode.decoder import Decoder
 

@@ -57,7 +57,7 @@ def test_ids_are_deterministic_and_distinct() -> None:
 
 
 def test_window_checks_have_no_side_effects_and_shift_null_ratio_by_the_reference() -> None:
-    from stream_monitor.config import config_from_dict
+    from stream_monitor.config_file import config_from_dict
     from stream_monitor.engine import Engine
     from stream_monitor.evaluate import window_checks
     from stream_monitor.snapshot import LatencyStats, StabilityStats, WindowSample

@@ -19,10 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.config import LimitsConfig, config_from_dict
+from stream_monitor.config import FieldMap, LimitsConfig
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import ModelBatch, RawMessage
+from stream_monitor.decode.column_builder import ColumnBuilder
 from stream_monitor.decode.columns import numeric_column
 from stream_monitor.decode.decoder import Decoder, DecodeResult
+from stream_monitor.decode.grouping import EventGrouper
+from stream_monitor.decode.parsing import MessageParser
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
@@ -157,18 +161,36 @@ def assert_same(a: DecodeResult, b: DecodeResult) -> None:
             assert same(getattr(x, name), getattr(y, name)), name
 
 
-class GeneralDecoder(Decoder):
-    """The decoder with every fast path turned off: message by message, event by event."""
+class GeneralParser(MessageParser):
+    """Parses message by message."""
 
     def _parse_all(self, values: Any, start: int, rejects: Any) -> None:
         return None
 
-    def _groups(self, events: Any, indexes: Any) -> None:
+
+class GeneralGrouper(EventGrouper):
+    """Groups event by event."""
+
+    def groups(self, events: Any, indexes: Any) -> None:
         return None
+
+
+class GeneralColumns(ColumnBuilder):
+    """Reads each feature with ``dict.get``."""
 
     def _feature_values(self, model: str, feature_dicts: list[dict[str, Any]]) -> list[Any]:
         names = list(self.models[model].features)
         return [[features.get(name) for features in feature_dicts] for name in names]
+
+
+class GeneralDecoder(Decoder):
+    """The decoder with every fast path turned off: message by message, event by event."""
+
+    def __init__(self, models: Any, fields: FieldMap, limits: LimitsConfig) -> None:
+        super().__init__(models, fields, limits)
+        self.parser = GeneralParser(self.limits)
+        self.grouper = GeneralGrouper(self.models, self.fields)
+        self.columns = GeneralColumns(self.models, self.fields)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))

@@ -41,7 +41,8 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 
-from stream_monitor.config import KafkaConfig, MonitorConfig, config_from_dict
+from stream_monitor.config import KafkaConfig, MonitorConfig
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import REASONS, RawMessage
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.engine import Engine

@@ -21,7 +21,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from stream_monitor.config import load_config
+from stream_monitor.config_file import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "stream-monitor"

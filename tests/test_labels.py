@@ -75,7 +75,7 @@ def test_memory_is_bounded_by_evicting_the_oldest() -> None:
         store.add_predictions([f"p{i}"], "m", "v", [0], [0], [float(i)])
         store.add_labels([f"l{i}"], "m", [0], [float(i)])
     assert len(store) == 3
-    assert len(store._heap) <= 2 * store.max_entries + 1024
+    assert len(store._queue) <= 2 * store.max_entries + 1024
 
 
 def test_duplicates_and_missing_ids() -> None:

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from stream_monitor.config import config_from_dict
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry

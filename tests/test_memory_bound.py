@@ -190,8 +190,8 @@ class Traffic:
 
 def main(total: int = TOTAL_EVENTS) -> None:
     """The child: feed the engine, print memory and counters as one JSON line."""
-    from stream_monitor.config import config_from_dict
-    from stream_monitor.decode.decoder import RawMessage
+    from stream_monitor.config_file import config_from_dict
+    from stream_monitor.decode.batches import RawMessage
     from stream_monitor.engine import Engine
 
     engine = Engine(config_from_dict(CONFIG))

@@ -31,6 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
 from tests.prometheus_server import PrometheusError, PrometheusServer, require_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +43,8 @@ WINDOW_GAUGES = [
     "window_events",
     "psi",
     "labeled_events",
-    "auc",
-    "gini",
-    "ks",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "log_loss",
-    "brier",
-    "rmse",
-    "mae",
-    "r2",
+    *DROP_METRICS,
+    *RISE_METRICS,
     "throughput_events_per_second",
 ]
 KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {

@@ -34,6 +34,7 @@ from sklearn.metrics import (
 
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
+from stream_monitor.metric_names import CONCEPT_DRIFT, DROP_METRICS, RISE_METRICS
 from stream_monitor.state.model_state import ModelVersionState
 from stream_monitor.summaries.reference import build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
@@ -45,21 +46,8 @@ T0 = 28_333_333 * PANE_S
 FRAUD = "fraud-detector"
 PRICE = "price-estimator"
 EXACT = {"rel": 1e-12, "abs": 0.0}
-QUALITY_METRICS = {
-    "auc",
-    "gini",
-    "ks",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "log_loss",
-    "brier",
-    "rmse",
-    "mae",
-    "r2",
-    "concept_drift",
-}
+#: Drift events judging quality.
+QUALITY_EVENTS = {*DROP_METRICS, *RISE_METRICS, CONCEPT_DRIFT}
 
 Event = dict[str, Any]
 
@@ -594,7 +582,7 @@ def test_accuracy_drop_raises_quality_drift_after_the_change_only() -> None:
             engine.process(as_messages(part))
             found += [(minute, e) for e in engine.evaluate(now_s=T0)]
 
-    quality = [(m, e) for m, e in found if e.metric in QUALITY_METRICS]
+    quality = [(m, e) for m, e in found if e.metric in QUALITY_EVENTS]
     assert [e for m, e in quality if m < change_minute] == []
     raised = [e for _, e in quality if e.severity != "ok"]
     assert {"accuracy", "concept_drift"} <= {e.metric for e in raised}

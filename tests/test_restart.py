@@ -20,8 +20,8 @@ import yaml
 from confluent_kafka import Producer
 
 from stream_monitor.cli import main
-from stream_monitor.config import config_from_dict
-from stream_monitor.decode.decoder import RawMessage
+from stream_monitor.config_file import config_from_dict
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.summaries.reference import build_reference

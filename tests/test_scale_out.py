@@ -25,8 +25,8 @@ import yaml
 
 from stream_monitor.cli import main
 from stream_monitor.engine import Engine
+from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.scaleout.service import AggregateService
-from stream_monitor.sinks.prometheus import QUALITY_GAUGES
 from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic, make_config
 from tests.test_engine import START
@@ -41,7 +41,7 @@ SECOND_FRAUD = {**FRAUD_MODEL, "name": "fraud-detector-eu"}
 COMPARED = (
     *STATS,
     "stream_monitor_concept_drift_detections",
-    *(f"stream_monitor_{name}" for name in QUALITY_GAUGES),
+    *(f"stream_monitor_{name}" for name in QUALITY_METRICS),
 )
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.cli import main
-from stream_monitor.config import config_from_dict
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry

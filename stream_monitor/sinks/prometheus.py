@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from stream_monitor.evaluate import LEVELS
+from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.snapshot import Snapshot
 
 WINDOW_LABELS = ["model", "version", "window"]
@@ -118,32 +119,13 @@ def _windows(snapshot: Snapshot) -> Iterable[Metric]:
     return window_events, throughput, psi, csi, nulls, new
 
 
-#: Quality gauges: metric name suffix -> (field of the window's quality values, help).
-QUALITY_GAUGES = {
-    "auc": ("auc", "Area under the ROC curve (binned scores, see score_bins)."),
-    "gini": ("gini", "Gini coefficient, 2 * AUC - 1."),
-    "ks": ("ks", "Kolmogorov-Smirnov distance between positive and negative scores."),
-    "accuracy": ("accuracy", "Accuracy at the model's threshold."),
-    "precision": ("precision", "Precision at the model's threshold."),
-    "recall": ("recall", "Recall at the model's threshold."),
-    "f1": ("f1", "F1 at the model's threshold (macro F1 for multiclass)."),
-    "weighted_f1": ("weighted_f1", "Support-weighted F1 (multiclass)."),
-    "log_loss": ("log_loss", "Mean log loss."),
-    "brier": ("brier", "Brier score (mean squared error of the probability)."),
-    "rmse": ("rmse", "Root mean squared error."),
-    "mae": ("mae", "Mean absolute error."),
-    "r2": ("r2", "Coefficient of determination."),
-    "mean_error": ("mean_error", "Mean of prediction minus label (bias)."),
-}
-
-
 def _quality(snapshot: Snapshot) -> Iterable[Metric]:
     labeled = GaugeMetricFamily(
         "stream_monitor_labeled_events", "Labeled events in the window.", labels=WINDOW_LABELS
     )
     gauges = {
         name: GaugeMetricFamily(f"stream_monitor_{name}", doc, labels=WINDOW_LABELS)
-        for name, (_, doc) in QUALITY_GAUGES.items()
+        for name, doc in QUALITY_METRICS.items()
     }
     detections = GaugeMetricFamily(
         "stream_monitor_concept_drift_detections",
@@ -154,10 +136,10 @@ def _quality(snapshot: Snapshot) -> Iterable[Metric]:
         labels = [sample.model, sample.version, sample.window]
         labeled.add_metric(labels, sample.quality.get("labeled", 0.0))
         detections.add_metric(labels, sample.detections)
-        for name, (field, _) in QUALITY_GAUGES.items():
-            value = sample.quality.get(field)
+        for name, gauge in gauges.items():
+            value = sample.quality.get(name)
             if value is not None and math.isfinite(value):
-                gauges[name].add_metric(labels, value)
+                gauge.add_metric(labels, value)
     joins = CounterMetricFamily(
         "stream_monitor_label_joins",
         "Delayed labels by outcome: joined, late (pane gone), expired, orphan, evicted.",

@@ -19,13 +19,13 @@ replays reproducible; wall time bounds how long anything waits in real life
 even when a model's traffic stops.
 
 Lookups are one dict access per event. Expiry uses a heap of stamps with lazy
-deletion, compacted when it outgrows the store, so it costs O(log n) per entry
-even when event times arrive out of order.
+deletion (:class:`~stream_monitor.state.label_entries.ExpiryQueue`), compacted
+when it outgrows the store, so it costs O(log n) per entry even when event
+times arrive out of order.
 """
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -33,6 +33,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from stream_monitor.state.label_entries import (
+    Entry,
+    ExpiryQueue,
+    Key,
+    WaitingLabel,
+    WaitingPrediction,
+    entry_row,
+    row_entry,
+)
 
 CLOCKS = ("event", "wall")
 
@@ -67,38 +77,6 @@ class JoinCounters:
     duplicate_predictions: int = 0
     duplicate_labels: int = 0
     missing_ids: int = 0
-
-
-class _Prediction:
-    __slots__ = ("event_ts", "owner", "pane", "prediction", "seq", "stamp", "version")
-
-    def __init__(
-        self,
-        version: str,
-        pane: int,
-        prediction: Any,
-        event_ts: float,
-        stamp: float,
-        seq: int,
-        owner: Any = None,
-    ) -> None:
-        self.version = version
-        self.pane = pane
-        self.prediction = prediction
-        self.event_ts = event_ts
-        self.stamp = stamp
-        self.seq = seq
-        self.owner = owner
-
-
-class _Label:
-    __slots__ = ("label", "owner", "seq", "stamp")
-
-    def __init__(self, label: Any, stamp: float, seq: int, owner: Any = None) -> None:
-        self.label = label
-        self.stamp = stamp
-        self.seq = seq
-        self.owner = owner
 
 
 def _column(values: Any, n: int) -> list[Any]:
@@ -158,9 +136,8 @@ class LabelJoinStore:
         self._reset()
 
     def _reset(self) -> None:
-        self._entries: OrderedDict[tuple[str, Hashable], _Prediction | _Label] = OrderedDict()
-        self._heap: list[tuple[float, int, tuple[str, Hashable]]] = []
-        self._seq = 0
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._queue = ExpiryQueue()
         self._pending_predictions = 0
         self.high_water = -np.inf
         self.counters = JoinCounters()
@@ -188,25 +165,19 @@ class LabelJoinStore:
         filled: list[float] = np.where(finite, stamps, self.high_water).tolist()
         return filled
 
-    def _insert(self, key: tuple[str, Hashable], entry: _Prediction | _Label) -> None:
+    def _insert(self, key: Key, entry: Entry) -> None:
         self._entries[key] = entry
-        heapq.heappush(self._heap, (entry.stamp, entry.seq, key))
-        if isinstance(entry, _Prediction):
+        self._queue.push(key, entry)
+        if isinstance(entry, WaitingPrediction):
             self._pending_predictions += 1
         while len(self._entries) > self.max_entries:
             _, oldest = self._entries.popitem(last=False)
-            if isinstance(oldest, _Prediction):
+            if isinstance(oldest, WaitingPrediction):
                 self._pending_predictions -= 1
                 self.counters.evicted_predictions += 1
             else:
                 self.counters.evicted_labels += 1
-        if len(self._heap) > 2 * len(self._entries) + 1024:
-            self._heap = [(e.stamp, e.seq, k) for k, e in self._entries.items()]
-            heapq.heapify(self._heap)
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+        self._queue.compact(self._entries)
 
     def add_predictions(
         self,
@@ -236,7 +207,7 @@ class LabelJoinStore:
                 continue
             key = (models[i], event_id)
             waiting = self._entries.get(key)
-            if isinstance(waiting, _Label):
+            if isinstance(waiting, WaitingLabel):
                 del self._entries[key]
                 joined.append(
                     Joined(
@@ -252,14 +223,9 @@ class LabelJoinStore:
             if waiting is not None:
                 self.counters.duplicate_predictions += 1
                 continue
-            entry = _Prediction(
-                versions[i],
-                int(panes[i]),
-                predictions[i],
-                times[i],
-                stamps[i],
-                self._next_seq(),
-                owner,
+            seq = self._queue.next_seq()
+            entry = WaitingPrediction(
+                versions[i], int(panes[i]), predictions[i], times[i], stamps[i], seq, owner
             )
             self._insert(key, entry)
         self.counters.joined += len(joined)
@@ -289,7 +255,7 @@ class LabelJoinStore:
                 continue
             key = (models[i], event_id)
             waiting = self._entries.get(key)
-            if isinstance(waiting, _Prediction):
+            if isinstance(waiting, WaitingPrediction):
                 del self._entries[key]
                 self._pending_predictions -= 1
                 joined.append(
@@ -305,7 +271,7 @@ class LabelJoinStore:
             elif waiting is not None:
                 self.counters.duplicate_labels += 1
             else:
-                self._insert(key, _Label(values[i], stamps[i], self._next_seq(), owner))
+                self._insert(key, WaitingLabel(values[i], stamps[i], self._queue.next_seq(), owner))
         self.counters.joined += len(joined)
         return joined
 
@@ -319,14 +285,12 @@ class LabelJoinStore:
             now = float(self.wall_clock()) if self.clock == "wall" else self.high_water
         cutoff = now - self.ttl_s
         predictions = labels = 0
-        heap = self._heap
-        while heap and heap[0][0] < cutoff:
-            _, seq, key = heapq.heappop(heap)
+        for seq, key in self._queue.due(cutoff):
             entry = self._entries.get(key)
             if entry is None or entry.seq != seq:
                 continue
             del self._entries[key]
-            if isinstance(entry, _Prediction):
+            if isinstance(entry, WaitingPrediction):
                 self._pending_predictions -= 1
                 predictions += 1
             else:
@@ -337,68 +301,36 @@ class LabelJoinStore:
 
     def to_state(self) -> dict[str, Any]:
         """Plain state (entries in insertion order and counters) for a checkpoint."""
-        entries: list[list[Any]] = []
-        for (model, event_id), e in self._entries.items():
-            if isinstance(e, _Prediction):
-                entries.append(
-                    ["p", model, event_id, e.stamp, e.version, e.pane, e.prediction, e.event_ts]
-                )
-            else:
-                entries.append(["l", model, event_id, e.stamp, e.label])
         return {
-            "entries": entries,
+            "entries": [entry_row(key, entry) for key, entry in self._entries.items()],
             "high_water": self.high_water if np.isfinite(self.high_water) else None,
             "counters": asdict(self.counters),
         }
 
     def owned_state(self, owner: Any) -> list[list[Any]]:
         """The entries held for ``owner`` (an input partition), in insertion order."""
-        rows: list[list[Any]] = []
-        for (model, event_id), e in self._entries.items():
-            if e.owner != owner:
-                continue
-            if isinstance(e, _Prediction):
-                rows.append(
-                    ["p", model, event_id, e.stamp, e.version, e.pane, e.prediction, e.event_ts]
-                )
-            else:
-                rows.append(["l", model, event_id, e.stamp, e.label])
-        return rows
+        return [entry_row(key, e) for key, e in self._entries.items() if e.owner == owner]
 
     def drop_owner(self, owner: Any) -> int:
         """Remove the entries held for ``owner`` (its partition moved elsewhere)."""
         keys = [k for k, e in self._entries.items() if e.owner == owner]
         for key in keys:
-            if isinstance(self._entries.pop(key), _Prediction):
+            if isinstance(self._entries.pop(key), WaitingPrediction):
                 self._pending_predictions -= 1
         return len(keys)
 
     def load_owned(self, rows: list[list[Any]], owner: Any) -> None:
         """Insert entries saved by :meth:`owned_state` for ``owner``."""
         for row in rows:
-            entry: _Prediction | _Label
-            if row[0] == "p":
-                entry = _Prediction(
-                    row[4], int(row[5]), row[6], float(row[7]), float(row[3]), 0, owner
-                )
-            else:
-                entry = _Label(row[4], float(row[3]), 0, owner)
-            entry.seq = self._next_seq()
+            key, entry = row_entry(row, self._queue.next_seq(), owner)
             self.high_water = max(self.high_water, entry.stamp)
-            self._insert((row[1], row[2]), entry)
+            self._insert(key, entry)
 
     def from_state(self, state: dict[str, Any]) -> None:
         """Replace this store's content with ``state`` from :meth:`to_state`."""
         self._reset()
         for row in state["entries"]:
-            key = (row[1], row[2])
-            entry: _Prediction | _Label
-            if row[0] == "p":
-                entry = _Prediction(row[4], int(row[5]), row[6], float(row[7]), float(row[3]), 0)
-            else:
-                entry = _Label(row[4], float(row[3]), 0)
-            entry.seq = self._next_seq()
-            self._insert(key, entry)
+            self._insert(*row_entry(row, self._queue.next_seq()))
         high_water = state.get("high_water")
         self.high_water = -np.inf if high_water is None else float(high_water)
         self.counters = JoinCounters(**state["counters"])

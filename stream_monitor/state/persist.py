@@ -36,7 +36,7 @@ def batch_from_json(
 ) -> ModelBatch:
     """Inverse of :func:`batch_to_json`, given the feature and prediction kinds.
 
-    >>> from stream_monitor.decode.decoder import ModelBatch
+    >>> from stream_monitor.decode.batches import ModelBatch
     >>> b = ModelBatch("m", "v", np.array([1.0]), np.array([0.5]), {"x": np.array([np.nan]),
     ...     "c": ["a"]}, np.array([3.0]), [1], ["e1"], np.array([0]))
     >>> back = batch_from_json(batch_to_json(b), {"x": "numeric", "c": "categorical"}, "numeric")

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_monitor.config import MonitorConfig, config_from_dict, parse_duration_s
+from stream_monitor.config import MonitorConfig
+from stream_monitor.config_file import config_from_dict, parse_duration_s
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from stream_monitor.decode.decoder import RawMessage
+from stream_monitor.decode.batches import RawMessage
 from stream_monitor.tools.bench_scale import counted
 from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 

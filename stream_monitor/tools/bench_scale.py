@@ -24,7 +24,7 @@ import orjson
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_monitor.config import config_from_dict
+from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage, concat_batches
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.summaries.reference import build_reference, save_reference

@@ -18,7 +18,7 @@ import time
 import orjson
 from confluent_kafka import Consumer, Producer
 
-from stream_monitor.config import load_config
+from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry

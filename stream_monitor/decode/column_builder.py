@@ -1,0 +1,223 @@
+"""From grouped events to column batches: one :class:`ModelBatch` per model version, one
+:class:`LabelBatch` per model.
+
+Each chunk's field values are read into :class:`Rows` while its objects are
+fresh (the features of each event with one :func:`operator.itemgetter` call of
+orjson's own key strings, numeric columns as ``array('d')``); once the whole
+batch is read, the rows become numpy columns and events without a usable
+prediction or timestamp are rejected.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stream_monitor.decode.batches import LabelBatch, ModelBatch, RawMessage, Reject
+from stream_monitor.decode.columns import (
+    MILLISECONDS_ABOVE,
+    categorical_column,
+    float_column,
+    json_numbers,
+    number_array,
+    parse_timestamp_s,
+)
+from stream_monitor.decode.paths import field_values, orjson_keys
+
+if TYPE_CHECKING:
+    from stream_monitor.config import FieldMap, ModelConfig
+    from stream_monitor.decode.grouping import Groups
+
+#: Timestamp types converted with one numpy call (booleans are not timestamps).
+_TIME_VALUE_TYPES = frozenset({float, int})
+
+
+@dataclass(slots=True)
+class Rows:
+    """The raw field values of one model version's inference events, in event order."""
+
+    indexes: list[int] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+    timestamps: list[Any] = field(default_factory=list)
+    latencies: array.array[float] = field(default_factory=lambda: array.array("d"))
+    labels: list[Any] = field(default_factory=list)
+    event_ids: list[Any] = field(default_factory=list)
+    #: Per configured feature (config order): numbers (:func:`number_array`) of a
+    #: numeric feature, :func:`categorical_column` values of a categorical one.
+    features: list[array.array[float] | list[str | None]] = field(default_factory=list)
+
+
+class ColumnBuilder:
+    """Reads grouped events into :class:`Rows`, then rows into column batches."""
+
+    def __init__(self, models: Mapping[str, ModelConfig], fields: FieldMap) -> None:
+        self.models = models
+        self.fields = fields
+        self._feature_names = {name: orjson_keys(list(m.features)) for name, m in models.items()}
+        self._feature_getters = {
+            model: itemgetter(*names) for model, names in self._feature_names.items() if names
+        }
+
+    def add(self, rows_of: dict[tuple[str, str], Rows], groups: Groups) -> None:
+        """Append the field values of ``groups`` (one chunk's events) to ``rows_of``.
+
+        Only the field values are kept, so the chunk's parsed objects can be freed.
+        """
+        fields = self.fields
+        for key, (group_events, group_indexes) in groups.items():
+            rows = rows_of.get(key)
+            if rows is None:
+                kinds = self.models[key[0]].features.values()
+                rows = rows_of[key] = Rows(
+                    features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
+                )
+            rows.indexes += group_indexes
+            rows.predictions += field_values(group_events, fields.prediction)
+            rows.timestamps += field_values(group_events, fields.timestamp)
+            rows.latencies += number_array(field_values(group_events, fields.latency_ms))
+            rows.labels += field_values(group_events, fields.label)
+            rows.event_ids += field_values(group_events, fields.event_id)
+            feature_dicts = field_values(group_events, fields.features)
+            for column, values in zip(
+                rows.features, self._feature_values(key[0], feature_dicts), strict=True
+            ):
+                if isinstance(column, list):
+                    column += categorical_column(list(values))
+                else:
+                    column += number_array(values)
+
+    def _feature_values(
+        self, model: str, feature_dicts: list[dict[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """The values of each configured feature (config order) over ``feature_dicts``.
+
+        One ``itemgetter`` call per event reads every feature; when some event
+        lacks one, each feature is read with ``dict.get`` (None where missing).
+        """
+        names = self._feature_names[model]
+        getter = self._feature_getters.get(model)
+        if getter is not None and feature_dicts:
+            try:
+                rows = list(map(getter, feature_dicts))
+            except KeyError:
+                pass
+            else:
+                if len(names) == 1:
+                    return [rows]
+                return list(zip(*rows, strict=True))
+        return [[features.get(name) for features in feature_dicts] for name in names]
+
+    def model_batch(
+        self,
+        model: str,
+        version: str,
+        rows: Rows,
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+    ) -> ModelBatch:
+        """The columns of ``rows``, without the events whose prediction or timestamp is unusable."""
+        config = self.models[model]
+        indexes = rows.indexes
+        keep = np.ones(len(indexes), dtype=bool)
+
+        raw_prediction = rows.predictions
+        prediction: np.ndarray | list[str | None]
+        if config.prediction_type == "numeric":
+            prediction = json_numbers(raw_prediction)
+            bad = np.isnan(prediction)
+        else:
+            prediction = categorical_column(raw_prediction)
+            bad = np.fromiter((p is None for p in prediction), bool, len(prediction))
+        for row in np.flatnonzero(bad):
+            rejects.append(Reject(indexes[row], _prediction_reason(raw_prediction[row])))
+        keep &= ~bad
+
+        event_ts = self._event_times(rows.timestamps, indexes, messages, rejects, keep)
+        columns: dict[str, np.ndarray | list[str | None]] = {
+            name: column if isinstance(column, list) else float_column(column)
+            for name, column in zip(config.features, rows.features, strict=True)
+        }
+        batch = ModelBatch(
+            model=model,
+            version=version,
+            event_ts=event_ts,
+            prediction=prediction,
+            features=columns,
+            latency_ms=float_column(rows.latencies),
+            labels=rows.labels,
+            event_ids=rows.event_ids,
+            message_index=np.asarray(indexes, dtype=np.int64),
+        )
+        return batch if keep.all() else batch.take(keep)
+
+    def label_batch(
+        self,
+        model: str,
+        events: list[dict[str, Any]],
+        indexes: list[int],
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+    ) -> LabelBatch:
+        """The columns of ``model``'s label events, without those whose timestamp is unusable."""
+        keep = np.ones(len(events), dtype=bool)
+        raw_ts = field_values(events, self.fields.timestamp)
+        event_ts = self._event_times(raw_ts, indexes, messages, rejects, keep)
+        labels = LabelBatch(
+            model=model,
+            event_ids=field_values(events, self.fields.event_id),
+            labels=field_values(events, self.fields.label),
+            event_ts=event_ts,
+            message_index=np.asarray(indexes, dtype=np.int64),
+        )
+        return labels if keep.all() else labels.take(keep)
+
+    def _event_times(
+        self,
+        raw: list[Any],
+        indexes: list[int],
+        messages: Sequence[RawMessage],
+        rejects: list[Reject],
+        keep: np.ndarray,
+    ) -> np.ndarray:
+        """Event times in epoch seconds of the ``raw`` timestamp values (``keep`` cleared
+        and a reject added where one is unusable)."""
+        if set(map(type, raw)) <= _TIME_VALUE_TYPES:
+            # Numbers only (no booleans, no None): convert at once, and keep the result
+            # if every value is a valid time; otherwise judge value by value below.
+            try:
+                seconds = np.array(raw, dtype=np.float64)
+            except OverflowError:
+                seconds = np.full(len(raw), np.nan)
+            seconds = np.where(seconds > MILLISECONDS_ABOVE, seconds / 1000.0, seconds)
+            if np.isfinite(seconds).all() and np.all(seconds >= 0):
+                return seconds
+        seconds = np.empty(len(raw), dtype=np.float64)
+        for row, value in enumerate(raw):
+            if value is None:
+                kafka_ms = messages[indexes[row]].timestamp_ms
+                parsed = kafka_ms / 1000.0 if kafka_ms and kafka_ms > 0 else None
+            else:
+                parsed = parse_timestamp_s(value)
+            if parsed is None:
+                seconds[row] = 0.0
+                if keep[row]:
+                    rejects.append(Reject(indexes[row], "bad_timestamp", repr(value)[:100]))
+                    keep[row] = False
+            else:
+                seconds[row] = parsed
+        return seconds
+
+
+def _prediction_reason(value: Any) -> str:
+    """The reject reason of an unusable prediction value."""
+    if value is None:
+        return "missing_field"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "non_finite"
+    return "wrong_type"
