@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
+from stream_monitor.summaries.layout import label_column
 from stream_monitor.summaries.regression import RegressionSlots, r2
 from stream_monitor.summaries.slots import Summary
 from tests.slot_checks import assert_summary_laws
@@ -94,5 +95,5 @@ def test_property(rows: list[tuple[float, float]]) -> None:
 
 def test_label_lists_with_none() -> None:
     s = Summary(RegressionSlots(0))
-    s.update_many([1.0, 2.0, 3.0], [1.5, None, "n/a"])
+    s.update_many([1.0, 2.0, 3.0], label_column("regression", [1.5, None, "n/a"]))
     assert s.value().labeled == 1 and s.value().mae == 0.5

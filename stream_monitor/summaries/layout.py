@@ -106,6 +106,22 @@ def quality_slots(model: ModelConfig, reference: Reference, start: int) -> Quali
 _BINARY_TEXT = {"1": 1, "true": 1, "0": 0, "false": 0}
 
 
+def number_column(values: Any) -> np.ndarray:
+    """``values`` as float64 (an array as it is); in a list, None and non-numbers become NaN.
+
+    >>> number_column([1, None, True, "x", 0.5]).tolist()
+    [1.0, nan, 1.0, nan, 0.5]
+    """
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(np.float64, copy=False)
+    return numeric_column(list(values))
+
+
+def quality_column(task: str, values: Any) -> Any:
+    """A prediction or label column as the quality summary of ``task`` takes it."""
+    return values if task == "multiclass" else number_column(values)
+
+
 def label_column(task: str, labels: Sequence[Any]) -> Any:
     """Raw labels as the quality summary takes them: classes for multiclass, else numbers.
 
@@ -175,7 +191,7 @@ class CounterLayout:
         positions.extend(self.latency.positions(batch.latency_ms))
         if labels is None:
             labels = label_column(self.model.task, batch.labels)
-        prediction: Any = batch.prediction
+        prediction = quality_column(self.model.task, batch.prediction)
         positions.extend(self.quality.positions(prediction, labels))
         sums = np.concatenate(
             (self.latency.sums(batch.latency_ms), self.quality.sums(prediction, labels)),
@@ -189,6 +205,7 @@ class CounterLayout:
         self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
     ) -> np.ndarray:
         """Count joined labels (their :func:`label_column`) into the quality summary only."""
+        predictions = quality_column(self.model.task, predictions)
         return pane_deltas(
             self.width,
             pane_rows,

@@ -22,8 +22,6 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from stream_monitor.decode.columns import numeric_column
-
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -56,14 +54,15 @@ class SlotLayout(Protocol[T_co]):
 
 
 def as_float_column(values: Any) -> np.ndarray:
-    """``values`` as float64; in a list, None and non-numbers become NaN (booleans are 0/1).
+    """``values`` (numbers, booleans, None) as float64; None becomes NaN.
 
-    >>> as_float_column([1, None, True, "x", 0.5]).tolist()
-    [1.0, nan, 1.0, nan, 0.5]
+    Coercing raw JSON values (text, say) is the decoder's job
+    (:mod:`stream_monitor.decode.columns`); a summary takes numbers.
+
+    >>> as_float_column([1, None, True, 0.5]).tolist()
+    [1.0, nan, 1.0, 0.5]
     """
-    if isinstance(values, np.ndarray) and values.dtype != object:
-        return values.astype(np.float64, copy=False)
-    return numeric_column(list(values))
+    return np.asarray(values, dtype=np.float64)
 
 
 def pane_deltas(
