@@ -32,7 +32,7 @@ from stream_monitor.summaries.classification import (
     MulticlassQualitySlots,
 )
 from stream_monitor.summaries.latency import LatencySlots
-from stream_monitor.summaries.psi import proportions
+from stream_monitor.summaries.psi import StabilityIndex
 from stream_monitor.summaries.reference import ColumnProfile, Reference
 from stream_monitor.summaries.regression import RegressionSlots
 from stream_monitor.summaries.slots import pane_deltas
@@ -259,12 +259,10 @@ class CounterLayout:
 
 
 class StabilityColumns:
-    """The stability index (:func:`stream_monitor.summaries.psi.psi`) of many columns at once.
+    """The stability index of the prediction and every feature, read from their slots.
 
-    The reference proportions are computed once; a window's proportions and
-    terms for every bin of every column are one numpy expression, and each
-    column's terms are summed by ``np.sum`` on its own slice, so every value is
-    the one ``psi`` returns for that column, to the last bit.
+    Gathers the columns' bin slots of a vector in order and hands them to one
+    :class:`stream_monitor.summaries.psi.StabilityIndex`.
 
     >>> from stream_monitor.summaries.psi import psi
     >>> from stream_monitor.summaries.reference import ColumnProfile
@@ -280,30 +278,12 @@ class StabilityColumns:
     """
 
     def __init__(self, columns: Sequence[ColumnSlots], epsilon: float) -> None:
-        self.epsilon = epsilon
-        self.sizes = np.array([c.size for c in columns])
-        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))
-        self.bounds = list(zip(self.starts.tolist(), np.cumsum(self.sizes).tolist(), strict=True))
         self.slots = np.concatenate([np.arange(c.start, c.start + c.size) for c in columns])
-        self.expected = np.concatenate(
-            [
-                proportions(np.asarray(c.reference.counts, dtype=np.float64), epsilon)
-                for c in columns
-            ]
-        )
+        self.index = StabilityIndex([c.reference.counts for c in columns], epsilon)
 
     def read(self, vector: np.ndarray) -> tuple[list[float], list[float]]:
         """Stability index and count of present (non-null) values of each column."""
-        counts = vector[self.slots]
-        totals = np.add.reduceat(counts, self.starts)
-        per_bin = np.repeat(totals, self.sizes)
-        filled = per_bin > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shares = np.maximum(counts / np.where(filled, per_bin, 1.0), self.epsilon)
-        actual = np.where(filled, shares, self.epsilon)
-        terms = (actual - self.expected) * np.log(actual / self.expected)
-        index = [float(terms[first:last].sum()) for first, last in self.bounds]
-        return index, totals.tolist()
+        return self.index.read(vector[self.slots])
 
 
 def count_positions(
