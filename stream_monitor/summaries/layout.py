@@ -197,9 +197,7 @@ class CounterLayout:
             (self.latency.sums(batch.latency_ms), self.quality.sums(prediction, labels)),
             axis=1,
         )
-        deltas = pane_deltas(self.width, pane_rows, n_panes, (), self._sum_slots, sums)
-        deltas += count_positions(self.width, pane_rows, n_panes, positions)
-        return deltas
+        return pane_deltas(self.width, pane_rows, n_panes, positions, self._sum_slots, sums)
 
     def label_deltas(
         self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
@@ -284,23 +282,3 @@ class StabilityColumns:
     def read(self, vector: np.ndarray) -> tuple[list[float], list[float]]:
         """Stability index and count of present (non-null) values of each column."""
         return self.index.read(vector[self.slots])
-
-
-def count_positions(
-    width: int, pane_rows: np.ndarray, n_panes: int, positions: Sequence[np.ndarray]
-) -> np.ndarray:
-    """Counts of slot ``positions`` (arrays of one entry per row, ``-1``: not counted) per pane.
-
-    One ``np.bincount`` for all the arrays: the integer counts equal those of
-    :func:`stream_monitor.summaries.slots.pane_deltas`, which counts array by array.
-
-    >>> count_positions(3, np.array([0, 1]), 2, [np.array([0, 0]), np.array([2, -1])]).tolist()
-    [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    """
-    flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in positions])
-    counted = flat >= 0
-    if n_panes > 1:
-        offsets = np.asarray(pane_rows, dtype=np.int64) * width
-        flat = flat + np.tile(offsets, len(positions))
-    counts = np.bincount(flat[counted], minlength=n_panes * width)
-    return counts.reshape(n_panes, width).astype(np.float64)

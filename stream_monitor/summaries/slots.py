@@ -4,11 +4,12 @@ A summary owns ``width`` consecutive slots of a pane vector, from ``start``. An
 update of a batch is (1) a few integer position arrays, one position per row and
 counter kind (``-1`` for "not counted"), each adding 1 to that slot, and (2) a
 float matrix of per-row contributions to the summary's sum slots (``sum_slots``,
-absolute positions). :func:`pane_deltas` turns both into one vector per pane with
-``np.bincount``, the same way :class:`stream_monitor.summaries.layout.CounterLayout` does,
-so the integrating layout can concatenate the positions of several summaries and
-call it once. Because every slot is a count or a sum, merging panes, windows or
-replicas is vector addition and a window's part can be subtracted from it.
+absolute positions). :func:`pane_deltas`, the one pane counter, turns both into
+one vector per pane with ``np.bincount``; the integrating layout
+(:class:`stream_monitor.summaries.layout.CounterLayout`) concatenates the positions
+of every summary and calls it once. Because every slot is a count or a sum,
+merging panes, windows or replicas is vector addition and a window's part can be
+subtracted from it.
 
 :class:`Summary` wraps one slot layout with the usual statistic API
 (``update_many``, ``merge``, ``value``, ``to_state``/``from_state``); it is what the
@@ -75,6 +76,9 @@ def pane_deltas(
 ) -> np.ndarray:
     """Count rows into ``n_panes`` vectors of ``width``; ``pane_rows[i]`` is row i's pane.
 
+    The one pane counter: one ``np.bincount`` over every array of ``positions``
+    (shifted to each row's pane), and one weighted ``np.bincount`` for the sums.
+
     Parameters
     ----------
     width
@@ -97,20 +101,22 @@ def pane_deltas(
 
     Examples
     --------
-    >>> pane_deltas(4, np.array([0, 1, 1]), 2, [np.array([0, 0, -1])],
+    >>> pane_deltas(4, np.array([0, 1, 1]), 2, [np.array([0, 0, -1]), np.array([2, -1, 1])],
     ...             np.array([3]), np.array([[0.5], [1.0], [2.0]])).tolist()
-    [[1.0, 0.0, 0.0, 0.5], [1.0, 0.0, 0.0, 3.0]]
+    [[1.0, 0.0, 1.0, 0.5], [1.0, 1.0, 0.0, 3.0]]
     """
-    pane_rows = np.asarray(pane_rows, dtype=np.int64)
-    offset = pane_rows * width
     total = n_panes * width
-    out = np.zeros(total, dtype=np.float64)
-    for pos in positions:
-        pos = np.asarray(pos, dtype=np.int64)
-        counted = pos >= 0
-        out += np.bincount((pos + offset)[counted], minlength=total)
+    offsets = np.asarray(pane_rows, dtype=np.int64) * width
+    if len(positions):
+        flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in positions])
+        counted = flat >= 0
+        if n_panes > 1:
+            flat = flat + np.tile(offsets, len(positions))
+        out = np.bincount(flat[counted], minlength=total).astype(np.float64)
+    else:
+        out = np.zeros(total, dtype=np.float64)
     if sum_slots is not None and sums is not None and len(sum_slots):
-        flat = (offset[:, None] + np.asarray(sum_slots, dtype=np.int64)[None, :]).ravel()
+        flat = (offsets[:, None] + np.asarray(sum_slots, dtype=np.int64)[None, :]).ravel()
         out += np.bincount(
             flat, weights=np.asarray(sums, dtype=np.float64).ravel(), minlength=total
         )
