@@ -254,7 +254,7 @@ def test_decoding_restores_the_garbage_collector(enabled: bool) -> None:
 
 
 def columns(rng: np.random.Generator) -> list[Any]:
-    from stream_monitor.summaries.layout import ColumnSlots
+    from stream_monitor.summaries.column_bins import ColumnSlots
 
     start, result = 1, []
     for number in range(int(rng.integers(1, 8))):

@@ -7,7 +7,8 @@ a JSON record carries those as base64 text (:func:`pack_text`). Partials
 (:mod:`stream_monitor.scaleout.partials`) send a vector sparse: its width, the
 little-endian int32 positions of its non-zero slots and their float64 values
 (:func:`sparse_parts`). Counts are small integers and mostly zeros, so both
-forms are small; nothing is rounded.
+forms are small; nothing is rounded. :class:`SlotRange` gives a summary (a run
+of slots) its ``to_bytes``/``from_bytes`` through the same codec.
 """
 
 from __future__ import annotations
@@ -67,3 +68,33 @@ def from_sparse_parts(width: int, index: bytes, values: bytes) -> np.ndarray:
     vector = np.zeros(int(width))
     vector[np.frombuffer(index, dtype=POSITION)] = np.frombuffer(values, dtype=FLOAT)
     return vector
+
+
+class SlotRange:
+    """Slots ``start .. start + width`` of a vector (a summary's), to bytes and back.
+
+    >>> class Run(SlotRange):
+    ...     start, width = 1, 2
+    >>> Run().from_bytes(Run().to_bytes(np.array([9.0, 1.0, 2.0, 9.0]))).tolist()
+    [0.0, 1.0, 2.0]
+    """
+
+    start: int
+
+    @property
+    def width(self) -> int:
+        """Slots in the range."""
+        raise NotImplementedError
+
+    def to_bytes(self, vector: np.ndarray) -> bytes:
+        """This range of ``vector`` as :func:`pack` bytes."""
+        return pack(vector[self.start : self.start + self.width])
+
+    def from_bytes(self, data: bytes) -> np.ndarray:
+        """A vector of ``start + width`` slots holding the range saved by :meth:`to_bytes`."""
+        values = unpack(data)
+        if values.size != self.width:
+            raise ValueError(f"state has {values.size} slots, the range has {self.width}")
+        vector = np.zeros(self.start + self.width)
+        vector[self.start :] = values
+        return vector

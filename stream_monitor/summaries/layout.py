@@ -11,8 +11,8 @@ replicas or restarts is vector addition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -31,9 +31,10 @@ from stream_monitor.summaries.classification import (
     BinaryQualitySlots,
     MulticlassQualitySlots,
 )
+from stream_monitor.summaries.column_bins import ColumnSlots
 from stream_monitor.summaries.latency import LatencySlots
 from stream_monitor.summaries.psi import StabilityIndex
-from stream_monitor.summaries.reference import ColumnProfile, Reference
+from stream_monitor.summaries.reference import Reference
 from stream_monitor.summaries.regression import RegressionSlots
 from stream_monitor.summaries.slots import pane_deltas
 
@@ -42,52 +43,6 @@ QualitySlots = BinaryQualitySlots | RegressionSlots | MulticlassQualitySlots
 EVENTS_SLOT = 0
 #: Concept-drift detections credited to the pane in which they were raised.
 DETECTIONS_SLOT = 1
-
-
-@dataclass
-class ColumnSlots:
-    """The slots of one column: ``size`` bins, then null, then (categorical) new."""
-
-    name: str
-    start: int
-    bins: NumericBins | CategoricalBins
-    reference: ColumnProfile
-
-    @property
-    def size(self) -> int:
-        """Number of bins."""
-        return self.bins.size
-
-    @property
-    def width(self) -> int:
-        """Slots used: bins, null, and new for categorical columns."""
-        return self.size + (2 if isinstance(self.bins, CategoricalBins) else 1)
-
-    def positions(self, values: np.ndarray | list[str | None]) -> Iterator[np.ndarray]:
-        """Vector positions to count for each value (one array per counter kind)."""
-        if isinstance(self.bins, NumericBins):
-            index = self.bins.index(np.asarray(values))
-            index += self.start
-            yield index
-            return
-        index, new = self.bins.index(values)  # type: ignore[arg-type]
-        index += self.start
-        yield index
-        yield np.where(new, self.start + self.size + 1, -1)
-
-    def counts(self, vector: np.ndarray) -> np.ndarray:
-        """Bin counts of this column in ``vector``."""
-        return vector[self.start : self.start + self.size]
-
-    def nulls(self, vector: np.ndarray) -> float:
-        """Null count of this column in ``vector``."""
-        return float(vector[self.start + self.size])
-
-    def new_values(self, vector: np.ndarray) -> float:
-        """Values never seen in the reference (0 for numeric columns)."""
-        if isinstance(self.bins, NumericBins):
-            return 0.0
-        return float(vector[self.start + self.size + 1])
 
 
 def quality_slots(model: ModelConfig, reference: Reference, start: int) -> QualitySlots:
@@ -145,13 +100,14 @@ class CounterLayout:
         self.reference = reference
         self.epsilon = model.drift.epsilon
         start = DETECTIONS_SLOT + 1
+        prediction = reference.prediction
         self.prediction = ColumnSlots(
-            "prediction", start, reference.prediction.bins(), reference.prediction
+            "prediction", start, prediction.bins(), prediction, self.epsilon
         )
         start += self.prediction.width
         self.features: dict[str, ColumnSlots] = {}
         for name, profile in reference.features.items():
-            slots = ColumnSlots(name, start, profile.bins(), profile)
+            slots = ColumnSlots(name, start, profile.bins(), profile, self.epsilon)
             self.features[name] = slots
             start += slots.width
         self.latency = LatencySlots(start)
@@ -225,7 +181,7 @@ class CounterLayout:
 
     def quality_values(self, vector: np.ndarray) -> dict[str, float]:
         """The quality metrics of a vector by metric name (``f1`` is macro F1 for multiclass)."""
-        stats = self.quality.read(vector)
+        stats = self.quality.value(vector)
         found = ((f.name, getattr(stats, f.name)) for f in fields(stats))
         values = {k: float(v) for k, v in found if isinstance(v, int | float)}
         if "macro_f1" in values:
@@ -234,7 +190,7 @@ class CounterLayout:
 
     def latency_stats(self, vector: np.ndarray) -> LatencyStats:
         """Latency count and quantiles of a window vector."""
-        return self.latency.read(vector)
+        return self.latency.value(vector)
 
     def latency_histogram(self, vector: np.ndarray) -> LatencyHistogram:
         """Cumulative latency buckets of a running-total vector."""
