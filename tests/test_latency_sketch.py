@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.summaries.latency import DEFAULT_BOUNDS_S, LatencySlots, LogBuckets
-from stream_monitor.summaries.slots import Summary
-from tests.slot_checks import assert_summary_laws
+from tests.test_summary_laws import assert_laws
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)
 
@@ -55,42 +54,36 @@ def assert_histogram_exact(slots: LatencySlots, vector: np.ndarray, values: np.n
 def test_quantiles_and_histogram(n: int, seed: int, alpha: float) -> None:
     values = latencies(n, seed)
     slots = LatencySlots(5, LogBuckets(alpha=alpha))
-    whole = assert_summary_laws(slots, (values,), seed)
-    assert_quantiles_within(slots, whole.vector, values)
-    assert_histogram_exact(slots, whole.vector, values)
-    assert whole.value().count == n
+    whole = assert_laws(slots, (values,), seed)
+    assert_quantiles_within(slots, whole, values)
+    assert_histogram_exact(slots, whole, values)
+    assert slots.value(whole).count == n
 
 
 def test_merged_halves_match_the_whole() -> None:
     values = latencies(30000, 6)
     slots = LatencySlots(0)
-    a, b = Summary(slots), Summary(slots)
-    a.update_many(values[:10000])
-    b.update_many(values[10000:])
-    a.merge(b)
-    assert_quantiles_within(slots, a.vector, values)
-    assert_histogram_exact(slots, a.vector, values)
+    merged = slots.merge(slots.update(values[:10000]), slots.update(values[10000:]))
+    assert_quantiles_within(slots, merged, values)
+    assert_histogram_exact(slots, merged, values)
 
 
 def test_out_of_range_values_clamp_and_invalid_values_are_skipped() -> None:
     b = LogBuckets(min_ms=0.01, max_ms=600_000.0)
     slots = LatencySlots(0, b)
-    s = Summary(slots)
-    s.update_many(np.array([0.0, 0.001, 1e7, 2e7, -3.0, np.nan, np.inf]))
-    counts = slots.counts(s.vector)
+    vector = slots.update(np.array([0.0, 0.001, 1e7, 2e7, -3.0, np.nan, np.inf]))
+    counts = slots.counts(vector)
     assert counts[0] == 2 and counts[-1] == 2 and counts.sum() == 4
     assert b.quantile(counts, 0.0) == 0.01 and b.quantile(counts, 1.0) == 600_000.0
-    h = slots.histogram(s.vector)
+    h = slots.histogram(vector)
     assert h.count == 4 and h.buckets[0][1] == 2 and h.buckets[-2][1] == 2
     assert h.sum_s == pytest.approx((0.001 + 1e7 + 2e7) / 1000.0)
 
 
 def test_bucket_bounds_are_le_inclusive() -> None:
     slots = LatencySlots(0)
-    s = Summary(slots)
     ms = np.array(DEFAULT_BOUNDS_S) * 1000.0
-    s.update_many(ms)
-    cumulative = [c for _, c in slots.histogram(s.vector).buckets]
+    cumulative = [c for _, c in slots.histogram(slots.update(ms)).buckets]
     assert cumulative == [*range(1, len(ms) + 1), len(ms)]
 
 

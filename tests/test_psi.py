@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stream_monitor.summaries.binning import NumericBins
-from stream_monitor.summaries.psi import psi
+from stream_monitor.summaries.psi import StabilityIndex, psi
 from stream_monitor.summaries.reference import categorical_profile, numeric_profile
 
 EPS = 1e-4
@@ -85,3 +85,30 @@ def test_psi_is_zero_for_identical_and_symmetric_in_extremes() -> None:
     counts = np.array([10, 20, 30, 40])
     assert psi(counts, counts * 3) == pytest.approx(0.0, abs=1e-15)
     assert psi(counts, np.zeros(4)) > 0  # an empty window is all-epsilon, not a crash
+
+
+def column_by_column_psi(reference: np.ndarray, window: np.ndarray, epsilon: float) -> float:
+    """The index as it was computed one column at a time before :class:`StabilityIndex`."""
+
+    def shares(counts: np.ndarray) -> np.ndarray:
+        total = counts.sum()
+        if total <= 0:
+            return np.full(counts.shape, epsilon)
+        return np.maximum(counts / total, epsilon)
+
+    e = shares(reference.astype(np.float64))
+    a = shares(window.astype(np.float64))
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_many_columns_at_once_equal_each_column_to_the_last_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 15, 12)
+    references = [rng.integers(0, 50, size) * (rng.random() > 0.1) for size in sizes]
+    windows = [rng.integers(0, 9, size) * (rng.random() > 0.2) for size in sizes]
+    index, totals = StabilityIndex(references, 1e-4).read(np.concatenate(windows).astype(float))
+    for value, total, reference, window in zip(index, totals, references, windows, strict=True):
+        assert value == column_by_column_psi(reference, window, 1e-4)
+        assert value == psi(reference, window)
+        assert total == window.sum()

@@ -19,8 +19,7 @@ from stream_monitor.summaries.classification import (
     auc_from_histograms,
     ks_from_histograms,
 )
-from stream_monitor.summaries.slots import Summary
-from tests.slot_checks import assert_summary_laws
+from tests.test_summary_laws import assert_laws
 
 AUC_TOLERANCE = 0.002
 KS_TOLERANCE = 0.005
@@ -67,9 +66,9 @@ def test_binary_matches_sklearn_and_scipy(
 ) -> None:
     score, y = binary_data(n, seed, prevalence)
     slots = BinaryQualitySlots(start=7, threshold=threshold)
-    whole = assert_summary_laws(slots, (score, y), seed)
+    whole = assert_laws(slots, (score, y), seed)
     expected = sklearn_binary(score, y, threshold)
-    quality = whole.value()
+    quality = slots.value(whole)
     assert quality.labeled == n and quality.positives == int(y.sum())
     assert_matches_sklearn(quality, expected)
 
@@ -77,20 +76,15 @@ def test_binary_matches_sklearn_and_scipy(
 def test_binary_merged_halves_match_sklearn_on_the_whole() -> None:
     score, y = binary_data(6000, 11)
     slots = BinaryQualitySlots(0)
-    a, b = Summary(slots), Summary(slots)
-    a.update_many(score[:2500], y[:2500])
-    b.update_many(score[2500:], y[2500:])
-    a.merge(b)
-    assert_matches_sklearn(a.value(), sklearn_binary(score, y, 0.5))
+    merged = slots.merge(slots.update(score[:2500], y[:2500]), slots.update(score[2500:], y[2500:]))
+    assert_matches_sklearn(slots.value(merged), sklearn_binary(score, y, 0.5))
 
 
 def test_binned_auc_within_its_bound_and_ks_never_above_exact() -> None:
     score, y = binary_data(4000, 5)
     for bins in (10, 50, 1000):
         slots = BinaryQualitySlots(0, score_bins=bins)
-        s = Summary(slots)
-        s.update_many(score, y)
-        pos, neg = slots.histograms(s.vector)
+        pos, neg = slots.histograms(slots.update(score, y))
         exact_auc = skm.roc_auc_score(y, score)
         assert abs(auc_from_histograms(pos, neg) - exact_auc) <= auc_error_bound(pos, neg) + 1e-12
         exact_ks = ks_2samp(score[y == 1], score[y == 0]).statistic
@@ -99,13 +93,12 @@ def test_binned_auc_within_its_bound_and_ks_never_above_exact() -> None:
 
 def test_rows_without_label_or_score_are_not_counted() -> None:
     slots = BinaryQualitySlots(0, score_bins=10)
-    s = Summary(slots)
-    s.update_many(
+    vector = slots.update(
         np.array([0.9, np.nan, 0.2, 0.4, np.inf, 0.7]),
         np.array([1.0, 1.0, np.nan, 2.0, 0.0, 0.0]),
     )
-    assert s.value().labeled == 2
-    assert s.vector.sum() - s.vector[slots.sum_slots].sum() == 4  # 2 rows x (bin + confusion)
+    assert slots.value(vector).labeled == 2
+    assert vector.sum() - vector[slots.sum_slots].sum() == 4  # 2 rows x (bin + confusion)
 
 
 def test_scores_outside_unit_interval_land_in_the_end_bins() -> None:
@@ -116,13 +109,11 @@ def test_scores_outside_unit_interval_land_in_the_end_bins() -> None:
 
 def test_zero_division_and_empty_windows() -> None:
     slots = BinaryQualitySlots(0, threshold=0.5)
-    empty = slots.read(np.zeros(slots.width))
+    empty = slots.value(np.zeros(slots.width))
     assert empty.labeled == 0
     assert all(math.isnan(v) for v in (empty.auc, empty.ks, empty.f1, empty.log_loss, empty.brier))
 
-    s = Summary(slots)
-    s.update_many(np.array([0.1, 0.2, 0.3]), np.array([0, 0, 0]))  # one class, no positive call
-    q = s.value()
+    q = slots.value(slots.update(np.array([0.1, 0.2, 0.3]), np.array([0, 0, 0])))  # one class
     assert math.isnan(q.auc) and math.isnan(q.ks)
     y, pred = np.zeros(3), np.zeros(3)
     assert q.precision == skm.precision_score(y, pred, zero_division=0) == 0.0
@@ -144,8 +135,8 @@ def test_binary_property(rows: list[tuple[float, int]], threshold: float) -> Non
     score = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows])
     slots = BinaryQualitySlots(3, score_bins=100, threshold=threshold)
-    whole = assert_summary_laws(slots, (score, y))
-    q = whole.value()
+    whole = assert_laws(slots, (score, y))
+    q = slots.value(whole)
     pred = (score >= threshold).astype(int)
     assert q.f1 == pytest.approx(skm.f1_score(y, pred, zero_division=0), abs=1e-12)
     assert q.accuracy == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
@@ -154,7 +145,7 @@ def test_binary_property(rows: list[tuple[float, int]], threshold: float) -> Non
     expected_ll = -np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
     assert q.log_loss == pytest.approx(expected_ll, rel=1e-9, abs=1e-9)
     if 0 < y.sum() < len(y):
-        pos, neg = slots.histograms(whole.vector)
+        pos, neg = slots.histograms(whole)
         exact = skm.roc_auc_score(y, score)
         assert abs(q.auc - exact) <= auc_error_bound(pos, neg) + 1e-12
 
@@ -173,7 +164,7 @@ def test_multiclass_matches_sklearn(classes: list[str]) -> None:
     pred, truth = multiclass_data(3000, 8)
     pred[5], truth[9] = None, None  # unlabeled / missing rows are not counted
     slots = MulticlassQualitySlots(4, classes)
-    q = assert_summary_laws(slots, (pred, truth)).value()
+    q = slots.value(assert_laws(slots, (pred, truth)))
 
     keep = [i for i in range(len(pred)) if pred[i] is not None and truth[i] is not None]
     known = set(classes)
@@ -204,7 +195,7 @@ def test_multiclass_property(rows: list[tuple[str, str]]) -> None:
     pred = [r[0] for r in rows]
     truth = [r[1] for r in rows]
     slots = MulticlassQualitySlots(0, ["a", "b", "c", "d", "z"])
-    q = assert_summary_laws(slots, (pred, truth)).value()
+    q = slots.value(assert_laws(slots, (pred, truth)))
     assert q.accuracy == pytest.approx(skm.accuracy_score(truth, pred), abs=1e-12)
     assert q.macro_f1 == pytest.approx(
         skm.f1_score(truth, pred, average="macro", zero_division=0), abs=1e-12
@@ -220,7 +211,7 @@ def test_multiclass_validation_and_empty() -> None:
     with pytest.raises(ValueError):
         MulticlassQualitySlots(0, [OTHER_CLASS])
     slots = MulticlassQualitySlots(0, ["a"])
-    q = slots.read(np.zeros(slots.width))
+    q = slots.value(np.zeros(slots.width))
     assert q.labeled == 0 and math.isnan(q.accuracy) and math.isnan(q.macro_f1)
 
 
@@ -233,8 +224,7 @@ def test_binary_validation() -> None:
 
 def test_label_lists_with_none_match_nan_arrays() -> None:
     slots = BinaryQualitySlots(0, score_bins=20)
-    from_list, from_array = Summary(slots), Summary(slots)
-    from_list.update_many([0.9, 0.3, 0.6, 0.2], [True, None, 0, 1])
-    from_array.update_many(np.array([0.9, 0.3, 0.6, 0.2]), np.array([1.0, np.nan, 0.0, 1.0]))
-    assert np.array_equal(from_list.vector, from_array.vector)
-    assert from_list.value().labeled == 3
+    from_list = slots.update([0.9, 0.3, 0.6, 0.2], [True, None, 0, 1])
+    from_array = slots.update(np.array([0.9, 0.3, 0.6, 0.2]), np.array([1.0, np.nan, 0.0, 1.0]))
+    assert np.array_equal(from_list, from_array)
+    assert slots.value(from_list).labeled == 3

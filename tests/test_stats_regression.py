@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
+from stream_monitor.summaries.layout import label_column
 from stream_monitor.summaries.regression import RegressionSlots, r2
-from stream_monitor.summaries.slots import Summary
-from tests.slot_checks import assert_summary_laws
+from tests.test_summary_laws import assert_laws
 
 TOLERANCE = 1e-9
 
@@ -35,35 +35,31 @@ def assert_matches_sklearn(quality, prediction: np.ndarray, y: np.ndarray) -> No
 @pytest.mark.parametrize(("n", "seed"), [(10, 1), (1000, 2), (50000, 3)])
 def test_matches_sklearn(n: int, seed: int) -> None:
     prediction, y = regression_data(n, seed)
-    whole = assert_summary_laws(RegressionSlots(11), (prediction, y), seed)
-    assert_matches_sklearn(whole.value(), prediction, y)
+    slots = RegressionSlots(11)
+    assert_matches_sklearn(slots.value(assert_laws(slots, (prediction, y), seed)), prediction, y)
 
 
 def test_merged_halves_match_sklearn_on_the_whole() -> None:
     prediction, y = regression_data(5000, 4)
     slots = RegressionSlots(0)
-    a, b = Summary(slots), Summary(slots)
-    a.update_many(prediction[:1234], y[:1234])
-    b.update_many(prediction[1234:], y[1234:])
-    a.merge(b)
-    assert_matches_sklearn(a.value(), prediction, y)
+    a = slots.update(prediction[:1234], y[:1234])
+    b = slots.update(prediction[1234:], y[1234:])
+    assert_matches_sklearn(slots.value(slots.merge(a, b)), prediction, y)
 
 
 def test_y_shift_keeps_r2_exact_for_large_label_means() -> None:
     prediction, y = regression_data(20000, 5, mean=1e6)
-    shifted = Summary(RegressionSlots(0, y_shift=1e6))
-    shifted.update_many(prediction, y)
-    assert_matches_sklearn(shifted.value(), prediction, y)
+    shifted = RegressionSlots(0, y_shift=1e6)
+    assert_matches_sklearn(shifted.value(shifted.update(prediction, y)), prediction, y)
 
 
 def test_unlabeled_rows_are_skipped_and_empty_is_nan() -> None:
     slots = RegressionSlots(0)
     assert all(
-        math.isnan(v) for v in vars(slots.read(np.zeros(6))).values() if isinstance(v, float)
+        math.isnan(v) for v in vars(slots.value(np.zeros(6))).values() if isinstance(v, float)
     )
-    s = Summary(slots)
-    s.update_many(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.5, np.nan, 3.0, 3.0]))
-    assert_matches_sklearn(s.value(), np.array([1.0, 4.0]), np.array([1.5, 3.0]))
+    vector = slots.update(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.5, np.nan, 3.0, 3.0]))
+    assert_matches_sklearn(slots.value(vector), np.array([1.0, 4.0]), np.array([1.5, 3.0]))
 
 
 def test_constant_labels_follow_sklearn() -> None:
@@ -84,7 +80,8 @@ def test_constant_labels_follow_sklearn() -> None:
 def test_property(rows: list[tuple[float, float]]) -> None:
     prediction = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows])
-    q = assert_summary_laws(RegressionSlots(2), (prediction, y)).value()
+    slots = RegressionSlots(2)
+    q = slots.value(assert_laws(slots, (prediction, y)))
     assert q.rmse == pytest.approx(skm.root_mean_squared_error(y, prediction), rel=1e-9, abs=1e-9)
     assert q.mae == pytest.approx(skm.mean_absolute_error(y, prediction), rel=1e-9, abs=1e-9)
     sst = float(np.sum((y - y.mean()) ** 2))
@@ -93,6 +90,6 @@ def test_property(rows: list[tuple[float, float]]) -> None:
 
 
 def test_label_lists_with_none() -> None:
-    s = Summary(RegressionSlots(0))
-    s.update_many([1.0, 2.0, 3.0], [1.5, None, "n/a"])
-    assert s.value().labeled == 1 and s.value().mae == 0.5
+    slots = RegressionSlots(0)
+    q = slots.value(slots.update([1.0, 2.0, 3.0], label_column("regression", [1.5, None, "n/a"])))
+    assert q.labeled == 1 and q.mae == 0.5

@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from stream_monitor.kafka.admin import create_topics
 from stream_monitor.kafka.producer import TopicWriter
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey
+from stream_monitor.state.vectors import pack_text, unpack_text
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +52,6 @@ CHUNK_BYTES = 512 * 1024
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read back (wrong schema version, missing records)."""
-
-
-def encode_vector(vector: np.ndarray) -> str:
-    """A float64 vector as compact text (zlib, base64)."""
-    raw = np.ascontiguousarray(vector, dtype="<f8").tobytes()
-    return base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
-
-
-def decode_vector(text: str) -> np.ndarray:
-    """Inverse of :func:`encode_vector`.
-
-    >>> decode_vector(encode_vector(np.array([1.0, 0.0, 2.5]))).tolist()
-    [1.0, 0.0, 2.5]
-    """
-    return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype="<f8").copy()
 
 
 def _key(*parts: Any) -> bytes:
@@ -117,7 +103,7 @@ class ChangelogWriter:
         slots = self._pane_slots.setdefault(key, {})
         for (version, pane), vector in changed.items():
             slot = 1 - slots.get((version, pane), (1, 0))[0]
-            value = orjson.dumps({"seq": seq, "vector": encode_vector(vector)})
+            value = orjson.dumps({"seq": seq, "vector": pack_text(vector)})
             self._produce(_key("pane", topic, partition, *version, pane, slot), value, target)
             slots[(version, pane)] = (slot, seq)
         for pane_key in evicted:
@@ -343,5 +329,5 @@ def restore(latest: dict[bytes, bytes | None], key: PartitionKey) -> PartitionCh
                 f"checkpoint {seq} of {topic}[{partition}]: pane {pane} of {model} {version} "
                 "missing"
             )
-        checkpoint.panes[((model, version), int(pane))] = decode_vector(record["vector"])
+        checkpoint.panes[((model, version), int(pane))] = unpack_text(record["vector"])
     return checkpoint

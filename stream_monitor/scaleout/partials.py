@@ -40,6 +40,7 @@ import numpy as np
 import orjson
 
 from stream_monitor.state.keys import PartitionKey, VersionKey
+from stream_monitor.state.vectors import from_sparse_parts, sparse_parts
 from stream_monitor.summaries.reference import Reference
 
 
@@ -74,17 +75,23 @@ def judged_key(model: str) -> bytes:
 
 
 def encode_pane(vector: np.ndarray, offset: int, reference: str) -> bytes:
-    """A pane vector as a sparse record value."""
-    index = np.flatnonzero(vector).astype("<i4")
+    """A pane vector as a sparse record value (:func:`decode_pane` reads it)."""
+    width, index, values = sparse_parts(vector)
     return orjson.dumps(
         {
             "offset": offset,
             "reference": reference,
-            "width": len(vector),
-            "index": base64.b64encode(index.tobytes()).decode("ascii"),
-            "value": base64.b64encode(vector[index].astype("<f8").tobytes()).decode("ascii"),
+            "width": width,
+            "index": base64.b64encode(index).decode("ascii"),
+            "value": base64.b64encode(values).decode("ascii"),
         }
     )
+
+
+def decode_pane(body: dict[str, Any]) -> np.ndarray:
+    """The vector of an :func:`encode_pane` record value (parsed)."""
+    index, values = base64.b64decode(body["index"]), base64.b64decode(body["value"])
+    return from_sparse_parts(int(body["width"]), index, values)
 
 
 def encode_watermarks(
@@ -156,16 +163,13 @@ def decode_record(key: bytes | None, value: bytes | None) -> Record | None:
             return None
         if kind == "pane":
             _, topic, partition, model, version, pane = parts
-            vector = np.zeros(int(body["width"]))
-            index = np.frombuffer(base64.b64decode(body["index"]), dtype="<i4")
-            vector[index] = np.frombuffer(base64.b64decode(body["value"]), dtype="<f8")
             return PanePartial(
                 (topic, int(partition)),
                 (model, version),
                 int(pane),
                 int(body["offset"]),
                 body["reference"],
-                vector,
+                decode_pane(body),
             )
         if kind == "watermark":
             _, topic, partition = parts

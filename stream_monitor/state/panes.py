@@ -5,31 +5,19 @@ only read: when a window slides past them, when a window is re-summed, when a
 partition is checkpointed, moved or published. A long window of short panes
 holds many of them (a 24 h window of 60 s panes holds 1,440 per model and
 partition), so a pane more than ``hot_panes`` behind the newest is kept as
-zlib-compressed bytes and unpacked, bit for bit, when read. Its counts are
-small integers stored as float64 and mostly zeros, so it shrinks 7 to 30 times
-(README, "Performance"). Nothing is rounded: results are the same as with
-plain vectors.
+compressed bytes (:func:`stream_monitor.state.vectors.pack`) and unpacked, bit
+for bit, when read. Its counts are small integers stored as float64 and mostly
+zeros, so it shrinks 7 to 30 times (README, "Performance"). Nothing is rounded:
+results are the same as with plain vectors.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-#: zlib level of cold panes: level 1 packs a pane in well under a millisecond.
-PACK_LEVEL = 1
-
-
-def pack(vector: np.ndarray) -> bytes:
-    """``vector`` (float64) as compressed bytes."""
-    return zlib.compress(np.ascontiguousarray(vector, dtype=np.float64).tobytes(), PACK_LEVEL)
-
-
-def unpack(packed: bytes) -> np.ndarray:
-    """The float64 vector of :func:`pack` bytes (read-only)."""
-    return np.frombuffer(zlib.decompress(packed), dtype=np.float64)
+from stream_monitor.state.vectors import pack, unpack
 
 
 class PaneVectors(Mapping[int, np.ndarray]):

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_monitor.summaries.slots import as_float_column
+from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
 DEFAULT_SCORE_BINS = 1000
 LOG_LOSS_EPS = 1e-15
@@ -177,7 +178,7 @@ class BinaryQuality:
     brier: float
 
 
-class BinaryQualitySlots:
+class BinaryQualitySlots(SlotSummary, SlotRange):
     """Slots of a binary classifier's quality summary, from ``start``.
 
     Layout (``B = score_bins``): ``B`` negative-score bins, ``B`` positive-score
@@ -193,15 +194,13 @@ class BinaryQualitySlots:
 
     Examples
     --------
-    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = BinaryQualitySlots(0, score_bins=10, threshold=0.5)
     >>> slots.width
     26
     >>> slots.positions(np.array([0.95, 0.2]), np.array([1, 0]))
     (array([19,  2]), array([20, 22]))
-    >>> s = Summary(slots)
-    >>> s.update_many(np.array([0.9, 0.4, 0.6, 0.1]), np.array([1, 1, 0, 0]))
-    >>> q = s.value()
+    >>> vector = slots.update(np.array([0.9, 0.4, 0.6, 0.1]), np.array([1, 1, 0, 0]))
+    >>> q = slots.value(vector)
     >>> q.auc, q.accuracy, q.f1, round(q.brier, 6)
     (0.75, 0.5, 0.5, 0.185)
     """
@@ -269,7 +268,7 @@ class BinaryQualitySlots:
         pos = vector[self.start + b : self.start + 2 * b]
         return pos, neg
 
-    def read(self, vector: np.ndarray) -> BinaryQuality:
+    def value(self, vector: np.ndarray) -> BinaryQuality:
         """Every binary quality metric of ``vector`` (a pane or window vector)."""
         pos, neg = self.histograms(vector)
         base = self.counters_start
@@ -369,7 +368,7 @@ class MulticlassQuality:
     recall: dict[str, float]
 
 
-class MulticlassQualitySlots:
+class MulticlassQualitySlots(SlotSummary, SlotRange):
     """Slots of a confusion matrix over ``classes`` plus "other", from ``start``.
 
     The matrix is ``(K + 1) x (K + 1)`` with ``K = len(classes)``, rows the true
@@ -381,13 +380,10 @@ class MulticlassQualitySlots:
 
     Examples
     --------
-    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = MulticlassQualitySlots(0, ["cat", "dog"])
     >>> slots.width
     9
-    >>> s = Summary(slots)
-    >>> s.update_many(["cat", "dog", "cat", "emu"], ["cat", "cat", "cat", None])
-    >>> q = s.value()
+    >>> q = slots.value(slots.update(["cat", "dog", "cat", "emu"], ["cat", "cat", "cat", None]))
     >>> q.labeled, round(q.accuracy, 4), q.recall["cat"], q.precision["dog"]
     (3, 0.6667, 0.6666666666666666, 0.0)
     """
@@ -408,11 +404,6 @@ class MulticlassQualitySlots:
         """Slots used: the whole matrix."""
         return self.size * self.size
 
-    @property
-    def sum_slots(self) -> np.ndarray:
-        """No float sums: every slot is a count."""
-        return np.zeros(0, dtype=np.int64)
-
     def class_index(self, values: Sequence[object]) -> np.ndarray:
         """Index of each value among ``classes`` (``K`` for other, ``-1`` for None)."""
         get = self._lookup.get
@@ -432,15 +423,11 @@ class MulticlassQualitySlots:
         cell = self.start + true * self.size + predicted
         return (np.where((predicted >= 0) & (true >= 0), cell, -1),)
 
-    def sums(self, predictions: Sequence[object], labels: Sequence[object]) -> np.ndarray:
-        """No float sums: shape ``(rows, 0)``."""
-        return np.zeros((len(predictions), 0))
-
     def confusion(self, vector: np.ndarray) -> np.ndarray:
         """The confusion matrix held by ``vector``."""
         return vector[self.start : self.start + self.width].reshape(self.size, self.size)
 
-    def read(self, vector: np.ndarray) -> MulticlassQuality:
+    def value(self, vector: np.ndarray) -> MulticlassQuality:
         """Every multiclass quality metric of ``vector``."""
         c = self.confusion(vector)
         prec, rec, _ = per_class_scores(c)

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from stream_monitor.snapshot import LatencyHistogram, LatencyStats
+from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.slots import SlotSummary
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_MS = 0.01
@@ -135,7 +137,7 @@ class LogBuckets:
         return self.value(min(bucket, self.size - 1))
 
 
-class LatencySlots:
+class LatencySlots(SlotSummary, SlotRange):
     """Slots of the latency summary from ``start``.
 
     Layout: ``buckets.size`` sketch counts, ``len(bounds_s) + 1`` Prometheus
@@ -144,16 +146,14 @@ class LatencySlots:
 
     Examples
     --------
-    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = LatencySlots(0, bounds_s=(0.01, 0.1))
     >>> slots.width
     903
-    >>> s = Summary(slots)
-    >>> s.update_many(np.array([5.0, 20.0, 50.0, 2000.0, np.nan]))
-    >>> h = slots.histogram(s.vector)
+    >>> vector = slots.update(np.array([5.0, 20.0, 50.0, 2000.0, np.nan]))
+    >>> h = slots.histogram(vector)
     >>> h.buckets, h.count, h.sum_s
     ([(0.01, 1.0), (0.1, 3.0), (inf, 4.0)], 4.0, 2.075)
-    >>> round(slots.read(s.vector).quantiles_s[0.5], 5)
+    >>> round(slots.value(vector).quantiles_s[0.5], 5)
     0.01989
     """
 
@@ -231,7 +231,7 @@ class LatencySlots:
             sum_s=float(vector[self.start + self.width - 1]),
         )
 
-    def read(self, vector: np.ndarray) -> LatencyStats:
+    def value(self, vector: np.ndarray) -> LatencyStats:
         """Count and default quantiles (0.5, 0.9, 0.99) of ``vector``, in seconds."""
         return LatencyStats(
             count=round(float(self.counts(vector).sum())),

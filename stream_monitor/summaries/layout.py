@@ -11,15 +11,15 @@ replicas or restarts is vector addition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode.batches import ModelBatch
-from stream_monitor.decode.columns import label_column
+from stream_monitor.decode.columns import label_column, numeric_column
 from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
@@ -31,9 +31,10 @@ from stream_monitor.summaries.classification import (
     BinaryQualitySlots,
     MulticlassQualitySlots,
 )
+from stream_monitor.summaries.column_bins import ColumnSlots
 from stream_monitor.summaries.latency import LatencySlots
-from stream_monitor.summaries.psi import proportions
-from stream_monitor.summaries.reference import ColumnProfile, Reference
+from stream_monitor.summaries.psi import StabilityIndex
+from stream_monitor.summaries.reference import Reference
 from stream_monitor.summaries.regression import RegressionSlots
 from stream_monitor.summaries.slots import pane_deltas
 
@@ -42,52 +43,6 @@ QualitySlots = BinaryQualitySlots | RegressionSlots | MulticlassQualitySlots
 EVENTS_SLOT = 0
 #: Concept-drift detections credited to the pane in which they were raised.
 DETECTIONS_SLOT = 1
-
-
-@dataclass
-class ColumnSlots:
-    """The slots of one column: ``size`` bins, then null, then (categorical) new."""
-
-    name: str
-    start: int
-    bins: NumericBins | CategoricalBins
-    reference: ColumnProfile
-
-    @property
-    def size(self) -> int:
-        """Number of bins."""
-        return self.bins.size
-
-    @property
-    def width(self) -> int:
-        """Slots used: bins, null, and new for categorical columns."""
-        return self.size + (2 if isinstance(self.bins, CategoricalBins) else 1)
-
-    def positions(self, values: np.ndarray | list[str | None]) -> Iterator[np.ndarray]:
-        """Vector positions to count for each value (one array per counter kind)."""
-        if isinstance(self.bins, NumericBins):
-            index = self.bins.index(np.asarray(values))
-            index += self.start
-            yield index
-            return
-        index, new = self.bins.index(values)  # type: ignore[arg-type]
-        index += self.start
-        yield index
-        yield np.where(new, self.start + self.size + 1, -1)
-
-    def counts(self, vector: np.ndarray) -> np.ndarray:
-        """Bin counts of this column in ``vector``."""
-        return vector[self.start : self.start + self.size]
-
-    def nulls(self, vector: np.ndarray) -> float:
-        """Null count of this column in ``vector``."""
-        return float(vector[self.start + self.size])
-
-    def new_values(self, vector: np.ndarray) -> float:
-        """Values never seen in the reference (0 for numeric columns)."""
-        if isinstance(self.bins, NumericBins):
-            return 0.0
-        return float(vector[self.start + self.size + 1])
 
 
 def quality_slots(model: ModelConfig, reference: Reference, start: int) -> QualitySlots:
@@ -102,6 +57,22 @@ def quality_slots(model: ModelConfig, reference: Reference, start: int) -> Quali
     return RegressionSlots(start, y_shift=shift)
 
 
+def number_column(values: Any) -> np.ndarray:
+    """``values`` as float64 (an array as it is); in a list, None and non-numbers become NaN.
+
+    >>> number_column([1, None, True, "x", 0.5]).tolist()
+    [1.0, nan, 1.0, nan, 0.5]
+    """
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(np.float64, copy=False)
+    return numeric_column(list(values))
+
+
+def quality_column(task: str, values: Any) -> Any:
+    """A prediction or label column as the quality summary of ``task`` takes it."""
+    return values if task == "multiclass" else number_column(values)
+
+
 class CounterLayout:
     """The pane-vector layout of one model version, fixed by its model and reference."""
 
@@ -110,13 +81,14 @@ class CounterLayout:
         self.reference = reference
         self.epsilon = model.drift.epsilon
         start = DETECTIONS_SLOT + 1
+        prediction = reference.prediction
         self.prediction = ColumnSlots(
-            "prediction", start, reference.prediction.bins(), reference.prediction
+            "prediction", start, prediction.bins(), prediction, self.epsilon
         )
         start += self.prediction.width
         self.features: dict[str, ColumnSlots] = {}
         for name, profile in reference.features.items():
-            slots = ColumnSlots(name, start, profile.bins(), profile)
+            slots = ColumnSlots(name, start, profile.bins(), profile, self.epsilon)
             self.features[name] = slots
             start += slots.width
         self.latency = LatencySlots(start)
@@ -156,20 +128,19 @@ class CounterLayout:
         positions.extend(self.latency.positions(batch.latency_ms))
         if labels is None:
             labels = label_column(self.model.task, batch.labels)
-        prediction: Any = batch.prediction
+        prediction = quality_column(self.model.task, batch.prediction)
         positions.extend(self.quality.positions(prediction, labels))
         sums = np.concatenate(
             (self.latency.sums(batch.latency_ms), self.quality.sums(prediction, labels)),
             axis=1,
         )
-        deltas = pane_deltas(self.width, pane_rows, n_panes, (), self._sum_slots, sums)
-        deltas += count_positions(self.width, pane_rows, n_panes, positions)
-        return deltas
+        return pane_deltas(self.width, pane_rows, n_panes, positions, self._sum_slots, sums)
 
     def label_deltas(
         self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
     ) -> np.ndarray:
         """Count joined labels (their :func:`label_column`) into the quality summary only."""
+        predictions = quality_column(self.model.task, predictions)
         return pane_deltas(
             self.width,
             pane_rows,
@@ -191,7 +162,7 @@ class CounterLayout:
 
     def quality_values(self, vector: np.ndarray) -> dict[str, float]:
         """The quality metrics of a vector by metric name (``f1`` is macro F1 for multiclass)."""
-        stats = self.quality.read(vector)
+        stats = self.quality.value(vector)
         found = ((f.name, getattr(stats, f.name)) for f in fields(stats))
         values = {k: float(v) for k, v in found if isinstance(v, int | float)}
         if "macro_f1" in values:
@@ -200,7 +171,7 @@ class CounterLayout:
 
     def latency_stats(self, vector: np.ndarray) -> LatencyStats:
         """Latency count and quantiles of a window vector."""
-        return self.latency.read(vector)
+        return self.latency.value(vector)
 
     def latency_histogram(self, vector: np.ndarray) -> LatencyHistogram:
         """Cumulative latency buckets of a running-total vector."""
@@ -223,12 +194,10 @@ class CounterLayout:
 
 
 class StabilityColumns:
-    """The stability index (:func:`stream_monitor.summaries.psi.psi`) of many columns at once.
+    """The stability index of the prediction and every feature, read from their slots.
 
-    The reference proportions are computed once; a window's proportions and
-    terms for every bin of every column are one numpy expression, and each
-    column's terms are summed by ``np.sum`` on its own slice, so every value is
-    the one ``psi`` returns for that column, to the last bit.
+    Gathers the columns' bin slots of a vector in order and hands them to one
+    :class:`stream_monitor.summaries.psi.StabilityIndex`.
 
     >>> from stream_monitor.summaries.psi import psi
     >>> from stream_monitor.summaries.reference import ColumnProfile
@@ -244,47 +213,9 @@ class StabilityColumns:
     """
 
     def __init__(self, columns: Sequence[ColumnSlots], epsilon: float) -> None:
-        self.epsilon = epsilon
-        self.sizes = np.array([c.size for c in columns])
-        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))
-        self.bounds = list(zip(self.starts.tolist(), np.cumsum(self.sizes).tolist(), strict=True))
         self.slots = np.concatenate([np.arange(c.start, c.start + c.size) for c in columns])
-        self.expected = np.concatenate(
-            [
-                proportions(np.asarray(c.reference.counts, dtype=np.float64), epsilon)
-                for c in columns
-            ]
-        )
+        self.index = StabilityIndex([c.reference.counts for c in columns], epsilon)
 
     def read(self, vector: np.ndarray) -> tuple[list[float], list[float]]:
         """Stability index and count of present (non-null) values of each column."""
-        counts = vector[self.slots]
-        totals = np.add.reduceat(counts, self.starts)
-        per_bin = np.repeat(totals, self.sizes)
-        filled = per_bin > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shares = np.maximum(counts / np.where(filled, per_bin, 1.0), self.epsilon)
-        actual = np.where(filled, shares, self.epsilon)
-        terms = (actual - self.expected) * np.log(actual / self.expected)
-        index = [float(terms[first:last].sum()) for first, last in self.bounds]
-        return index, totals.tolist()
-
-
-def count_positions(
-    width: int, pane_rows: np.ndarray, n_panes: int, positions: Sequence[np.ndarray]
-) -> np.ndarray:
-    """Counts of slot ``positions`` (arrays of one entry per row, ``-1``: not counted) per pane.
-
-    One ``np.bincount`` for all the arrays: the integer counts equal those of
-    :func:`stream_monitor.summaries.slots.pane_deltas`, which counts array by array.
-
-    >>> count_positions(3, np.array([0, 1]), 2, [np.array([0, 0]), np.array([2, -1])]).tolist()
-    [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    """
-    flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in positions])
-    counted = flat >= 0
-    if n_panes > 1:
-        offsets = np.asarray(pane_rows, dtype=np.int64) * width
-        flat = flat + np.tile(offsets, len(positions))
-    counts = np.bincount(flat[counted], minlength=n_panes * width)
-    return counts.reshape(n_panes, width).astype(np.float64)
+        return self.index.read(vector[self.slots])

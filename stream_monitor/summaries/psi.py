@@ -8,29 +8,70 @@ bin gives a large but finite term. The result depends on the binning, which is
 fixed by the reference (quantile edges, or top-k categories plus "other"): that
 is the approximation, and ``bins``/``top_k`` in the model config are its knobs.
 Reference: Yurdakul (2018), "Statistical Properties of Population Stability Index".
+
+:class:`StabilityIndex` is the one implementation: it computes the index of
+many columns at once (the live path, every window) and :func:`psi` is its
+one-column case.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 DEFAULT_EPSILON = 1e-4
 
 
-def proportions(counts: np.ndarray, epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
-    """Bin proportions floored at ``epsilon`` (all ``epsilon`` for an empty histogram).
+class StabilityIndex:
+    """The stability index of several columns against fixed reference counts.
 
-    >>> proportions(np.array([3.0, 1.0, 0.0])).tolist()
-    [0.75, 0.25, 0.0001]
+    The columns' bins are concatenated: ``reference_counts[j]`` are column ``j``'s
+    reference counts, and a window is given as one array of every column's
+    counts in the same order. Proportions of every bin of every column are one
+    numpy expression (a column with no count is ``epsilon`` in every bin), and
+    each column's terms are summed by ``np.sum`` on its own slice.
+
+    >>> index = StabilityIndex([[5, 5], [1, 2, 3]])
+    >>> values, totals = index.read(np.array([1.0, 0.0, 0.0, 4.0, 2.0]))
+    >>> [round(v, 6) for v in values], totals
+    ([4.604318, 1.534315], [1.0, 6.0])
     """
-    total = counts.sum()
-    if total <= 0:
-        return np.full(counts.shape, epsilon)
-    return np.maximum(counts / total, epsilon)
+
+    def __init__(
+        self, reference_counts: Sequence[ArrayLike], epsilon: float = DEFAULT_EPSILON
+    ) -> None:
+        sizes = np.array([np.size(c) for c in reference_counts], dtype=np.int64)
+        if not sizes.size or np.any(sizes < 1):
+            raise ValueError("every column needs at least one bin")
+        ends = np.cumsum(sizes)
+        self.epsilon = epsilon
+        self.sizes = sizes
+        self.starts = ends - sizes
+        self.bounds = list(zip(self.starts.tolist(), ends.tolist(), strict=True))
+        counts = np.concatenate([np.asarray(c, dtype=np.float64) for c in reference_counts])
+        self.expected, _ = self.proportions(counts)
+
+    def proportions(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each bin's share of its column, floored at ``epsilon``, and each column's total."""
+        totals = np.add.reduceat(counts, self.starts)
+        per_bin = np.repeat(totals, self.sizes)
+        filled = per_bin > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares = np.maximum(counts / np.where(filled, per_bin, 1.0), self.epsilon)
+        return np.where(filled, shares, self.epsilon), totals
+
+    def read(self, window_counts: np.ndarray) -> tuple[list[float], list[float]]:
+        """Stability index and total count of each column in ``window_counts``."""
+        actual, totals = self.proportions(np.asarray(window_counts, dtype=np.float64))
+        terms = (actual - self.expected) * np.log(actual / self.expected)
+        index = [float(terms[first:last].sum()) for first, last in self.bounds]
+        return index, totals.tolist()
 
 
 def psi(
-    reference_counts: np.ndarray, window_counts: np.ndarray, epsilon: float = DEFAULT_EPSILON
+    reference_counts: ArrayLike, window_counts: ArrayLike, epsilon: float = DEFAULT_EPSILON
 ) -> float:
     """Stability index of ``window_counts`` against ``reference_counts`` (same bins).
 
@@ -38,7 +79,7 @@ def psi(
     0.0
     >>> round(psi(np.array([50, 50]), np.array([90, 10])), 5)
     0.87889
+    >>> psi([3, 1, 0], [0, 0, 0]) > 0  # an empty window is all epsilon
+    True
     """
-    expected = proportions(np.asarray(reference_counts, dtype=np.float64), epsilon)
-    actual = proportions(np.asarray(window_counts, dtype=np.float64), epsilon)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return StabilityIndex([reference_counts], epsilon).read(np.asarray(window_counts))[0][0]

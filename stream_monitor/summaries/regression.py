@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_monitor.summaries.slots import as_float_column
+from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
 # Offsets from ``start``.
 N, SUM_ERR, SUM_SQ_ERR, SUM_ABS_ERR, SUM_Y, SUM_SQ_Y = range(6)
@@ -82,7 +83,7 @@ class RegressionQuality:
     mean_error: float
 
 
-class RegressionSlots:
+class RegressionSlots(SlotSummary, SlotRange):
     """Six slots from ``start``: ``n`` (a count) and five float sums.
 
     A row is counted when both its prediction and its label are finite numbers
@@ -90,13 +91,11 @@ class RegressionSlots:
 
     Examples
     --------
-    >>> from stream_monitor.summaries.slots import Summary
     >>> slots = RegressionSlots(3)
     >>> slots.width, slots.sum_slots.tolist()
     (6, [4, 5, 6, 7, 8])
-    >>> s = Summary(slots)
-    >>> s.update_many(np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0]))
-    >>> q = s.value()
+    >>> vector = slots.update(np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0]))
+    >>> q = slots.value(vector)
     >>> q.labeled, round(q.rmse, 6), q.mae, round(q.r2, 6), q.mean_error
     (4, 0.612372, 0.5, 0.948608, 0.25)
     """
@@ -131,7 +130,7 @@ class RegressionSlots:
         ys = np.where(valid, y - self.y_shift, 0.0)
         return np.stack([err, err * err, np.abs(err), ys, ys * ys], axis=1)
 
-    def read(self, vector: np.ndarray) -> RegressionQuality:
+    def value(self, vector: np.ndarray) -> RegressionQuality:
         """Every regression metric of ``vector``."""
         n, s_err, s_sq, s_abs, s_y, s_yy = (float(v) for v in vector[self.start : self.start + 6])
         return RegressionQuality(
