@@ -134,8 +134,13 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         print(format_table(report))
 
 
-def _rate(value: float) -> str:
-    return f"{value:>14,.0f}"
+def measure_row(name: str, data: dict[str, Any], ratio: str = "") -> str:
+    """One row of the table: the measure's name, events per second, microseconds per event."""
+    return f"{name:<44}{data['events_per_s']:>14,.0f}{data['us_per_event']:>10.2f}  {ratio}"
+
+
+def _timed_out(run: dict[str, Any]) -> str:
+    return "" if run["complete"] else "; incomplete (timed out)"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -151,86 +156,94 @@ def format_table(report: dict[str, Any]) -> str:
         f"orjson {m['orjson']}; one core, best of {w['repeats']}",
         "",
         f"{'measure':<44}{'events/s':>14}{'us/event':>10}  ratio",
+        *engine_rows(w, r),
     ]
-
-    def row(name: str, data: dict[str, Any], ratio: str = "") -> None:
-        lines.append(
-            f"{name:<44}{_rate(data['events_per_s'])}{data['us_per_event']:>10.2f}  {ratio}"
-        )
-
-    row("decode floor: orjson.loads, row events", r["decode_floor"])
-    engine = r["engine"]
-    row(
-        f"engine: process + evaluate per {engine['batch_rows']:,} rows",
-        engine,
-        f"{engine['ratio_to_decode_floor']:.2f} of decode floor",
-    )
-    row(
-        f"decode floor: micro-batches of {w['micro_batch']:,}",
-        r["micro_batch_decode_floor"],
-    )
-    micro = r["micro_batch_engine"]
-    row(
-        f"engine: micro-batches of {micro['rows_per_message']:,}",
-        micro,
-        f"{micro['ratio_to_row_engine']:.2f}x row events",
-    )
     if "broker" in r:
-        row("embedded broker: produce", r["broker"]["produce"])
-        monitor = r["broker"]["monitor"]
-        row(
-            "embedded broker: consume + engine",
-            monitor,
-            f"after {monitor['startup_s']:.1f}s joining the group"
-            + ("" if monitor["complete"] else "; incomplete (timed out)"),
-        )
-        lines.append(
-            f"{'  backlog: judged while read':<44}"
-            f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
-            f"{monitor['judged_window_ends']:,} window ends judged, "
-            f"{monitor['windows_skipped']:,} skipped; "
-            f"peak RSS {monitor['peak_rss_bytes'] / 2**20:,.0f} MiB "
-            f"(from {monitor['rss_before_bytes'] / 2**20:,.0f} MiB before)"
-        )
-    if "broker_micro_batch" in r:
-        monitor = r["broker_micro_batch"]["monitor"]
-        row(
-            f"embedded broker: micro-batches of {w['micro_batch']:,}",
-            monitor,
-            f"{monitor['ratio_to_row_events']:.2f}x row events"
-            + ("" if monitor["complete"] else "; incomplete (timed out)"),
-        )
+        lines += broker_rows(w, r)
     if "scale_out" in r:
-        for run in r["scale_out"]["runs"]:
-            run_row = {
-                **run,
-                "us_per_event": 1e6 / run["events_per_s"] if run["events_per_s"] else 0,
-            }
-            row(
-                f"--role ingest x{run['replicas']}, {r['scale_out']['partitions']} partitions",
-                run_row,
-                f"{run['ratio_to_first']:.2f}x one replica"
-                + ("" if run["complete"] else "; incomplete (timed out)"),
-            )
+        lines += scale_out_rows(r["scale_out"])
     if "restore" in r:
         lines += ["", *restore_rows(r["restore"])]
     if "memory" in r:
-        mem = r["memory"]
-        lines += [
-            "",
-            f"memory (fresh process; each {mem['events']:,} events span the "
-            f"{mem['event_time_s']:,.0f}s of event time the windows keep):",
-            f"  RSS before the engine          {mem['rss_before_engine_bytes'] / _MIB:8.1f} MiB",
-            f"  RSS, every pane filled         {mem['rss_filled_bytes'] / _MIB:8.1f} MiB",
-            f"  RSS, steady state (2x events)  {mem['rss_bytes'] / _MIB:8.1f} MiB"
-            f"  (pane state {mem['engine_state_bytes'] / _MIB:.1f} MiB, {mem['panes']:,} panes)",
-            f"  RSS after {MEMORY_GROWTH_FACTOR}x more events      "
-            f"{mem['rss_after_growth_bytes'] / _MIB:8.1f} MiB"
-            f"  (growth {mem['rss_growth_bytes'] / _MIB:+.1f} MiB)",
-            f"  peak RSS (VmHWM)               {mem['peak_rss_bytes'] / _MIB:8.1f} MiB",
-        ]
-    lines.append(f"\ndrift events emitted per engine pass: {engine['drift_events']:,}")
+        lines += ["", *memory_rows(r["memory"])]
+    lines.append(f"\ndrift events emitted per engine pass: {r['engine']['drift_events']:,}")
     return "\n".join(lines)
+
+
+def engine_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """The rows of the decode floor and the engine, row events and micro-batches."""
+    engine = results["engine"]
+    micro = results["micro_batch_engine"]
+    return [
+        measure_row("decode floor: orjson.loads, row events", results["decode_floor"]),
+        measure_row(
+            f"engine: process + evaluate per {engine['batch_rows']:,} rows",
+            engine,
+            f"{engine['ratio_to_decode_floor']:.2f} of decode floor",
+        ),
+        measure_row(
+            f"decode floor: micro-batches of {workload['micro_batch']:,}",
+            results["micro_batch_decode_floor"],
+        ),
+        measure_row(
+            f"engine: micro-batches of {micro['rows_per_message']:,}",
+            micro,
+            f"{micro['ratio_to_row_engine']:.2f}x row events",
+        ),
+    ]
+
+
+def broker_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """The rows of the runs through the embedded broker: row events, then micro-batches."""
+    monitor = results["broker"]["monitor"]
+    micro = results["broker_micro_batch"]["monitor"]
+    return [
+        measure_row("embedded broker: produce", results["broker"]["produce"]),
+        measure_row(
+            "embedded broker: consume + engine",
+            monitor,
+            f"after {monitor['startup_s']:.1f}s joining the group" + _timed_out(monitor),
+        ),
+        f"{'  backlog: judged while read':<44}"
+        f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
+        f"{monitor['judged_window_ends']:,} window ends judged, "
+        f"{monitor['windows_skipped']:,} skipped; "
+        f"peak RSS {monitor['peak_rss_bytes'] / 2**20:,.0f} MiB "
+        f"(from {monitor['rss_before_bytes'] / 2**20:,.0f} MiB before)",
+        measure_row(
+            f"embedded broker: micro-batches of {workload['micro_batch']:,}",
+            micro,
+            f"{micro['ratio_to_row_events']:.2f}x row events" + _timed_out(micro),
+        ),
+    ]
+
+
+def scale_out_rows(report: dict[str, Any]) -> list[str]:
+    """The rows of a :func:`~stream_monitor.tools.bench_scale.measure_ingest` report."""
+    return [
+        measure_row(
+            f"--role ingest x{run['replicas']}, {report['partitions']} partitions",
+            {**run, "us_per_event": 1e6 / run["events_per_s"] if run["events_per_s"] else 0},
+            f"{run['ratio_to_first']:.2f}x one replica" + _timed_out(run),
+        )
+        for run in report["runs"]
+    ]
+
+
+def memory_rows(mem: dict[str, Any]) -> list[str]:
+    """The lines of a :func:`~stream_monitor.tools.bench_memory.measure_memory` report."""
+    return [
+        f"memory (fresh process; each {mem['events']:,} events span the "
+        f"{mem['event_time_s']:,.0f}s of event time the windows keep):",
+        f"  RSS before the engine          {mem['rss_before_engine_bytes'] / _MIB:8.1f} MiB",
+        f"  RSS, every pane filled         {mem['rss_filled_bytes'] / _MIB:8.1f} MiB",
+        f"  RSS, steady state (2x events)  {mem['rss_bytes'] / _MIB:8.1f} MiB"
+        f"  (pane state {mem['engine_state_bytes'] / _MIB:.1f} MiB, {mem['panes']:,} panes)",
+        f"  RSS after {MEMORY_GROWTH_FACTOR}x more events      "
+        f"{mem['rss_after_growth_bytes'] / _MIB:8.1f} MiB"
+        f"  (growth {mem['rss_growth_bytes'] / _MIB:+.1f} MiB)",
+        f"  peak RSS (VmHWM)               {mem['peak_rss_bytes'] / _MIB:8.1f} MiB",
+    ]
 
 
 def restore_rows(report: dict[str, Any]) -> list[str]:
