@@ -7,8 +7,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stream_monitor.config import ConfigError, MonitorConfig
 from stream_monitor.config_file import ROLES, check_role, load_config, redact
@@ -19,6 +21,9 @@ from stream_monitor.summaries.reference import (
     build_reference,
     load_reference,
 )
+
+if TYPE_CHECKING:
+    from stream_monitor.tools.bench import BenchPlan
 
 log = logging.getLogger("stream_monitor")
 
@@ -170,10 +175,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """The throughput and memory benchmark."""
-    from stream_monitor.tools import bench
+    """The throughput and memory benchmark: its report as a table, or JSON with ``--json``."""
+    from stream_monitor.tools.bench import plan_from_args, print_report
 
-    return bench.run(args)
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+    def progress(text: str) -> None:
+        if not args.json:
+            print(f"... {text}", file=sys.stderr, flush=True)
+
+    print_report(measure_bench(plan, progress), as_json=args.json)
+    return 0
+
+
+def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]:
+    """Every measurement of ``plan`` in turn, each announced to ``say``; the JSON-ready report."""
+    from stream_monitor.tools.bench_broker import measure_backlogs
+    from stream_monitor.tools.bench_engine import measure_throughput
+    from stream_monitor.tools.bench_memory import memory_in_child
+    from stream_monitor.tools.bench_restore import measure_restore
+    from stream_monitor.tools.bench_scale import measure_ingest
+    from stream_monitor.tools.measuring import machine
+    from stream_monitor.tools.workload import bench_config_data, workload_messages
+
+    workload = plan.workload
+    say(f"generating {workload.events:,} events")
+    rows, micro = workload_messages(workload)
+    say(f"decode floor and engine, best of {workload.repeats}")
+    results = measure_throughput(workload, rows, micro)
+    if plan.memory:
+        say("memory (fresh process)")
+        results["memory"] = memory_in_child(workload)
+    if plan.broker:
+        say("end to end through the embedded broker: row events, then micro-batches")
+        results.update(measure_backlogs(workload, rows, micro))
+    micro.clear()
+    if plan.broker and plan.ingest_replicas:
+        replicas = ", ".join(map(str, plan.ingest_replicas))
+        say(f"ingest replicas {replicas} through the embedded broker")
+        results["scale_out"] = measure_ingest(
+            bench_config_data(workload), rows, plan.ingest_replicas
+        )
+    if plan.broker and plan.restore_partitions:
+        counts = ", ".join(map(str, plan.restore_partitions))
+        say(f"start-up and restore of stream-monitor run, {counts} partitions")
+        results["restore"] = measure_restore(
+            bench_config_data(workload), rows, plan.restore_partitions
+        )
+    return {"workload": asdict(workload), "machine": machine(), "results": results}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,17 @@ import pytest
 from stream_monitor.cli import main
 from stream_monitor.engine import Engine
 from stream_monitor.snapshot import WindowSample
-from stream_monitor.tools import bench
+from stream_monitor.tools.bench import QUICK_EVENTS
+from stream_monitor.tools.bench_memory import memory_in_child
+from stream_monitor.tools.workload import (
+    MEMORY_GROWTH_FACTOR,
+    BenchTraffic,
+    Workload,
+    batches,
+    bench_config,
+    micro_batch_messages,
+    row_messages,
+)
 
 EPSILON = 1e-4
 WARMUP = 1000
@@ -36,12 +46,12 @@ def test_quick_json_report_has_every_row() -> None:
         status = main(["bench", "--quick", "--json"])
     assert status == 0
     report = orjson.loads(out.getvalue())
-    assert report["workload"]["events"] == bench.QUICK_EVENTS
+    assert report["workload"]["events"] == QUICK_EVENTS
     assert report["workload"]["features"] == 23 and report["workload"]["categorical"] == 3
     assert {"cpu", "nproc", "python", "numpy", "orjson"} <= set(report["machine"])
     results = report["results"]
     for row in ("decode_floor", "engine", "micro_batch_decode_floor", "micro_batch_engine"):
-        assert results[row]["events"] == bench.QUICK_EVENTS
+        assert results[row]["events"] == QUICK_EVENTS
         for key in ("seconds", "events_per_s", "us_per_event"):
             assert results[row][key] > 0, (row, key)
     assert results["engine"]["ratio_to_decode_floor"] > 0
@@ -130,7 +140,7 @@ class ReferenceColumn:
 
 
 def reference_windows(
-    messages: list[bytes], workload: bench.Workload, pane_s: float, window_panes: dict[str, int]
+    messages: list[bytes], workload: Workload, pane_s: float, window_panes: dict[str, int]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """PSI, CSI, null and new-category ratios per (model, window), from the raw messages."""
     events = [orjson.loads(m) for m in messages]
@@ -184,24 +194,24 @@ def assert_matches(samples: tuple[WindowSample, ...], expected: dict[Any, dict[s
 
 @pytest.mark.parametrize("micro_batch", [False, True])
 def test_engine_statistics_equal_a_plain_numpy_reference(micro_batch: bool) -> None:
-    workload = bench.Workload(
+    workload = Workload(
         events=9000, models=2, categories=8, windows=("5m", "10m", "1h"), rate_per_s=10.0
     )
-    config = bench.bench_config(workload)
-    events = bench.BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
-    rows = bench.row_messages(events)
-    messages = bench.micro_batch_messages(events, 500) if micro_batch else rows
+    config = bench_config(workload)
+    events = BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
+    rows = row_messages(events)
+    messages = micro_batch_messages(events, 500) if micro_batch else rows
     per_message = 500 if micro_batch else 1
     sizes = {"5m": 5, "10m": 10, "1h": 60}
     engine = Engine(config)
     drift_events = 0
-    batches = bench.batches(messages, per_message, 1000)
-    half = len(batches) // 2
-    for number, batch in enumerate(batches, start=1):
+    engine_batches = batches(messages, per_message, 1000)
+    half = len(engine_batches) // 2
+    for number, batch in enumerate(engine_batches, start=1):
         assert engine.process(batch) == []
         drift_events += len(engine.evaluate())
         if number == half:
-            sent = sum(len(b) * per_message for b in batches[:half])
+            sent = sum(len(b) * per_message for b in engine_batches[:half])
             raw = [m.value for m in rows[:sent] if m.value is not None]
             assert_matches(engine.snapshot().windows, reference_windows(raw, workload, 60.0, sizes))
     raw = [m.value for m in rows if m.value is not None]
@@ -211,7 +221,7 @@ def test_engine_statistics_equal_a_plain_numpy_reference(micro_batch: bool) -> N
 
 
 def test_memory_run_counts_every_event_in_the_child() -> None:
-    workload = bench.Workload(events=2000, features=4, categorical=1, windows=("5m",))
-    result = bench.memory_in_child(workload)
-    assert result["counted_events"] == 2000 * (bench.MEMORY_GROWTH_FACTOR + 2)
+    workload = Workload(events=2000, features=4, categorical=1, windows=("5m",))
+    result = memory_in_child(workload)
+    assert result["counted_events"] == 2000 * (MEMORY_GROWTH_FACTOR + 2)
     assert result["panes"] > 0 and result["engine_state_bytes"] > 0

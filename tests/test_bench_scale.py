@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from stream_monitor.cli import main
-from stream_monitor.tools import bench
-from stream_monitor.tools.bench_restore import format_rows, measure_restore
+from stream_monitor.tools.bench import restore_rows
+from stream_monitor.tools.bench_restore import measure_restore
+from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config_data, row_messages
 
 pytestmark = pytest.mark.broker
 
@@ -47,9 +48,9 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
 
 
 def test_restore_bench_times_an_empty_and_a_restoring_start_per_partition_count() -> None:
-    workload = bench.Workload(events=3000)
-    events = bench.BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
-    report = measure_restore(bench.bench_config_data(workload), bench.row_messages(events), [3])
+    workload = Workload(events=3000)
+    events = BenchTraffic(workload, rate_per_s=workload.rate_per_s).take(workload.events)
+    report = measure_restore(bench_config_data(workload), row_messages(events), [3])
     [run] = report["runs"]
     assert run["partitions"] == 3
     empty, state = run["empty"], run["state"]
@@ -58,5 +59,5 @@ def test_restore_bench_times_an_empty_and_a_restoring_start_per_partition_count(
     assert state["records"] > 0 and state["bytes"] > 0
     for row in (empty, state):
         assert row["ready_s"] >= row["joined_s"] > 0 and row["restore_s"] >= 0, row
-    table = "\n".join(format_rows(report))
+    table = "\n".join(restore_rows(report))
     assert "start-up and restore" in table and "3,000 events" in table

@@ -41,7 +41,7 @@ from stream_monitor.summaries.layout import (
 from stream_monitor.summaries.psi import psi
 from stream_monitor.summaries.reference import ColumnProfile, build_reference
 from stream_monitor.summaries.slots import pane_deltas
-from stream_monitor.tools import bench
+from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config, row_messages
 
 CONFIG = config_from_dict(
     {
@@ -361,15 +361,15 @@ def per_column_pane_deltas(
 
 @pytest.mark.parametrize("bins", [3, 10, MAX_BLOCK_EDGES + 5])
 def test_layout_counts_what_each_column_counts(bins: int) -> None:
-    workload = bench.Workload(events=3000, features=8, categorical=2, categories=5)
-    config = bench.bench_config(workload)
+    workload = Workload(events=3000, features=8, categorical=2, categories=5)
+    config = bench_config(workload)
     model = replace(config.models[0], bins=bins)
-    events = bench.BenchTraffic(workload, rate_per_s=50.0).take(workload.events)
+    events = BenchTraffic(workload, rate_per_s=50.0).take(workload.events)
     for event in events[::7]:
         event["features"]["num_00"] = None
     for event in events[::11]:
         event["features"]["num_01"] = "7"
-    decoded = Decoder([model], config.fields, config.limits).decode(bench.row_messages(events))
+    decoded = Decoder([model], config.fields, config.limits).decode(row_messages(events))
     batch = decoded.batches[0]
     reference = build_reference(model, [batch.take(np.arange(1000))], source="test")
     layout = CounterLayout(model, reference)

@@ -6,7 +6,8 @@ import numpy as np
 
 from stream_monitor.engine import Engine
 from stream_monitor.state.panes import PaneVectors
-from stream_monitor.tools import bench
+from stream_monitor.tools.bench_memory import engine_state_bytes
+from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config, row_messages
 
 
 def test_pane_vectors_read_back_what_a_dict_of_vectors_holds() -> None:
@@ -37,15 +38,15 @@ def test_pane_vectors_read_back_what_a_dict_of_vectors_holds() -> None:
     assert all(p < newest - 3 for p in panes.packed_panes())
 
 
-def run(workload: bench.Workload, hot_panes: int | None) -> tuple[Engine, list[dict[str, object]]]:
+def run(workload: Workload, hot_panes: int | None) -> tuple[Engine, list[dict[str, object]]]:
     """The bench workload spread over a day of event time (every pane of every window used)."""
-    engine = Engine(bench.bench_config(workload))
+    engine = Engine(bench_config(workload))
     if hot_panes is not None:
         engine.store.hot_panes = hot_panes
-    traffic = bench.BenchTraffic(workload, rate_per_s=workload.events * 1.5 / workload.keep_s)
+    traffic = BenchTraffic(workload, rate_per_s=workload.events * 1.5 / workload.keep_s)
     events = []
     for _ in range(workload.events // workload.batch):
-        engine.process(bench.row_messages(traffic.take(workload.batch)))
+        engine.process(row_messages(traffic.take(workload.batch)))
         events += [e.to_dict() for e in engine.evaluate()]
     events += [e.to_dict() for e in engine.evaluate(final=True)]
     for event in events:
@@ -54,7 +55,7 @@ def run(workload: bench.Workload, hot_panes: int | None) -> tuple[Engine, list[d
 
 
 def test_engine_with_packed_panes_gives_the_same_windows_and_events_with_less_memory() -> None:
-    workload = bench.Workload(events=12_000, batch=500, features=12, categorical=2, models=2)
+    workload = Workload(events=12_000, batch=500, features=12, categorical=2, models=2)
     packed, packed_events = run(workload, None)
     plain, plain_events = run(workload, 10**9)
     assert packed_events == plain_events
@@ -64,4 +65,4 @@ def test_engine_with_packed_panes_gives_the_same_windows_and_events_with_less_me
     assert repr(a) == repr(b)  # bit for bit (repr also compares NaN)
     held = [p for ledger in packed.store.ledgers.values() for p in ledger.panes.values()]
     assert sum(len(p.packed_panes()) for p in held) > 1000
-    assert bench.engine_state_bytes(packed) * 5 < bench.engine_state_bytes(plain)
+    assert engine_state_bytes(packed) * 5 < engine_state_bytes(plain)

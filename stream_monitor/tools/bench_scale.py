@@ -10,44 +10,23 @@ last, read from their ``/metrics``.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
+from confluent_kafka import Producer
 
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage, concat_batches
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.summaries.reference import build_reference, save_reference
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.tools.broker_runs import MonitorProcess, counted, kafka_settings, send_messages
+from stream_monitor.tools.embedded import EmbeddedBroker
 
 #: Events of each model that make its baseline file.
 BASELINE_EVENTS = 5000
-
-
-def counted(port: int) -> float:
-    """Valid plus invalid events a replica counted (0 while it does not answer)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    names = ("stream_monitor_events_total", "stream_monitor_invalid_events_total")
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name in names
-    )
 
 
 def with_baselines(
@@ -68,23 +47,14 @@ def with_baselines(
     return {**config, "models": models}
 
 
-def run_replicas(config_file: Path, replicas: int, expected: int, timeout_s: float) -> dict:
+def run_replicas(
+    config: dict[str, Any], directory: Path, replicas: int, expected: int, timeout_s: float
+) -> dict[str, Any]:
     """Start ``replicas`` ingest processes; time them from the first counted event to the last."""
-    ports = [free_port() for _ in range(replicas)]
-    processes = []
-    for port in ports:
-        data = yaml.safe_load(config_file.read_text())
-        data["metrics"] = {"host": "127.0.0.1", "port": port}
-        path = config_file.with_name(f"ingest-{port}.yaml")
-        path.write_text(yaml.safe_dump(data))
-        command = [sys.executable, "-m", "stream_monitor", "run", "--config", str(path)]
-        processes.append(
-            subprocess.Popen(
-                [*command, "--role", "ingest"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    processes = [
+        MonitorProcess(config, directory, f"ingest-{replicas}-{number}", role="ingest")
+        for number in range(replicas)
+    ]
     started = time.perf_counter()
     first = last = None
     before = started  # the last look that found nothing counted: the run began after it
@@ -93,7 +63,7 @@ def run_replicas(config_file: Path, replicas: int, expected: int, timeout_s: flo
         deadline = started + timeout_s
         while seen < expected and time.perf_counter() < deadline:
             time.sleep(0.05)
-            now_seen = sum(counted(port) for port in ports)
+            now_seen = sum(counted(process.port) for process in processes)
             now = time.perf_counter()
             if not now_seen:
                 before = now
@@ -103,9 +73,9 @@ def run_replicas(config_file: Path, replicas: int, expected: int, timeout_s: flo
                 seen, last = now_seen, now
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
+            process.terminate()
         for process in processes:
-            process.wait(timeout=60)
+            process.wait()
     seconds = (last - first) if first is not None and last is not None else 0.0
     return {
         "replicas": replicas,
@@ -124,36 +94,22 @@ def measure_ingest(
     partitions: int = 4,
 ) -> dict[str, Any]:
     """Ingest throughput through the embedded broker for each replica count."""
-    from confluent_kafka import Producer
-
     topic = "bench-scale-events"
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         broker.create_topics([topic], partitions=partitions)
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 20})
-        for index, message in enumerate(messages):
-            while True:
-                try:
-                    producer.produce(topic, value=message.value, partition=index % partitions)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush(60)
-        data = with_baselines(config, messages, Path(tmp))
+        send_messages(producer, topic, messages, partitions)
+        directory = Path(tmp)
+        data = with_baselines(config, messages, directory)
+        data["evaluation_interval_s"] = 0.2
         runs = []
         for replicas in replica_counts:
-            data["kafka"] = {
-                "bootstrap_servers": broker.bootstrap_servers,
-                "group_id": f"bench-ingest-{replicas}",
-                "topics": {"events": topic, "drift_events": "bench-scale-drift"},
-                "assignment_strategy": "range",
-                "session_timeout_ms": 6000,
-                "max_poll_interval_ms": 10000,
-                "poll_timeout_s": 0.1,
-            }
-            data["evaluation_interval_s"] = 0.2
-            config_file = Path(tmp) / f"ingest-{replicas}.yaml"
-            config_file.write_text(yaml.safe_dump(orjson.loads(orjson.dumps(data))))
-            runs.append(run_replicas(config_file, replicas, len(messages), 300.0))
+            data["kafka"] = kafka_settings(
+                broker.bootstrap_servers,
+                f"bench-ingest-{replicas}",
+                (topic, "bench-scale-drift"),
+            )
+            runs.append(run_replicas(data, directory, replicas, len(messages), 300.0))
     base = runs[0]["events_per_s"] or 1.0
     for run in runs:
         run["ratio_to_first"] = run["events_per_s"] / base

@@ -7,6 +7,7 @@ Two models: ``fraud-detector`` (binary classifier) and ``price-estimator``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,34 @@ class SyntheticTraffic:
         self.version = version
         self._sequence = 0
 
-    def _ids(self, n: int, prefix: str) -> list[str]:
+    def _events(
+        self,
+        model: str,
+        event_ts: float,
+        features: list[dict[str, Any]],
+        outcomes: Iterable[tuple[float, float | int, float]],
+    ) -> list[dict[str, Any]]:
+        """Events of ``model`` at ``event_ts``: one per ``features`` row, with its
+        (prediction, label, latency) from ``outcomes``; ids go on from the last event's
+        number, after the first word of ``model``."""
         start = self._sequence
-        self._sequence += n
-        return [f"{prefix}-{i}" for i in range(start, start + n)]
+        self._sequence += len(features)
+        prefix = model.split("-")[0]
+        return [
+            {
+                "event_id": f"{prefix}-{number}",
+                "model": model,
+                "model_version": self.version,
+                "timestamp": event_ts,
+                "features": row,
+                "prediction": prediction,
+                "label": label,
+                "latency_ms": latency,
+            }
+            for number, row, (prediction, label, latency) in zip(
+                range(start, start + len(features)), features, outcomes, strict=True
+            )
+        ]
 
     def fraud(self, n: int, event_ts: float, drifted: bool = False) -> list[dict[str, Any]]:
         """``n`` events of the fraud detector at ``event_ts``."""
@@ -47,26 +72,20 @@ class SyntheticTraffic:
         label = (rng.random(n) < score).astype(int)
         latency = rng.lognormal(np.log(12.0), 0.4, n)
         null_age = rng.random(n) < 0.03
-        events = []
-        for i, event_id in enumerate(self._ids(n, "fraud")):
-            events.append(
-                {
-                    "event_id": event_id,
-                    "model": "fraud-detector",
-                    "model_version": self.version,
-                    "timestamp": event_ts,
-                    "features": {
-                        "amount": round(float(amount[i]), 2),
-                        "account_age_days": None if null_age[i] else round(float(age[i]), 1),
-                        "merchant_category": str(merchant[i]),
-                        "country": str(country[i]),
-                    },
-                    "prediction": round(float(score[i]), 5),
-                    "label": int(label[i]),
-                    "latency_ms": round(float(latency[i]), 3),
-                }
-            )
-        return events
+        features = [
+            {
+                "amount": round(float(amount[i]), 2),
+                "account_age_days": None if null_age[i] else round(float(age[i]), 1),
+                "merchant_category": str(merchant[i]),
+                "country": str(country[i]),
+            }
+            for i in range(n)
+        ]
+        outcomes = (
+            (round(float(score[i]), 5), int(label[i]), round(float(latency[i]), 3))
+            for i in range(n)
+        )
+        return self._events("fraud-detector", event_ts, features, outcomes)
 
     def price(self, n: int, event_ts: float, drifted: bool = False) -> list[dict[str, Any]]:
         """``n`` events of the price estimator at ``event_ts``."""
@@ -78,22 +97,16 @@ class SyntheticTraffic:
         prediction = truth + rng.normal(0, 15000.0 if not drifted else 40000.0, n)
         latency = rng.lognormal(np.log(45.0 if drifted else 25.0), 0.5, n)
         null_rooms = rng.random(n) < 0.05
-        events = []
-        for i, event_id in enumerate(self._ids(n, "price")):
-            events.append(
-                {
-                    "event_id": event_id,
-                    "model": "price-estimator",
-                    "model_version": self.version,
-                    "timestamp": event_ts,
-                    "features": {
-                        "area_m2": round(float(area[i]), 1),
-                        "rooms": None if null_rooms[i] else int(rooms[i]),
-                        "district": str(district[i]),
-                    },
-                    "prediction": round(float(prediction[i]), 2),
-                    "label": round(float(truth[i]), 2),
-                    "latency_ms": round(float(latency[i]), 3),
-                }
-            )
-        return events
+        features = [
+            {
+                "area_m2": round(float(area[i]), 1),
+                "rooms": None if null_rooms[i] else int(rooms[i]),
+                "district": str(district[i]),
+            }
+            for i in range(n)
+        ]
+        outcomes = (
+            (round(float(prediction[i]), 2), round(float(truth[i]), 2), round(float(latency[i]), 3))
+            for i in range(n)
+        )
+        return self._events("price-estimator", event_ts, features, outcomes)
