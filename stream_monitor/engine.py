@@ -30,7 +30,8 @@ from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
 from stream_monitor.snapshot import Snapshot, WindowSample
-from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey
+from stream_monitor.state.joining import LabelJoiner
+from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
 from stream_monitor.state.ledger import PartitionLedger
 from stream_monitor.state.model_state import ModelVersionState
 from stream_monitor.state.store import StateStore
@@ -60,9 +61,9 @@ class Engine:
         self.decoder = Decoder(config.models, config.fields, config.limits)
         self.events_total: Counter[tuple[str, str]] = Counter()
         self.invalid_total: Counter[str] = Counter()
-        self.store = StateStore(config, self.invalid_total, clock)
-        self.states = self.store.states
-        self.joiner = self.store.joiner
+        self.states: dict[VersionKey, ModelVersionState] = {}
+        self.joiner = LabelJoiner(config, self.states, self.invalid_total)
+        self.store = StateStore(config, self.states, self.joiner, self.invalid_total, clock)
         self.judge = WindowJudge()
         self.watermark_s = -math.inf
         self.judging = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream_monitor.engine import Engine
-from stream_monitor.state.panes import PaneVectors
+from stream_monitor.state.ledger import PaneVectors
 from stream_monitor.tools.bench_memory import engine_state_bytes
 from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config, row_messages
 

@@ -39,13 +39,13 @@ from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import ModelBatch
 from stream_monitor.snapshot import SeriesKey
 from stream_monitor.state import persist
-from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
 from stream_monitor.state.ledger import PartitionLedger
 from stream_monitor.state.windows import panes_for
 from stream_monitor.summaries.reference import Reference
 
 if TYPE_CHECKING:
+    from stream_monitor.state.joining import LabelJoiner
     from stream_monitor.state.model_state import ModelVersionState
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ StateOf = Callable[[str, str], "ModelVersionState | None"]
 class StateStore:
     """The ledger of every input partition, the state of every model version, the label joins.
 
+    The engine creates the model version states (in ``states``) and the label
+    ``joiner``; the store adds, drops and checkpoints each partition's share of them.
+
     ``clock`` (monotonic seconds) enables the idle timeout of partitions; without
     it (replay, benchmarks) a pane closes only when every partition passed it.
     """
@@ -64,6 +67,8 @@ class StateStore:
     def __init__(
         self,
         config: MonitorConfig,
+        states: dict[VersionKey, ModelVersionState],
+        joiner: LabelJoiner,
         invalid_total: Counter[str],
         clock: Callable[[], float] | None,
     ) -> None:
@@ -76,8 +81,8 @@ class StateStore:
         self.idle_timeout_s = windows.idle_timeout_s
         self.clock = clock
         self.ledgers: dict[PartitionKey, PartitionLedger] = {}
-        self.states: dict[VersionKey, ModelVersionState] = {}
-        self.joiner = LabelJoiner(config, self.states, invalid_total)
+        self.states = states
+        self.joiner = joiner
         self._expected: dict[PartitionKey, float | None] = {}
 
     def ledger(self, key: PartitionKey) -> PartitionLedger:

@@ -1,7 +1,7 @@
 """The one byte codec of float64 vectors: pane state, checkpoints and partials.
 
 A vector's bytes are its little-endian float64 values. Stored panes
-(:mod:`stream_monitor.state.panes`) and changelog checkpoints
+(:mod:`stream_monitor.state.ledger`) and changelog checkpoints
 (:mod:`stream_monitor.kafka.changelog`) keep them zlib-compressed (:func:`pack`);
 a JSON record carries those as base64 text (:func:`pack_text`). Partials
 (:mod:`stream_monitor.scaleout.partials`) send a vector sparse: its width, the
