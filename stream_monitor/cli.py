@@ -62,6 +62,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """The service: consume, compute, serve /metrics, emit drift events (or one stage of it)."""
     from stream_monitor.kafka.service import MonitorService
+    from stream_monitor.scaleout.publisher import PartialPublisher
     from stream_monitor.scaleout.service import AggregateService
     from stream_monitor.sinks.prometheus import MetricsServer, build_registry
     from stream_monitor.summaries.concept import import_in_background
@@ -70,11 +71,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, baselines = _load(args.config)
     check_role(config, args.role)
     engine = Engine(config, baselines)
-    service = (
-        AggregateService(config, engine)
-        if args.role == "aggregate"
-        else MonitorService(config, engine, ingest=args.role == "ingest")
-    )
+    service: MonitorService | AggregateService
+    if args.role == "aggregate":
+        service = AggregateService(config, engine)
+    elif args.role == "ingest":
+        topic = config.kafka.partials_topic
+        service = MonitorService(
+            config,
+            engine,
+            publisher_of=lambda writer, n: PartialPublisher(engine, writer, topic, n),
+        )
+    else:
+        service = MonitorService(config, engine)
     server = MetricsServer(
         build_registry(service.snapshot), config.metrics.host, config.metrics.port, service.ready
     ).start()
@@ -290,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from stream_monitor.kafka.service import StartupError
+    from stream_monitor.kafka.connection import StartupError
     from stream_monitor.tools.embedded import EmbeddedBrokerError
 
     try:

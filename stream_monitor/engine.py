@@ -29,7 +29,7 @@ from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMe
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
-from stream_monitor.snapshot import Snapshot, WindowSample
+from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
 from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
 from stream_monitor.state.ledger import PartitionLedger
@@ -172,6 +172,33 @@ class Engine:
         for key in [k for k in self.states if k[0] == model]:
             self.judge.board.forget(*key)
         self.store.drop_model(model)
+
+    def count_invalid(self, reason: str) -> None:
+        """Count one input that could not be used (a partial in conflict, say)."""
+        self.invalid_total[reason] += 1
+
+    def follow_report(
+        self,
+        key: PartitionKey,
+        watermarks: dict[VersionKey, float],
+        next_offset: int | None,
+        caught_up: bool,
+    ) -> None:
+        """Take an ingest replica's report of input partition ``key`` (scale-out aggregation)."""
+        self.store.follow_report(key, watermarks, next_offset, caught_up)
+        for version in watermarks:
+            state = self.states.get(version)
+            if state is not None:
+                self.watermark_s = max(self.watermark_s, state.watermark_s)
+
+    def adopt_progress(
+        self, model: str, versions: list[list[Any]], severities: dict[SeriesKey, str]
+    ) -> None:
+        """Continue another replica's judging of ``model``: rows ``[version, end, quality]``."""
+        rows = [[model, version, quality, end] for version, end, quality in versions]
+        self.store.adopt_progress(rows, self.state)
+        for series, severity in severities.items():
+            self.judge.board.adopt(series, severity)
 
     def settle(self, now_s: float | None = None, final: bool = False) -> None:
         """Judge each window ending at a newly closed pane, then let go of panes no window needs.

@@ -29,7 +29,7 @@ from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
 from stream_monitor.kafka.changelog import read_changelog, restore
-from stream_monitor.kafka.service import consumer_settings, producer_settings
+from stream_monitor.kafka.settings import consumer_settings, producer_settings
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, start_service

@@ -50,7 +50,7 @@ SCHEMA_VERSION = 2
 CHUNK_BYTES = 512 * 1024
 
 
-class CheckpointError(RuntimeError):
+class ChangelogReadError(RuntimeError):
     """A checkpoint that cannot be read back (wrong schema version, missing records)."""
 
 
@@ -187,7 +187,7 @@ def read_changelog(
     checkpoint just written look absent. The marker's offset cannot lag, and a
     stale log start offset is only ever too low, which costs a read, never a
     record. Nothing waits for a fixed time: ``timeout_s`` only bounds a broker
-    that stops answering (:class:`CheckpointError` when the markers are not
+    that stops answering (:class:`ChangelogReadError` when the markers are not
     delivered, or the read makes no progress, for that long).
     """
     wanted = sorted(set(partitions))
@@ -240,7 +240,7 @@ def _write_markers(
     producer.flush(1.0)
     if failed or len(offsets) < len(partitions):
         missing = sorted(set(partitions) - set(offsets))
-        raise CheckpointError(f"{topic}: restore markers not delivered to {missing} {failed}")
+        raise ChangelogReadError(f"{topic}: restore markers not delivered to {missing} {failed}")
     return offsets
 
 
@@ -277,7 +277,7 @@ def _read_to_markers(
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
-                raise CheckpointError(
+                raise ChangelogReadError(
                     f"{topic}: restore read of {sorted(pending)} did not reach its markers"
                 )
             for message in consumer.consume(READ_BATCH, READ_WAIT_S):
@@ -306,7 +306,7 @@ def restore(latest: dict[bytes, bytes | None], key: PartitionKey) -> PartitionCh
         return None
     commit = orjson.loads(raw_commit)
     if commit.get("schema_version") != SCHEMA_VERSION:
-        raise CheckpointError(
+        raise ChangelogReadError(
             f"checkpoint of {topic}[{partition}] has schema_version "
             f"{commit.get('schema_version')!r}; this release reads {SCHEMA_VERSION}. "
             "Delete the changelog topic (or use a new group id) to start afresh."
@@ -317,7 +317,9 @@ def restore(latest: dict[bytes, bytes | None], key: PartitionKey) -> PartitionCh
         raw = latest.get(_key("meta", topic, partition, meta_slot, index))
         record = orjson.loads(raw) if raw else None
         if record is None or record["seq"] != seq:
-            raise CheckpointError(f"checkpoint {seq} of {topic}[{partition}]: meta chunk missing")
+            raise ChangelogReadError(
+                f"checkpoint {seq} of {topic}[{partition}]: meta chunk missing"
+            )
         blob += base64.b64decode(record["data"])
     meta = orjson.loads(zlib.decompress(blob))
     checkpoint = PartitionCheckpoint(key, seq, meta)
@@ -325,7 +327,7 @@ def restore(latest: dict[bytes, bytes | None], key: PartitionKey) -> PartitionCh
         raw = latest.get(_key("pane", topic, partition, model, version, pane, slot))
         record = orjson.loads(raw) if raw else None
         if record is None or record["seq"] != pane_seq:
-            raise CheckpointError(
+            raise ChangelogReadError(
                 f"checkpoint {seq} of {topic}[{partition}]: pane {pane} of {model} {version} "
                 "missing"
             )

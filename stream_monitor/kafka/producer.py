@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+#: How long a flush waits for the broker to acknowledge what was produced.
+DELIVERY_TIMEOUT_S = 10.0
 #: librdkafka's "let the partitioner choose".
 PARTITION_UA = -1
 #: Errors no retry can cure: the broker (or librdkafka) refuses the record itself.

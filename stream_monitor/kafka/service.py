@@ -1,18 +1,12 @@
 """The service loop: consume, compute, emit drift events, commit.
 
-Commit order, enforced in :meth:`MonitorService.checkpoint`:
-
-1. evaluate the windows the consumed messages updated;
-2. produce the resulting drift events;
-3. write each owned partition's state, with the offset it reflects, to the
-   changelog topic (:mod:`stream_monitor.kafka.changelog`);
-4. flush the producer and confirm delivery (nothing is committed otherwise);
-5. commit the offsets of the messages processed.
-
-Dead letters go through a producer of their own (:mod:`stream_monitor.sinks.dead_letters`),
-produced as messages are rejected and waited for briefly at step 4; a dead letter
-that fails is retried, counted and finally dropped, but never holds back step 5.
-A drift event the broker can never accept (e.g. too large) is counted and dropped.
+Each consumed batch goes through the engine; every ``evaluation_interval_s``
+the windows are judged and the drift events produced; every
+``commit_interval_s`` the progress is committed in the order of
+:mod:`stream_monitor.kafka.checkpoint`. Dead letters go through a producer of
+their own (:mod:`stream_monitor.sinks.dead_letters`): a dead letter that fails
+is retried, counted and finally dropped, but never holds back a commit. A
+drift event the broker can never accept (e.g. too large) is counted and dropped.
 
 On assignment each partition's state is restored from the changelog and
 consumption resumes at the offset stored with it, so the state reflects every
@@ -25,118 +19,61 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
-import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from stream_monitor.config import KafkaConfig, MonitorConfig
+from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.decode.rejects import RejectLog
-from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.kafka.changelog import (
+    ChangelogReadError,
     ChangelogWriter,
-    CheckpointError,
-    ensure_changelog,
     read_changelog,
     read_size,
     restore,
 )
+from stream_monitor.kafka.checkpoint import Checkpoint, CommitError, StateNotDelivered
+from stream_monitor.kafka.connection import KafkaConnection
 from stream_monitor.kafka.producer import DeliveryError, TopicWriter
-from stream_monitor.scaleout.publisher import PartialPublisher
-from stream_monitor.sinks.dead_letters import DeadLetters
 from stream_monitor.sinks.drift_events import produce_drift_events
 from stream_monitor.snapshot import Snapshot
+from stream_monitor.state.keys import PartitionKey
+
+if TYPE_CHECKING:
+    from stream_monitor.engine import Engine
 
 log = logging.getLogger(__name__)
-#: librdkafka's own log lines go through Python logging under this name.
-client_log = logging.getLogger("stream_monitor.librdkafka")
-
-DELIVERY_TIMEOUT_S = 10.0
-#: How long a checkpoint waits for dead letters in flight before it commits anyway.
-DEAD_LETTER_WAIT_S = 2.0
 
 
-class StartupError(RuntimeError):
-    """The broker could not be reached within the start-up timeout."""
+class PanePublisher(Protocol):
+    """Publishes pane partials for the aggregate replicas (an ingest replica's output)."""
+
+    def publish(self, owned: Iterable[PartitionKey]) -> int:
+        """Publish the owned partitions' changed panes and watermarks."""
+        ...
+
+    def forget(self, key: PartitionKey) -> None:
+        """Forget a partition this replica no longer owns."""
+        ...
+
+    def resend(self) -> None:
+        """Publish everything again (the last partials were not delivered)."""
+        ...
 
 
-def consumer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
-    """librdkafka consumer settings: ours, then the user's passthrough settings."""
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "group.id": kafka.group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": kafka.auto_offset_reset,
-        "partition.assignment.strategy": kafka.assignment_strategy,
-        "session.timeout.ms": kafka.session_timeout_ms,
-        "max.poll.interval.ms": kafka.max_poll_interval_ms,
-        "heartbeat.interval.ms": max(100, min(3000, kafka.session_timeout_ms // 3)),
-        "statistics.interval.ms": kafka.statistics_interval_ms,
-        "logger": client_log,
-        **kafka.client,
-        **kafka.consumer,
-        **callbacks,
-    }
-
-
-def producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
-    """librdkafka producer settings: idempotent, acks from all in-sync replicas."""
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 20,
-        "logger": client_log,
-        **kafka.client,
-        **kafka.producer,
-        **callbacks,
-    }
-
-
-def dead_letter_producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
-    """The dead-letter producer: ``message.max.bytes`` from the config, not idempotent.
-
-    Dead letters are best effort (one sent again may be duplicated), and a
-    producer that is not idempotent has no fatal errors to recover from.
-    """
-    return {
-        **producer_settings(kafka, **callbacks),
-        "enable.idempotence": False,
-        "message.max.bytes": kafka.dead_letter_max_bytes,
-    }
-
-
-def lag_from_statistics(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
-    """Consumer lag per assigned partition from librdkafka's statistics JSON.
-
-    >>> lag_from_statistics({"topics": {"t": {"partitions": {
-    ...     "0": {"consumer_lag": 5}, "-1": {"consumer_lag": -1}, "1": {"consumer_lag": -1}}}}})
-    {('t', 0): 5}
-    """
-    lag: dict[tuple[str, int], int] = {}
-    for topic, topic_stats in stats.get("topics", {}).items():
-        for partition, partition_stats in topic_stats.get("partitions", {}).items():
-            value = partition_stats.get("consumer_lag", -1)
-            if int(partition) >= 0 and value >= 0:
-                lag[(topic, int(partition))] = int(value)
-    return lag
-
-
-def brokers_up(stats: dict[str, Any]) -> bool:
-    """Whether librdkafka reports at least one broker connection as UP."""
-    return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+#: Builds the publisher once the partials topic is open: (writer, partials partitions).
+PublisherOf = Callable[[TopicWriter, int], PanePublisher]
 
 
 class MonitorService:
     """One monitor instance in the consumer group.
 
-    With ``ingest`` it judges nothing: it publishes partial summaries for the
-    aggregate replicas (:mod:`stream_monitor.scaleout.partials`) where it would evaluate,
-    so they are delivered before the changelog and the offsets they reflect.
+    With ``publisher_of`` (an ingest replica) it judges nothing: it publishes
+    partial summaries for the aggregate replicas where it would evaluate, so
+    they are delivered before the changelog and the offsets they reflect.
     """
 
     def __init__(
@@ -144,61 +81,30 @@ class MonitorService:
         config: MonitorConfig,
         engine: Engine,
         on_drift: Callable[[DriftEvent], None] | None = None,
-        ingest: bool = False,
+        publisher_of: PublisherOf | None = None,
     ) -> None:
         self.config = config
-        self.ingest = ingest
-        self.publisher: PartialPublisher | None = None
         self.engine = engine
-        engine.judging = not ingest
+        self.on_drift = on_drift
+        self.publisher_of = publisher_of
+        self.publisher: PanePublisher | None = None
+        engine.judging = publisher_of is None
         if engine.store.clock is None:
             engine.store.clock = time.monotonic
-        self.on_drift = on_drift
+        self.connection = KafkaConnection(config.kafka)
+        self.checkpoints = Checkpoint(engine, self.connection, None, config.kafka.commit_interval_s)
         self.reject_log = RejectLog()
-        self._lag: dict[tuple[str, int], int] = {}
-        self._broker_up: bool | None = None
-        self._owned: set[tuple[str, int]] = set()
-        self._checkpointed: dict[tuple[str, int], int | None] = {}
-        self._judged_panes = 0
-        self.changelog: ChangelogWriter | None = None
+        self._owned: set[PartitionKey] = set()
         self._stop = threading.Event()
-        self._producer_failed = False
         self._assigned = False
-        self._closed = False
         self._snapshot = Snapshot()
-        kafka = config.kafka
-        self.consumer = Consumer(
-            consumer_settings(kafka, error_cb=self._on_error, stats_cb=self._on_stats)
-        )
-        self.writer = TopicWriter(Producer(producer_settings(kafka, error_cb=self._on_error)))
-        self.dead_letters: DeadLetters | None = None
-        if kafka.topics.dead_letter:
-            settings = dead_letter_producer_settings(kafka, error_cb=self._on_error)
-            self.dead_letters = DeadLetters(
-                Producer(settings),
-                kafka.topics.dead_letter,
-                kafka.dead_letter_max_bytes,
-                kafka.dead_letter_retries,
-            )
 
-    # -- callbacks (run inside consume()/poll() on the loop thread) --
+    @property
+    def changelog(self) -> ChangelogWriter | None:
+        """Where owned partitions' state is written (None without checkpoints)."""
+        return self.checkpoints.changelog
 
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            log.error("kafka client fatal error, recreating the producer: %s", error.str())
-            self._producer_failed = True
-            return
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            if self._broker_up is not False:
-                log.warning("kafka broker unreachable: %s", error.str())
-            self._broker_up = False
-            return
-        log.warning("kafka: %s", error.str())
-
-    def _on_stats(self, raw: str) -> None:
-        stats = orjson.loads(raw)
-        self._lag = lag_from_statistics(stats)
-        self._broker_up = brokers_up(stats)
+    # -- rebalance callbacks (run inside consume() on the loop thread) --
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
@@ -206,29 +112,23 @@ class MonitorService:
             try:
                 self._restore(partitions)
                 break
-            except (DeliveryError, CheckpointError, KafkaException) as exc:
+            except (DeliveryError, ChangelogReadError, KafkaException) as exc:
                 log.warning("restoring state failed, retrying: %s", exc)
                 self._stop.wait(1.0)
                 self._reopen_changelog()
         self._owned.update((p.topic, p.partition) for p in partitions)
         events = self.config.kafka.topics.events
         self.engine.store.expect((p.topic, p.partition) for p in partitions if p.topic == events)
-        if self.config.kafka.assignment_strategy == "cooperative-sticky":
-            consumer.incremental_assign(partitions)
-        else:
-            consumer.assign(partitions)
+        assign(consumer, partitions, self.config.kafka.assignment_strategy)
         self._assigned = True
 
     def _restore(self, partitions: list[TopicPartition]) -> None:
         """Restore every partition's checkpoint in one read; seek each to its stored offset."""
-        assert self.changelog is not None
-        started = time.monotonic()
         changelog = self.changelog
+        assert changelog is not None
+        started = time.monotonic()
         targets = {changelog.changelog_partition((p.topic, p.partition)) for p in partitions}
-        kafka = self.config.kafka
-        reads = read_changelog(
-            consumer_settings(kafka), producer_settings(kafka), changelog.topic, targets
-        )
+        reads = read_changelog(*self.connection.settings(), changelog.topic, targets)
         restored = 0
         for p in partitions:
             key = (p.topic, p.partition)
@@ -238,7 +138,7 @@ class MonitorService:
             self.engine.restore_partition(checkpoint)
             changelog.adopt(checkpoint)
             next_offset = checkpoint.meta.get("next_offset")
-            self._checkpointed[key] = next_offset
+            self.checkpoints.written(key, next_offset)
             if next_offset is not None:
                 p.offset = next_offset
             restored += 1
@@ -264,8 +164,8 @@ class MonitorService:
         for p in partitions:
             key = (p.topic, p.partition)
             self._owned.discard(key)
-            self._lag.pop(key, None)
-            self._checkpointed.pop(key, None)
+            self.connection.lag.pop(key, None)
+            self.checkpoints.forget(key)
             self.engine.drop_partition(key)
             if self.changelog is not None:
                 self.changelog.forget(key)
@@ -280,51 +180,18 @@ class MonitorService:
 
     def ready(self) -> bool:
         """Ready once the broker answered and partitions were assigned."""
-        return bool(self._broker_up) and self._assigned
+        return bool(self.connection.broker_up) and self._assigned
 
     def wait_for_broker(self) -> None:
-        """Block until the broker answers, or raise :class:`StartupError` after the timeout."""
-        timeout_s = self.config.kafka.startup_timeout_s
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self.consumer.list_topics(timeout=min(2.0, timeout_s))
-                self._broker_up = True
-                return
-            except KafkaException:
-                if time.monotonic() >= deadline:
-                    raise StartupError(
-                        f"Kafka broker {self.config.kafka.bootstrap_servers} unreachable "
-                        f"after {timeout_s:g}s (kafka.startup_timeout_s)"
-                    ) from None
-                time.sleep(0.5)
-
-    def input_partitions(self) -> int:
-        """The most partitions of the input topics (1 when they do not exist yet)."""
-        kafka = self.config.kafka
-        metadata = self.consumer.list_topics(timeout=10)
-        inputs = [kafka.topics.events, *([kafka.topics.labels] if kafka.topics.labels else [])]
-        return max(
-            [len(metadata.topics[t].partitions) for t in inputs if t in metadata.topics] or [1]
-        )
-
-    def open_compacted(self, topic: str, partitions: int) -> int:
-        """Create (if needed) a compacted topic; its partition count."""
-        kafka = self.config.kafka
-        admin = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client}
-        return ensure_changelog(admin, topic, partitions)
+        """Block until the broker answers (see :meth:`KafkaConnection.wait_for_broker`)."""
+        self.connection.wait_for_broker()
 
     def open_changelog(self) -> None:
         """Create (if needed) and open the changelog topic, sized like the input topics."""
+        connection = self.connection
         topic = self.config.kafka.changelog_topic
-        partitions = self.open_compacted(topic, self.input_partitions())
-        self.changelog = ChangelogWriter(self.writer, topic, partitions)
-
-    def open_partials(self) -> int:
-        """Create (if needed) the partials topic; its partition count."""
-        kafka = self.config.kafka
-        wanted = kafka.partials_partitions or self.input_partitions()
-        return self.open_compacted(kafka.partials_topic, wanted)
+        partitions = connection.open_compacted(topic, connection.input_partitions())
+        self.checkpoints.changelog = ChangelogWriter(connection.writer, topic, partitions)
 
     def _reopen_changelog(self) -> None:
         """Recreate a changelog topic that vanished (a broker that lost its data)."""
@@ -339,167 +206,135 @@ class MonitorService:
         kafka = self.config.kafka
         if kafka.checkpoints and self.changelog is None:
             self.open_changelog()
-        if self.ingest and self.publisher is None:
-            partitions = self.open_partials()
-            self.publisher = PartialPublisher(
-                self.engine, self.writer, kafka.partials_topic, partitions
+        if self.publisher_of is not None and self.publisher is None:
+            self.publisher = self.publisher_of(
+                self.connection.writer, self.connection.open_partials()
             )
-        topics = [kafka.topics.events]
-        if kafka.topics.labels:
-            topics.append(kafka.topics.labels)
-        self.consumer.subscribe(
+        topics = [kafka.topics.events, *([kafka.topics.labels] if kafka.topics.labels else [])]
+        self.connection.consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-        last_evaluation = last_commit = time.monotonic()
+        last_evaluation = time.monotonic()
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(kafka.batch_size, kafka.poll_timeout_s)
-                self.process(messages)
-                now = time.monotonic()
-                if now - last_commit >= kafka.commit_interval_s:
+                self.process(
+                    self.connection.consumer.consume(kafka.batch_size, kafka.poll_timeout_s)
+                )
+                if self.checkpoints.due():
                     self.checkpoint()
-                    last_commit = last_evaluation = now
-                elif now - last_evaluation >= self.config.evaluation_interval_s:
+                    last_evaluation = time.monotonic()
+                elif time.monotonic() - last_evaluation >= self.config.evaluation_interval_s:
                     self.evaluate()
-                    last_evaluation = now
+                    last_evaluation = time.monotonic()
             self.checkpoint()
         finally:
             self.close()
 
     def close(self) -> None:
-        """Close the consumer (leaving the group), flush and release the producer; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self.consumer.close()
-        self.writer.release(DELIVERY_TIMEOUT_S)
-        if self.dead_letters is not None:
-            self.dead_letters.release(DELIVERY_TIMEOUT_S)
+        """Leave the group, flush and release the producers; idempotent."""
+        self.connection.close()
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""
-        raw: list[RawMessage] = []
-        append = raw.append
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", error)
-                continue
-            timestamp_type, timestamp_ms = message.timestamp()
-            append(
-                RawMessage(
-                    message.value(),
-                    timestamp_ms if timestamp_type else None,
-                    message.topic() or "",
-                    message.partition() or 0,
-                    message.offset() or 0,
-                )
-            )
+        raw = raw_messages(messages)
         if not raw:
             return
-        self._broker_up = True
+        self.connection.broker_up = True
         rejects = self.engine.process(raw, now_s=time.time())
         if rejects:
             self.reject_log.record(rejects)
-            if self.dead_letters is not None:
-                self.dead_letters.forward(raw, rejects)
+            if self.connection.dead_letters is not None:
+                self.connection.dead_letters.forward(raw, rejects)
 
-    def _note_caught_up(self) -> None:
-        """Whether each owned partition was read to its (cached) high watermark."""
+    def _note_end_offsets(self) -> None:
+        """Note each owned partition's (cached) end offset: whether it was read to the end."""
         for key in self._owned:
-            ledger = self.engine.store.ledgers.get(key)
-            if ledger is None:
-                continue
             try:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+                _, high = self.connection.consumer.get_watermark_offsets(
+                    TopicPartition(*key), cached=True
+                )
             except KafkaException:
                 continue
-            ledger.caught_up = high >= 0 and (ledger.next_offset or 0) >= high
+            self.engine.store.note_end_offset(key, high)
 
     def evaluate(self) -> None:
         """Judge windows and queue drift events (ingest: publish partials); refresh the snapshot."""
-        self._note_caught_up()
+        self._note_end_offsets()
         if self.publisher is not None:
             self.publisher.publish(key for key in self.engine.store.ledgers if key in self._owned)
             snapshot = self.engine.operations_snapshot()
+            self.connection.poll()
+            self._snapshot = self.connection.report(snapshot)
         else:
-            events = self.engine.evaluate()
-            if events:
-                produce_drift_events(self.writer, self.config.kafka.topics.drift_events, events)
-                if self.on_drift is not None:
-                    for event in events:
-                        self.on_drift(event)
-            snapshot = self.engine.snapshot()
-        self.writer.producer.poll(0)
-        dead = self.dead_letters
-        if dead is not None:
-            dead.poll()
-        self._snapshot = replace(
-            snapshot,
-            consumer_lag=dict(self._lag),
-            broker_up=self._broker_up,
-            drift_events_dropped=self.writer.dropped,
-            dead_letter_failures=dict(dead.failures) if dead is not None else {},
-            dead_letters_dropped=dead.dropped if dead is not None else 0,
-        )
-
-    def _renew_producer(self) -> None:
-        """Replace a producer that hit a fatal error (e.g. a broker that lost its data)."""
-        self._producer_failed = False
-        self.writer.producer = Producer(
-            producer_settings(self.config.kafka, error_cb=self._on_error)
-        )
-        for ledger in self.engine.store.ledgers.values():
-            ledger.mark_all_dirty()
-        self._checkpointed.clear()
-        if self.publisher is not None:
-            self.publisher.resend()
+            topic = self.config.kafka.topics.drift_events
+            self._snapshot = judge_and_emit(self.engine, self.connection, topic, self.on_drift)
 
     def checkpoint(self) -> bool:
-        """Evaluate, write state, confirm delivery, then commit offsets (the module's order)."""
-        if self._producer_failed:
-            self._renew_producer()
+        """Evaluate, then commit (:mod:`stream_monitor.kafka.checkpoint`); whether it committed."""
+        if self.connection.renew_producer():
+            self.checkpoints.rewrite_all()
+            if self.publisher is not None:
+                self.publisher.resend()
         self.evaluate()
-        owned = [key for key in self.engine.store.ledgers if key in self._owned]
-        if self.changelog is not None:
-            # Every partition's checkpoint carries the severities and how far each model
-            # was judged: once judging moved, all are rewritten, so none restores stale ones.
-            judged = self.engine.judge.judged_panes != self._judged_panes
-            self._judged_panes = self.engine.judge.judged_panes
-            for key in owned:
-                ledger = self.engine.store.ledgers[key]
-                unchanged = not ledger.checkpointed.pending and not judged
-                if unchanged and self._checkpointed.get(key) == ledger.next_offset:
-                    continue
-                changed, evicted, meta = self.engine.checkpoint_partition(key)
-                self.changelog.write(key, changed, evicted, meta)
-                self._checkpointed[key] = ledger.next_offset
-        if self.dead_letters is not None:
-            self.dead_letters.settle(DEAD_LETTER_WAIT_S)
         try:
-            self.writer.confirm(DELIVERY_TIMEOUT_S)
-        except DeliveryError as exc:
+            self.checkpoints.commit(self._owned)
+        except StateNotDelivered as exc:
             log.warning("%s; offsets not committed yet", exc)
-            for key in owned:
-                self.engine.store.ledgers[key].mark_all_dirty()
-                self._checkpointed.pop(key, None)
             if self.publisher is not None:
                 self.publisher.resend()
             return False
-        offsets = [
-            TopicPartition(topic, partition, ledger.next_offset)
-            for (topic, partition), ledger in self.engine.store.ledgers.items()
-            if (topic, partition) in self._owned and ledger.next_offset is not None
-        ]
-        if not offsets:
-            return True
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("offset commit failed (will retry): %s", exc.args[0])
+        except CommitError as exc:
+            log.warning("%s (will retry)", exc)
             return False
         return True
+
+
+def judge_and_emit(
+    engine: Engine,
+    connection: KafkaConnection,
+    topic: str,
+    on_drift: Callable[[DriftEvent], None] | None,
+) -> Snapshot:
+    """Judge the windows of closed panes, queue their drift events; the snapshot to serve."""
+    events = engine.evaluate()
+    if events:
+        produce_drift_events(connection.writer, topic, events)
+        if on_drift is not None:
+            for event in events:
+                on_drift(event)
+    connection.poll()
+    return connection.report(engine.snapshot())
+
+
+def raw_messages(messages: list[Message]) -> list[RawMessage]:
+    """The consumed messages as the engine reads them (errors logged, end-of-partition skipped)."""
+    raw: list[RawMessage] = []
+    append = raw.append
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", error)
+            continue
+        timestamp_type, timestamp_ms = message.timestamp()
+        append(
+            RawMessage(
+                message.value(),
+                timestamp_ms if timestamp_type else None,
+                message.topic() or "",
+                message.partition() or 0,
+                message.offset() or 0,
+            )
+        )
+    return raw
+
+
+def assign(consumer: Consumer, partitions: list[TopicPartition], strategy: str) -> None:
+    """Take an assignment: incrementally for the cooperative assignor, else eagerly."""
+    if strategy == "cooperative-sticky":
+        consumer.incremental_assign(partitions)
+    else:
+        consumer.assign(partitions)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from stream_monitor.engine import Engine
 from stream_monitor.scaleout.partials import (
     JudgedMark,
     PanePartial,
@@ -31,6 +31,9 @@ from stream_monitor.scaleout.partials import (
 )
 from stream_monitor.state import persist
 from stream_monitor.state.keys import PartitionKey, VersionKey
+
+if TYPE_CHECKING:
+    from stream_monitor.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,10 @@ class Aggregator:
         engine = self.engine
         state = engine.state(*partial.version)
         if state is None:
-            engine.invalid_total["too_many_versions"] += 1
+            engine.count_invalid("too_many_versions")
             return
         if state.layout is None or state.layout.width != len(partial.vector):
-            engine.invalid_total["state_conflict"] += 1
+            engine.count_invalid("state_conflict")
             return
         expected = self._fingerprints.get(partial.version)
         if expected is None:
@@ -95,18 +98,12 @@ class Aggregator:
                 *partial.version,
                 *partial.source,
             )
-            engine.invalid_total["state_conflict"] += 1
+            engine.count_invalid("state_conflict")
             return
-        ledger = engine.store.ledger(partial.source)
-        fresh = state.windows is not None and state.windows.end_pane is None
-        if not state.merge(ledger, partial.pane, partial.vector):
-            engine.invalid_total["late_partial"] += 1
+        if not engine.store.merge_partial(partial.source, state, partial.pane, partial.vector):
+            engine.count_invalid("late_partial")
             return
         self._offsets[key] = partial.offset
-        if fresh:  # a new state: follow the watermarks already reported
-            for other in engine.store.ledgers.values():
-                if partial.version in other.watermarks:
-                    state.follow_watermark(other)
 
     def _report(self, report: WatermarkReport, partition: int) -> None:
         """Follow the oldest of the newest reports each partials partition read gave."""
@@ -117,30 +114,11 @@ class Aggregator:
             self._follow(min((newest[p] for p in reading), key=_progress))
 
     def _follow(self, report: WatermarkReport) -> None:
-        engine = self.engine
-        ledger = engine.store.ledger(report.source)
-        before = ledger.event_time
-        ledger.caught_up = report.caught_up
-        ledger.next_offset = report.offset
-        for version, event_ts in report.watermarks.items():
-            ledger.advance(version, event_ts)
-            state = engine.states.get(version)
-            if state is not None:
-                state.follow_watermark(ledger)
-                engine.watermark_s = max(engine.watermark_s, state.watermark_s)
-        if ledger.event_time > before and engine.store.clock is not None:
-            ledger.advanced_at = engine.store.clock()
+        self.engine.follow_report(report.source, report.watermarks, report.offset, report.caught_up)
 
     def _adopt(self, mark: JudgedMark) -> None:
-        for version, end_pane, quality_reference in mark.versions:
-            state = self.engine.state(mark.model, version)
-            if state is None:
-                continue
-            state.quality_reference = state.quality_reference or quality_reference
-            if end_pane is not None:
-                state.adopt_judged(int(end_pane))
-        for series, severity in persist.severities_from_json(mark.severities).items():
-            self.engine.judge.board.adopt(series, severity)
+        severities = persist.severities_from_json(mark.severities)
+        self.engine.adopt_progress(mark.model, mark.versions, severities)
 
     def owns(self, model: str, partitions: set[int]) -> bool:
         """Whether ``model``'s partials partition is among ``partitions``."""

@@ -19,20 +19,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from stream_monitor.config import MonitorConfig
-from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.kafka.changelog import CheckpointError, read_changelog, read_size
-from stream_monitor.kafka.producer import DeliveryError
-from stream_monitor.kafka.service import (
-    DELIVERY_TIMEOUT_S,
-    MonitorService,
-    consumer_settings,
-    producer_settings,
-)
+from stream_monitor.kafka.changelog import ChangelogReadError, read_changelog, read_size
+from stream_monitor.kafka.connection import KafkaConnection
+from stream_monitor.kafka.producer import DELIVERY_TIMEOUT_S, DeliveryError
+from stream_monitor.kafka.service import assign, judge_and_emit
 from stream_monitor.scaleout.aggregator import Aggregator
 from stream_monitor.scaleout.partials import (
     PartialError,
@@ -42,11 +38,15 @@ from stream_monitor.scaleout.partials import (
     judged_key,
     partition_of,
 )
+from stream_monitor.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from stream_monitor.engine import Engine
 
 log = logging.getLogger(__name__)
 
 
-class AggregateService(MonitorService):
+class AggregateService:
     """One aggregate replica: merges the partials of the models it owns and judges them."""
 
     def __init__(
@@ -63,19 +63,44 @@ class AggregateService(MonitorService):
             topics=replace(kafka.topics, partials=kafka.partials_topic, dead_letter=None),
             checkpoints=False,
         )
-        super().__init__(replace(config, kafka=own), engine, on_drift)
+        self.config = replace(config, kafka=own)
+        self.engine = engine
+        if engine.store.clock is None:
+            engine.store.clock = time.monotonic
+        self.on_drift = on_drift
+        self.connection = KafkaConnection(own)
         self.aggregator: Aggregator | None = None
+        self._stop = threading.Event()
+        self._assigned = False
+        self._snapshot = Snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The engine's last snapshot plus the consumer's lag and broker state."""
+        return self._snapshot
+
+    def ready(self) -> bool:
+        """Ready once the broker answered and partials partitions were assigned."""
+        return bool(self.connection.broker_up) and self._assigned
+
+    def wait_for_broker(self) -> None:
+        """Block until the broker answers (see :meth:`KafkaConnection.wait_for_broker`)."""
+        self.connection.wait_for_broker()
+
+    def close(self) -> None:
+        """Leave the group, flush and release the producer; idempotent."""
+        self.connection.close()
 
     def run(self, stop: threading.Event) -> None:
         """Consume partials until ``stop`` is set, judging every ``evaluation_interval_s``."""
         self._stop = stop
         kafka = self.config.kafka
-        self.aggregator = Aggregator(self.engine, self.open_partials())
-        metadata = self.consumer.list_topics(timeout=10)
+        consumer = self.connection.consumer
+        self.aggregator = Aggregator(self.engine, self.connection.open_partials())
+        metadata = consumer.list_topics(timeout=10)
         events = metadata.topics.get(kafka.topics.events)
         if events is not None and not events.error:
             self.engine.store.expect((kafka.topics.events, p) for p in events.partitions)
-        self.consumer.subscribe(
+        consumer.subscribe(
             [kafka.partials_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
@@ -84,7 +109,7 @@ class AggregateService(MonitorService):
         last = time.monotonic()
         try:
             while not stop.is_set():
-                self.process(self.consumer.consume(kafka.batch_size, kafka.poll_timeout_s))
+                self.process(consumer.consume(kafka.batch_size, kafka.poll_timeout_s))
                 if time.monotonic() - last >= self.config.evaluation_interval_s:
                     self.checkpoint()
                     last = time.monotonic()
@@ -100,25 +125,19 @@ class AggregateService(MonitorService):
             try:
                 self._rebuild(partitions)
                 break
-            except (CheckpointError, KafkaException) as exc:
+            except (ChangelogReadError, KafkaException) as exc:
                 log.warning("reading partials failed, retrying: %s", exc)
                 self._stop.wait(1.0)
-        if self.config.kafka.assignment_strategy == "cooperative-sticky":
-            consumer.incremental_assign(partitions)
-        else:
-            consumer.assign(partitions)
+        assign(consumer, partitions, self.config.kafka.assignment_strategy)
         self._assigned = True
 
     def _rebuild(self, partitions: list[TopicPartition]) -> None:
         """Rebuild the models of the partials partitions in one read; set where each continues."""
         assert self.aggregator is not None
         started = time.monotonic()
-        kafka = self.config.kafka
+        topic = self.config.kafka.partials_topic
         reads = read_changelog(
-            consumer_settings(kafka),
-            producer_settings(kafka),
-            kafka.partials_topic,
-            [p.partition for p in partitions],
+            *self.connection.settings(), topic, [p.partition for p in partitions]
         )
         for p in partitions:
             read = reads[p.partition]
@@ -145,7 +164,7 @@ class AggregateService(MonitorService):
         by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         for message in messages:
             if message.error() is None:
-                self._broker_up = True
+                self.connection.broker_up = True
                 pairs = by_partition.setdefault(message.partition() or 0, [])
                 pairs.append((message.key(), message.value()))
         for partition, pairs in by_partition.items():
@@ -159,7 +178,7 @@ class AggregateService(MonitorService):
                 record = decode_record(key, value)
             except PartialError as exc:
                 log.warning("%s", exc)
-                self.engine.invalid_total["state_conflict"] += 1
+                self.engine.count_invalid("state_conflict")
                 continue
             if record is not None:
                 records.append(record)
@@ -174,30 +193,24 @@ class AggregateService(MonitorService):
         for partitions never reported (every time: one that was empty may
         receive messages no replica reads) and those still for ``idle_timeout_s``.
         """
-        idle_s = self.config.windows.idle_timeout_s
-        now = time.monotonic()
-        for key in self.engine.store.expected:
-            ledger = self.engine.store.ledger(key)
-            reported = ledger.next_offset is not None
-            moved = ledger.advanced_at
-            still = not reported or (moved is not None and now - moved >= idle_s)
-            if not still or not ledger.caught_up:
-                continue
+        for key in self.engine.store.quiet_partitions():
             try:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(*key), timeout=2.0)
+                _, high = self.connection.consumer.get_watermark_offsets(
+                    TopicPartition(*key), timeout=2.0
+                )
             except KafkaException:
                 high = -1
-            if high < 0 or high > (ledger.next_offset or 0):
-                ledger.caught_up = False
+            self.engine.store.note_end_offset(key, high)
 
     def checkpoint(self) -> bool:
         """Judge, deliver the drift events, then record how far each model was judged."""
-        if self._producer_failed:
-            self._renew_producer()
+        self.connection.renew_producer()
         self._check_unread()
-        self.evaluate()
+        topic = self.config.kafka.topics.drift_events
+        self._snapshot = judge_and_emit(self.engine, self.connection, topic, self.on_drift)
+        writer = self.connection.writer
         try:
-            self.writer.confirm(DELIVERY_TIMEOUT_S)
+            writer.confirm(DELIVERY_TIMEOUT_S)
         except DeliveryError as exc:
             log.warning("%s; judged marks not written yet", exc)
             return False
@@ -206,9 +219,9 @@ class AggregateService(MonitorService):
         topic = self.config.kafka.partials_topic
         for model, mark in self.aggregator.judged_marks():
             partition = partition_of(model, self.aggregator.partitions)
-            self.writer.produce(topic, judged_key(model), encode_judged(mark), partition=partition)
+            writer.produce(topic, judged_key(model), encode_judged(mark), partition=partition)
         try:
-            self.writer.confirm(DELIVERY_TIMEOUT_S)
+            writer.confirm(DELIVERY_TIMEOUT_S)
         except DeliveryError as exc:
             log.warning("%s; judged marks will be written again", exc)
             self.aggregator.forget_marks()

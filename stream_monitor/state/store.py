@@ -57,8 +57,8 @@ StateOf = Callable[[str, str], "ModelVersionState | None"]
 class StateStore:
     """The ledger of every input partition, the state of every model version, the label joins.
 
-    The engine creates the model version states (in ``states``) and the label
-    ``joiner``; the store adds, drops and checkpoints each partition's share of them.
+    The engine creates the states and the ``joiner``; the store adds, drops and
+    checkpoints each partition's share of them.
 
     ``clock`` (monotonic seconds) enables the idle timeout of partitions; without
     it (replay, benchmarks) a pane closes only when every partition passed it.
@@ -125,6 +125,75 @@ class StateStore:
                 continue
             active.append(mark)
         return min(active) if active else max(seen, default=-math.inf)
+
+    def next_offset(self, key: PartitionKey) -> int | None:
+        """The offset after the last message counted from input partition ``key``."""
+        ledger = self.ledgers.get(key)
+        return ledger.next_offset if ledger is not None else None
+
+    def unwritten(self, key: PartitionKey) -> bool:
+        """Whether ``key``'s panes changed since its last checkpoint was taken."""
+        return self.ledger(key).checkpointed.pending
+
+    def rewrite(self, key: PartitionKey) -> None:
+        """Write all of ``key``'s panes at its next checkpoint (the last was not confirmed)."""
+        self.ledger(key).mark_all_dirty()
+
+    def note_end_offset(self, key: PartitionKey, end_offset: int) -> None:
+        """Note the partition's end offset: it is caught up once everything before it was read."""
+        ledger = self.ledgers.get(key)
+        if ledger is not None:
+            ledger.caught_up = end_offset >= 0 and (ledger.next_offset or 0) >= end_offset
+
+    def quiet_partitions(self) -> list[PartitionKey]:
+        """Expected partitions said to be caught up that never reported, or had no new
+        event for ``idle_timeout_s``: the caller asks the broker for their end offsets."""
+        assert self.clock is not None
+        now = self.clock()
+        quiet = []
+        for key in self.expected:
+            ledger = self.ledger(key)
+            moved = ledger.advanced_at
+            still = ledger.next_offset is None or (
+                moved is not None and now - moved >= self.idle_timeout_s
+            )
+            if still and ledger.caught_up:
+                quiet.append(key)
+        return quiet
+
+    def follow_report(
+        self,
+        key: PartitionKey,
+        watermarks: dict[VersionKey, float],
+        next_offset: int | None,
+        caught_up: bool,
+    ) -> None:
+        """Take an ingest replica's report of input partition ``key`` (scale-out aggregation)."""
+        ledger = self.ledger(key)
+        before = ledger.event_time
+        ledger.caught_up = caught_up
+        ledger.next_offset = next_offset
+        for version, event_ts in watermarks.items():
+            ledger.advance(version, event_ts)
+            state = self.states.get(version)
+            if state is not None:
+                state.follow_watermark(ledger)
+        if ledger.event_time > before and self.clock is not None:
+            ledger.advanced_at = self.clock()
+
+    def merge_partial(
+        self, source: PartitionKey, state: ModelVersionState, pane: int, vector: np.ndarray
+    ) -> bool:
+        """Take a replica's newest partial of ``pane`` from ``source`` (False: too late)."""
+        ledger = self.ledger(source)
+        fresh = state.windows is not None and state.windows.end_pane is None
+        if not state.merge(ledger, pane, vector):
+            return False
+        if fresh:  # a new state: follow the watermarks already reported
+            for other in self.ledgers.values():
+                if state.key in other.watermarks:
+                    state.follow_watermark(other)
+        return True
 
     def drop_partition(self, key: PartitionKey) -> None:
         """Forget a partition this instance no longer owns (revoked or lost)."""
@@ -210,17 +279,17 @@ class StateStore:
         for model, rows in meta["joins"].items():
             if self.joiner.stores is not None and model in self.joiner.stores:
                 self.joiner.stores[model].load_owned(rows, checkpoint.key)
-        self.adopt_progress(meta["instance"])
+        self.adopt_progress(meta["instance"], lambda m, v: self.states.get((m, v)))
         for model, version, errors in meta["errors"]:
             state = self.states.get((model, version))
             if state is not None:
                 state.errors.of(checkpoint.key).adopt(errors)
         return persist.severities_from_json(meta["severities"])
 
-    def adopt_progress(self, rows: Iterable[list[Any]]) -> None:
+    def adopt_progress(self, rows: Iterable[list[Any]], state_of: StateOf) -> None:
         """Adopt judging progress rows ``[model, version, quality reference, judged end]``."""
         for model, version, quality_reference, judged in rows:
-            state = self.states.get((model, version))
+            state = state_of(model, version)
             if state is not None:
                 state.quality_reference = state.quality_reference or quality_reference
                 if judged is not None:
