@@ -1,15 +1,27 @@
-"""Shared fixtures: the embedded broker (one per session) and small factories."""
+"""Shared fixtures and factories: the embedded broker (one per session), configs, producing
+and consuming, polling, ``stream-monitor run`` processes and reading their metrics."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.config_file import config_from_dict
@@ -17,6 +29,11 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.tools.embedded import EmbeddedBroker
+
+T = TypeVar("T")
+
+#: Prometheus samples keyed by (metric name, sorted labels).
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 #: Consumer-group settings that suit the embedded broker (eager assignor, short timeouts).
 TEST_KAFKA = {
@@ -118,3 +135,131 @@ def start_service(
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
     return service, stop, thread
+
+
+# -- polling ---------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float = 30.0, what: str = "the condition") -> T:
+    """Poll ``condition`` until it returns something true; that value.
+
+    Raises :class:`AssertionError` naming ``what`` once ``timeout_s`` passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs: it is bound here
+    and never listened on, so nothing else can take it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+def samples(text: str, *names: str) -> Series:
+    """Samples of the named metrics in Prometheus text, keyed by (name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in names
+    }
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    """The body of ``http://127.0.0.1:<port><path>`` (raises :class:`OSError` if unreachable)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
+# -- ``stream-monitor run`` processes ----------------------------------------------------
+
+#: The line ``run`` logs once its /metrics server is bound; the port is the bound one.
+METRICS_LINE = re.compile(r"serving /metrics on \S+:(\d+)\n")
+
+
+class MonitorProcess:
+    """One ``stream-monitor run`` process, its stderr logged to a file in ``folder``.
+
+    The config should say ``metrics.port: 0``: the process binds a free port and logs it,
+    and :attr:`port` reads it from the log, so no test depends on a port staying free.
+    """
+
+    def __init__(
+        self,
+        config_file: Path,
+        folder: Path,
+        role: str = "all",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config_file, self.role = config_file, role
+        self.log = folder / f"{role}-{uuid.uuid4().hex[:8]}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+
+    def start(self) -> MonitorProcess:
+        """Start (or start again) the process."""
+        self._port = None
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_monitor", "run", "--config",
+                 str(self.config_file), "--role", self.role],
+                stdout=subprocess.DEVNULL, stderr=log, env=self.env,
+            )  # fmt: skip
+        return self
+
+    @property
+    def port(self) -> int | None:
+        """The /metrics port the process reported (``None`` until it did)."""
+        if self._port is None:
+            found = METRICS_LINE.search(self.log_text())
+            self._port = int(found.group(1)) if found else None
+        return self._port
+
+    def log_text(self) -> str:
+        """What the process wrote to stderr so far."""
+        return self.log.read_text(errors="replace")
+
+    def log_tail(self) -> str:
+        """The end of the log (shown when the process did not exit cleanly)."""
+        return f"{self.role} on :{self.port}: ...{self.log_text()[-3000:]}"
+
+    def series(self, *names: str) -> Series:
+        """The named samples of its /metrics (empty while it does not answer yet)."""
+        port = self.port
+        if port is None:
+            return {}
+        try:
+            return samples(scrape(port), *names)
+        except OSError:
+            return {}
+
+    def consumed(self) -> float:
+        """Valid events it counted."""
+        return sum(self.series("stream_monitor_events_total").values())
+
+    def kill(self) -> None:
+        """SIGKILL: no checkpoint, no clean exit."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; the exit status (``None`` if never started)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)

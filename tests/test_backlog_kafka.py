@@ -32,11 +32,11 @@ from stream_monitor.kafka.changelog import read_changelog, restore
 from stream_monitor.kafka.service import consumer_settings, producer_settings
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, start_service
+from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, MonitorProcess, start_service
 from tests.test_backlog import backlog
 from tests.test_engine import START
 from tests.test_restart import produce
-from tests.test_scale_out import Replica, consumed, drift_events, settled, wait_for
+from tests.test_scale_out import consumed, drift_events, settled, wait_for
 from tests.test_service_kafka import config_data
 
 pytestmark = pytest.mark.broker
@@ -144,13 +144,13 @@ def test_run_on_a_full_backlog_gives_the_drift_events_of_replay(
     assert any(e["window_end"] <= early for e in alerts)
     assert any(e["window_end"] > late for e in alerts)
 
-    replica = Replica(config_file, "all", tmp_path).start()
+    replica = MonitorProcess(config_file, tmp_path).start()
     try:
         if kill:  # killed once it read the first 60%; the rest waits for the restart
             wait_for(lambda: consumed([replica]) == first, 90)
             replica.kill()
             produce(broker.bootstrap_servers, topics["events"], events[first:], "event_id")
-            replica = Replica(config_file, "all", tmp_path).start()
+            replica = MonitorProcess(config_file, tmp_path).start()
 
         def caught_up() -> bool:
             lag = replica.series("stream_monitor_consumer_lag")

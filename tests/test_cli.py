@@ -13,9 +13,8 @@ import yaml
 from stream_monitor.cli import main
 from stream_monitor.config_file import load_config
 from stream_monitor.summaries.reference import load_reference
-from stream_monitor.tools.embedded import free_port
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL
+from tests.conftest import FRAUD_MODEL, closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,12 +59,13 @@ def test_bad_config_gives_one_line(tmp_path: Path, content: str, message: str) -
 
 
 def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
-    path = write_config(
-        tmp_path / "c.yaml",
-        kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}", "startup_timeout_s": 2},
-        metrics={"host": "127.0.0.1", "port": 0},
-    )
-    result = cli("run", "--config", str(path), timeout=60)
+    with closed_port() as port:
+        path = write_config(
+            tmp_path / "c.yaml",
+            kafka={"bootstrap_servers": f"127.0.0.1:{port}", "startup_timeout_s": 2},
+            metrics={"host": "127.0.0.1", "port": 0},
+        )
+        result = cli("run", "--config", str(path), timeout=60)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("stream-monitor run: Kafka broker") and "unreachable after 2s" in last

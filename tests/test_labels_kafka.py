@@ -27,9 +27,8 @@ from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.state.labels import LabelJoinStore
 from stream_monitor.tools.embedded import EmbeddedBroker
-from tests.conftest import FRAUD_MODEL, TEST_KAFKA, TEST_WINDOWS
+from tests.conftest import FRAUD_MODEL, TEST_KAFKA, TEST_WINDOWS, samples
 from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
-from tests.test_service_kafka import samples
 
 pytestmark = pytest.mark.broker
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from operator import itemgetter
 from pathlib import Path
@@ -25,18 +21,19 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.summaries.reference import build_reference
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import (
     FRAUD_MODEL,
     PRICE_MODEL,
     TEST_KAFKA,
     TEST_WINDOWS,
+    MonitorProcess,
     as_messages,
+    samples,
     start_service,
 )
 from tests.test_engine import stream
-from tests.test_service_kafka import samples
 
 pytestmark = pytest.mark.broker
 
@@ -64,14 +61,6 @@ def produce(
     assert producer.flush(20) == 0
 
 
-def scrape(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
-
-
 def replayed(tmp_path: Path, data: dict, events: list[dict[str, object]]) -> dict:
     """The metrics of an uninterrupted run: `replay` over the same events, in order."""
     lines = tmp_path / "events.jsonl"
@@ -88,7 +77,6 @@ def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
     broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
 ) -> None:
     events_topic = topic_names("events", partitions=3)
-    port = free_port()
     data = {
         "kafka": {
             "bootstrap_servers": broker.bootstrap_servers,
@@ -96,7 +84,7 @@ def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
             "topics": {"events": events_topic, "drift_events": topic_names("drift")},
             **TEST_KAFKA,
         },
-        "metrics": {"host": "127.0.0.1", "port": port},
+        "metrics": {"host": "127.0.0.1", "port": 0},
         "windows": TEST_WINDOWS,
         "drift": {"min_window_events": 200},
         "models": [FRAUD_MODEL, PRICE_MODEL],
@@ -106,49 +94,35 @@ def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
     events = stream(minutes=20, drift_from=10, per_minute=200)
     expected = replayed(tmp_path, data, events)
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def consumed() -> float:
-        text = scrape(port) or ""
-        found = samples(text, "stream_monitor_events_total")
-        return sum(found.values())
-
     half = len(events) // 2
     produce(broker.bootstrap_servers, events_topic, events[:half], "model")
-    first = start()
+    first = MonitorProcess(config_file, tmp_path).start()
     try:
         deadline = time.monotonic() + 60
-        while consumed() < half and time.monotonic() < deadline:
+        while first.consumed() < half and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert consumed() == half
+        assert first.consumed() == half
         time.sleep(2.5)  # at least one checkpoint of the first half
         produce(broker.bootstrap_servers, events_topic, events[half : half + half // 2], "model")
         time.sleep(0.3)  # part of it processed, not yet checkpointed
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        first.kill()
     produce(broker.bootstrap_servers, events_topic, events[half + half // 2 :], "model")
 
-    second = start()
+    second = MonitorProcess(config_file, tmp_path).start()
     try:
         deadline, found = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
-            found = samples(scrape(port) or "", *STATS)
+            found = second.series(*STATS)
             if found == expected:
                 break
             time.sleep(0.5)
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        status = second.stop()
     assert len(expected) > 20
     mismatched = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
     assert not mismatched, f"{len(mismatched)} series differ, e.g. {list(mismatched.items())[:3]}"
-    assert second.returncode == 0
+    assert status == 0, second.log_tail()
 
 
 def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(

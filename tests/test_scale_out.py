@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +24,19 @@ from stream_monitor.cli import main
 from stream_monitor.engine import Engine
 from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.scaleout.service import AggregateService
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic, make_config
+from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_KAFKA,
+    MonitorProcess,
+    Series,
+    fresh_topic,
+    make_config,
+)
 from tests.test_engine import START
-from tests.test_restart import STATS, produce, scrape
-from tests.test_service_kafka import consume_all, samples
+from tests.test_restart import STATS, produce
+from tests.test_service_kafka import consume_all
 
 pytestmark = pytest.mark.broker
 
@@ -43,7 +48,6 @@ COMPARED = (
     "stream_monitor_concept_drift_detections",
     *(f"stream_monitor_{name}" for name in QUALITY_METRICS),
 )
-Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def traffic(minutes: int = 24, per_minute: int = 150) -> list[dict[str, Any]]:
@@ -105,50 +109,9 @@ def write_config(
     return config_file, data
 
 
-class Replica:
-    """One ``stream-monitor run`` process with its own /metrics port."""
-
-    def __init__(self, config_file: Path, role: str, tmp_path: Path) -> None:
-        self.config_file, self.role, self.port = config_file, role, free_port()
-        data = yaml.safe_load(config_file.read_text())
-        data["metrics"]["port"] = self.port
-        self.path = tmp_path / f"{role}-{self.port}.yaml"
-        self.path.write_text(yaml.safe_dump(data))
-        self.log = tmp_path / f"{role}-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Replica:
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_monitor", "run", "--config", str(self.path),
-                 "--role", self.role],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )  # fmt: skip
-        return self
-
-    def log_tail(self) -> str:
-        """The end of the replica's stderr (shown when it did not exit cleanly)."""
-        return f"{self.role} on :{self.port}: ...{self.log.read_text(errors='replace')[-3000:]}"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def series(self, *names: str) -> Series:
-        return samples(scrape(self.port) or "", *names)
-
-
-def consumed(replicas: list[Replica]) -> float:
+def consumed(replicas: list[MonitorProcess]) -> float:
     """Valid events counted by ``replicas`` (ingest or all)."""
-    return sum(sum(r.series("stream_monitor_events_total").values()) for r in replicas)
+    return sum(replica.consumed() for replica in replicas)
 
 
 def settled(read: Callable[[], Series], timeout_s: float) -> Series:
@@ -199,7 +162,7 @@ def single_process(
     config_file, _ = write_config(tmp_path, broker, topics, "all")
     events = traffic()
     produce_stream(broker, topics["events"], events)
-    replica = Replica(config_file, "all", tmp_path).start()
+    replica = MonitorProcess(config_file, tmp_path).start()
     try:
         wait_for(lambda: consumed([replica]) == len(events), 90)
         time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
@@ -257,8 +220,8 @@ def scaled_out(
     topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
     config_file, _ = write_config(tmp_path, broker, topics, "scaled")
     events = traffic()
-    ingest = [Replica(config_file, "ingest", tmp_path).start() for _ in range(3)]
-    aggregate = [Replica(config_file, "aggregate", tmp_path).start() for _ in range(2)]
+    ingest = [MonitorProcess(config_file, tmp_path, "ingest").start() for _ in range(3)]
+    aggregate = [MonitorProcess(config_file, tmp_path, "aggregate").start() for _ in range(2)]
     replicas = ingest + aggregate
     try:
         if kill:

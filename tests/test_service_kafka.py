@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,15 +13,24 @@ import pytest
 import yaml
 from confluent_kafka import Consumer
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.cli import main
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, committed_offsets
+from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_KAFKA,
+    TEST_WINDOWS,
+    MonitorProcess,
+    committed_offsets,
+    samples,
+    scrape,
+    wait_for,
+)
 from tests.test_engine import stream
 
 pytestmark = pytest.mark.broker
@@ -36,16 +41,6 @@ BAD_MESSAGES = [
     b'{"model": "ghost", "features": {}, "prediction": 1}',
     b"[1, 2]",
 ]
-
-
-def samples(text: str, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples of the named metric families, keyed by (name, sorted labels)."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in names:
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 def config_data(broker: EmbeddedBroker, events_topic: str, drift_topic: str, dlq: str) -> dict:
@@ -222,37 +217,30 @@ def test_kafka_to_metrics_and_drift_events(
 def test_run_command_serves_and_stops_cleanly_on_sigterm(
     broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
 ) -> None:
+    """``metrics.port: 0`` binds any free port; the log names it, and it serves /metrics."""
     events_topic = topic_names("events")
     data = config_data(broker, events_topic, topic_names("drift"), topic_names("dlq"))
-    port = free_port()
-    data["metrics"] = {"host": "127.0.0.1", "port": port}
+    assert data["metrics"] == {"host": "127.0.0.1", "port": 0}
     data["kafka"]["client"] = {"client.id": "monitor", "sasl.password": "${TEST_KAFKA_SECRET}"}
     config_file = tmp_path / "monitor.yaml"
     config_file.write_text(yaml.safe_dump(data))
     secret = "hunter2-do-not-log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TEST_KAFKA_SECRET": secret},
-    )
+    process = MonitorProcess(config_file, tmp_path, env={"TEST_KAFKA_SECRET": secret}).start()
     try:
-        deadline, ready = time.monotonic() + 30, False
-        while time.monotonic() < deadline and not ready:
+        port = wait_for(lambda: process.port, 30, "the log line naming the /metrics port")
+        assert port != 0
+
+        def ready() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    ready = r.status == 200
+                return scrape(port, "/readyz") == "ready\n"
             except OSError:
-                time.sleep(0.3)
-        assert ready, "the service never became ready"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            assert "stream_monitor_up 1.0" in r.read().decode()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+                return False
+
+        wait_for(ready, 30, "the service to be ready")
+        assert "stream_monitor_up 1.0" in scrape(port)
     finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
-    assert "stopped cleanly" in stderr
-    assert "sasl.password" in stderr and secret not in stderr  # settings logged, secret redacted
+        status = process.stop()
+    log = process.log_text()
+    assert status == 0, log
+    assert "stopped cleanly" in log
+    assert "sasl.password" in log and secret not in log  # settings logged, secret redacted
