@@ -1,8 +1,8 @@
 """A throw-away Prometheus server for tests: Debian's ``prometheus`` binary on loopback.
 
-Each server gets a free port, its own config (the scrape targets it is given, scraped every
-second, plus optional rule files evaluated every second) and its own storage folder, and is
-stopped on exit::
+Each server binds a port the OS picks (read back from its log) and gets its own config (the
+scrape targets it is given, scraped every second, plus optional rule files evaluated every
+second) and its own storage folder, and is stopped on exit::
 
     with PrometheusServer(tmp_path, targets=["127.0.0.1:9108"]) as prom:
         prom.wait_for("stream_monitor_up")
@@ -15,8 +15,8 @@ them: ``apt-get install prometheus``).
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -46,12 +46,8 @@ def require_prometheus(*names: str) -> dict[str, str]:
     return {name: path for name, path in found.items() if path is not None}
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+#: The line Prometheus logs once its web listener is bound, with the bound address.
+LISTENING = re.compile(r'msg="Listening on" address=[^\s:]+:(\d+)')
 
 
 class PrometheusError(RuntimeError):
@@ -112,16 +108,16 @@ class PrometheusServer:
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         storage = self.workdir / "data"
         storage.mkdir(exist_ok=True)
-        self.port = free_port()
+        self.port = 0
         with self._log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 [
                     binary,
                     f"--config.file={config_path}",
                     f"--storage.tsdb.path={storage}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--web.listen-address=127.0.0.1:0",
                     "--storage.tsdb.retention.time=1h",
-                    "--log.level=warn",
+                    "--log.level=info",  # the "Listening on" line names the bound port
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -136,14 +132,20 @@ class PrometheusServer:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise PrometheusError(f"prometheus exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if not self.port:
+                found = LISTENING.search(self.log())
+                self.port = int(found.group(1)) if found else 0
+            elif self._answers_ready():
+                return
             time.sleep(0.1)
         raise PrometheusError(f"prometheus not ready after {READY_TIMEOUT_S:g}s:\n{self.log()}")
+
+    def _answers_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def log(self) -> str:
         """What the server wrote so far."""

@@ -20,7 +20,7 @@ from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.sinks.prometheus import build_registry, exposition
+from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.state.keys import PartitionCheckpoint
 from stream_monitor.summaries.reference import Reference, build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
@@ -156,11 +156,11 @@ def test_a_partition_holding_panes_open_too_long_skips_windows_and_says_so(
     assert most_panes <= 20 + 15 + 2 + 1
     skipped_ends = MINUTES - 20  # the newest pane is minute 59: ends 0 to 39 are given up
     assert state.skipped_total == skipped_ends * 2  # two window sizes
-    text = exposition(build_registry(engine.snapshot)).decode()
-    assert (
-        'stream_monitor_windows_skipped_total{model="fraud-detector",version="v1"} '
-        f"{float(skipped_ends * 2)}"
-    ) in text
+    registry = build_registry(engine.snapshot)
+    labels = {"model": "fraud-detector", "version": "v1"}
+    assert registry.get_sample_value("stream_monitor_windows_skipped_total", labels) == (
+        skipped_ends * 2
+    )
     warnings = [r.getMessage() for r in caplog.records if "not judged" in r.getMessage()]
     assert warnings and "fraud-detector v1" in warnings[0]
     assert "windows.max_unjudged_s" in warnings[0]

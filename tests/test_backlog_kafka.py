@@ -21,10 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
-from confluent_kafka import Producer
 
-from stream_monitor.cli import main
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import iso_utc
@@ -32,11 +29,23 @@ from stream_monitor.kafka.changelog import read_changelog, restore
 from stream_monitor.kafka.settings import consumer_settings, producer_settings
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, start_service
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_WINDOWS,
+    MonitorProcess,
+    broker_config,
+    drift_events_by_id,
+    produce,
+    settled,
+    start_service,
+    wait_for,
+    write_baselines,
+    write_config,
+    write_jsonl,
+)
 from tests.test_backlog import backlog
 from tests.test_engine import START
-from tests.test_restart import produce
-from tests.test_scale_out import Replica, consumed, drift_events, settled, wait_for
 from tests.test_service_kafka import config_data
 
 pytestmark = pytest.mark.broker
@@ -49,46 +58,36 @@ LATENESS_S = 120
 PANE_S = 60
 
 
-def write_config(tmp_path: Path, broker: EmbeddedBroker, topics: dict[str, str]) -> Path:
+def monitor_config(tmp_path: Path, broker: EmbeddedBroker, topics: dict[str, str]) -> Path:
     """A config with a baseline file per model, built from undrifted traffic of another seed."""
     traffic = SyntheticTraffic(seed=99)
-    reference = tmp_path / "reference.jsonl"
-    rows = traffic.fraud(4000, START) + traffic.price(4000, START)
-    reference.write_bytes(b"\n".join(orjson.dumps(e) for e in rows) + b"\n")
+    reference = write_jsonl(
+        tmp_path / "reference.jsonl", traffic.fraud(4000, START) + traffic.price(4000, START)
+    )
     models = [
         {**model, "reference": {"baseline": str(tmp_path / f"{model['name']}.json")}}
         for model in (FRAUD_MODEL, PRICE_MODEL)
     ]
-    data = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"backlog-{topics['events']}",
-            "topics": {"events": topics["events"], "drift_events": topics["drift"]},
-            **TEST_KAFKA,
-        },
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {
+    data = broker_config(
+        broker,
+        f"backlog-{topics['events']}",
+        {"events": topics["events"], "drift_events": topics["drift"]},
+        windows={
+            **TEST_WINDOWS,
             "pane_s": PANE_S,
-            "sizes": ["5m", "15m"],
             "allowed_lateness_s": LATENESS_S,
             "idle_timeout_s": IDLE_TIMEOUT_S,
         },
-        "drift": {"min_window_events": 200},
-        "models": models,
-    }
-    config_file = tmp_path / "backlog.yaml"
-    config_file.write_text(yaml.safe_dump(data))
-    for model in models:
-        output = model["reference"]["baseline"]
-        assert main(["baseline", "--config", str(config_file), "--model", model["name"],
-                     "--input", str(reference), "--output", output]) == 0  # fmt: skip
+        models=models,
+    )
+    config_file = write_config(tmp_path / "backlog.yaml", data)
+    write_baselines(config_file, reference)
     return config_file
 
 
 def replayed(config_file: Path, events: list[dict[str, Any]], tmp_path: Path) -> dict[str, dict]:
     """Drift events by id from ``stream-monitor replay`` over ``events`` in order."""
-    lines = tmp_path / "events.jsonl"
-    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    lines = write_jsonl(tmp_path / "events.jsonl", events)
     out = subprocess.run(
         [sys.executable, "-m", "stream_monitor", "replay", "--config", str(config_file),
          "--input", str(lines)],
@@ -134,7 +133,7 @@ def test_run_on_a_full_backlog_gives_the_drift_events_of_replay(
     broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path, kill: bool
 ) -> None:
     topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
-    config_file = write_config(tmp_path, broker, topics)
+    config_file = monitor_config(tmp_path, broker, topics)
     events = backlog(MINUTES, PER_MINUTE, late_from=28)
     first = len(events) * 3 // 5 if kill else len(events)
     produce(broker.bootstrap_servers, topics["events"], events[:first], "event_id")
@@ -144,21 +143,21 @@ def test_run_on_a_full_backlog_gives_the_drift_events_of_replay(
     assert any(e["window_end"] <= early for e in alerts)
     assert any(e["window_end"] > late for e in alerts)
 
-    replica = Replica(config_file, "all", tmp_path).start()
+    replica = MonitorProcess(config_file, tmp_path).start()
     try:
         if kill:  # killed once it read the first 60%; the rest waits for the restart
-            wait_for(lambda: consumed([replica]) == first, 90)
+            wait_for(lambda: replica.consumed() == first, 90, "60% of the backlog to be read")
             replica.kill()
             produce(broker.bootstrap_servers, topics["events"], events[first:], "event_id")
-            replica = Replica(config_file, "all", tmp_path).start()
+            replica = MonitorProcess(config_file, tmp_path).start()
 
         def caught_up() -> bool:
             lag = replica.series("stream_monitor_consumer_lag")
             return len(lag) == PARTITIONS and not any(lag.values())
 
-        wait_for(caught_up, 120)
+        wait_for(caught_up, 120, "the consumer to catch up")
         time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
-        found = settled(lambda: drift_events(broker, topics["drift"]), 60)  # type: ignore[arg-type,return-value]
+        found = settled(lambda: drift_events_by_id(broker, topics["drift"]), 60)
         skipped = replica.series("stream_monitor_windows_skipped_total")
     finally:
         assert replica.stop() == 0, replica.log_tail()
@@ -182,28 +181,28 @@ def test_every_partition_checkpoint_carries_the_newest_severities(
     data["models"] = [FRAUD_MODEL]
     config = config_from_dict(data)
     traffic = SyntheticTraffic(seed=5)
-    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
 
     def produce_minutes(minutes: range, partitions: tuple[int, ...]) -> None:
         for minute in minutes:
             for partition in partitions:
-                for event in traffic.fraud(200, START + minute * PANE_S, drifted=minute >= 30):
-                    producer.produce(events_topic, orjson.dumps(event), partition=partition)
-        assert producer.flush(20) == 0
+                events = traffic.fraud(200, START + minute * PANE_S, drifted=minute >= 30)
+                produce(broker.bootstrap_servers, events_topic, events, partition=partition)
 
     produce_minutes(range(5), (0, 1))
     produce_minutes(range(5, 30), (1,))
     service, stop, thread = start_service(config, Engine(config))
     engine = service.engine
     try:
-        wait_for(lambda: engine.events_total[("fraud-detector", "v1")] == 35 * 200, 60)
+        wait_for(
+            lambda: engine.events_total[("fraud-detector", "v1")] == 35 * 200, 60, "every event"
+        )
         quiet = engine.store.ledgers[(events_topic, 0)]
         # partition 0 goes idle, the panes close and are judged, partition 0's are let go
-        wait_for(lambda: not quiet.panes.get(("fraud-detector", "v1")), 60)
-        wait_for(lambda: not quiet.checkpointed.pending, 10)
+        wait_for(lambda: not quiet.panes.get(("fraud-detector", "v1")), 60, "partition 0 let go")
+        wait_for(lambda: not quiet.checkpointed.pending, 10, "partition 0 checkpointed")
         assert "alert" not in engine.judge.board.severities().values()
         produce_minutes(range(30, 45), (1,))
-        wait_for(lambda: "alert" in engine.judge.board.severities().values(), 60)
+        wait_for(lambda: "alert" in engine.judge.board.severities().values(), 60, "an alert")
     finally:
         stop.set()  # the service checkpoints once more as it stops
         thread.join(30)

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from stream_monitor.cli import main
 from stream_monitor.config_file import load_config
 from stream_monitor.summaries.reference import load_reference
-from stream_monitor.tools.embedded import free_port
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL
+from tests.conftest import FRAUD_MODEL, closed_port, write_config, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,12 +23,6 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "stream_monitor", *args],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT,
     )  # fmt: skip
-
-
-def write_config(path: Path, **extra: object) -> Path:
-    data = {"models": [FRAUD_MODEL], **extra}
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_check_config_accepts_the_example() -> None:
@@ -60,12 +52,16 @@ def test_bad_config_gives_one_line(tmp_path: Path, content: str, message: str) -
 
 
 def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
-    path = write_config(
-        tmp_path / "c.yaml",
-        kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}", "startup_timeout_s": 2},
-        metrics={"host": "127.0.0.1", "port": 0},
-    )
-    result = cli("run", "--config", str(path), timeout=60)
+    with closed_port() as port:
+        path = write_config(
+            tmp_path / "c.yaml",
+            {
+                "models": [FRAUD_MODEL],
+                "kafka": {"bootstrap_servers": f"127.0.0.1:{port}", "startup_timeout_s": 2},
+                "metrics": {"host": "127.0.0.1", "port": 0},
+            },
+        )
+        result = cli("run", "--config", str(path), timeout=60)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("stream-monitor run: Kafka broker") and "unreachable after 2s" in last
@@ -73,10 +69,9 @@ def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
 
 
 def test_baseline_from_jsonl_and_csv_agree(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml")
+    config = write_config(tmp_path / "c.yaml", {"models": [FRAUD_MODEL]})
     events = SyntheticTraffic(seed=2).fraud(2000, 1_700_000_000.0)
-    jsonl = tmp_path / "ref.jsonl"
-    jsonl.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    jsonl = write_jsonl(tmp_path / "ref.jsonl", events)
     csv = tmp_path / "ref.csv"
     names = list(FRAUD_MODEL["features"])  # type: ignore[arg-type]
     rows = ["prediction," + ",".join(names)]
@@ -100,19 +95,20 @@ def test_baseline_from_jsonl_and_csv_agree(tmp_path: Path) -> None:
 
 def test_baseline_then_replay_prints_drift_events(tmp_path: Path) -> None:
     traffic = SyntheticTraffic(seed=4)
-    reference = tmp_path / "ref.jsonl"
-    reference.write_bytes(b"\n".join(orjson.dumps(e) for e in traffic.fraud(3000, 1.7e9)))
+    reference = write_jsonl(tmp_path / "ref.jsonl", traffic.fraud(3000, 1.7e9))
     model = dict(FRAUD_MODEL, reference={"baseline": "fraud.json"})
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"models": [model], "drift": {"min_window_events": 100}}))
+    config = write_config(
+        tmp_path / "c.yaml", {"models": [model], "drift": {"min_window_events": 100}}
+    )
     result = cli("baseline", "--config", str(config), "--model", "fraud-detector",
                  "--input", str(reference), "--output", str(tmp_path / "fraud.json"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     stream = [
         e for minute in range(10) for e in traffic.fraud(200, 1.7e9 + 60 * minute, minute >= 5)
     ]
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(orjson.dumps(e) for e in stream) + b"\n{broken\n")
+    events = write_jsonl(tmp_path / "events.jsonl", stream)
+    with events.open("ab") as lines:
+        lines.write(b"{broken\n")
     result = cli("replay", "--config", str(config), "--input", str(events))
     assert result.returncode == 0, result.stderr
     drift = [orjson.loads(line) for line in result.stdout.splitlines()]

@@ -18,7 +18,7 @@ from stream_monitor.kafka.producer import DeliveryError, TopicWriter
 from stream_monitor.sinks.dead_letters import DeadLetters, fit, letter_headers, record_bytes
 from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.snapshot import Snapshot
-from stream_monitor.tools.embedded import free_port
+from tests.conftest import closed_port
 
 TIMEOUT_MS = 200
 
@@ -27,21 +27,22 @@ TIMEOUT_MS = 200
 def nowhere() -> Iterator[Callable[..., Producer]]:
     """Producers of a broker that never answers; their queues are purged at the end."""
     producers: list[Producer] = []
+    with closed_port() as port:
 
-    def make(**settings: object) -> Producer:
-        producer = Producer(
-            {
-                "bootstrap.servers": f"127.0.0.1:{free_port()}",
-                "message.timeout.ms": TIMEOUT_MS,
-                "enable.idempotence": False,
-                "log_level": 0,
-                **settings,
-            }
-        )
-        producers.append(producer)
-        return producer
+        def make(**settings: object) -> Producer:
+            producer = Producer(
+                {
+                    "bootstrap.servers": f"127.0.0.1:{port}",
+                    "message.timeout.ms": TIMEOUT_MS,
+                    "enable.idempotence": False,
+                    "log_level": 0,
+                    **settings,
+                }
+            )
+            producers.append(producer)
+            return producer
 
-    yield make
+        yield make
     for producer in producers:
         producer.purge()
         producer.flush(0)

@@ -50,8 +50,13 @@ from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.summaries.reference import Reference, build_reference
 from stream_monitor.tools.embedded import EmbeddedBroker
-from tests.conftest import TEST_KAFKA, TEST_WINDOWS, committed_offsets
-from tests.test_service_kafka import consume_all
+from tests.conftest import (
+    TEST_WINDOWS,
+    committed_offsets,
+    consume_all,
+    kafka_section,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -104,10 +109,13 @@ def config_for(
     return config_from_dict(
         {
             "kafka": {
-                "bootstrap_servers": broker.bootstrap_servers,
-                "group_id": f"fuzz-{events}",
-                "topics": {"events": events, "drift_events": drift, "dead_letter": dead_letter},
-                **TEST_KAFKA,
+                **kafka_section(
+                    broker,
+                    f"fuzz-{events}",
+                    events=events,
+                    drift_events=drift,
+                    dead_letter=dead_letter,
+                ),
                 **kafka,
             },
             "windows": {**TEST_WINDOWS, "sizes": ["5m", "1h"]},
@@ -306,8 +314,9 @@ def dumps(rng: random.Random, data: Any) -> bytes:
     return json.dumps(data).encode("ascii")
 
 
-class Traffic:
-    """The seeded message mix; valid events carry the producing client as their version."""
+class HostileMix:
+    """The seeded message mix of hostile bytes, hostile JSON and valid events; valid events
+    carry the producing client as their version."""
 
     def __init__(self, seed: int, version: str, now_s: float) -> None:
         self.rng = random.Random(seed)
@@ -471,13 +480,6 @@ def describe(errors: list[BaseException]) -> str:
     return "\n".join("".join(traceback.format_exception(e)) for e in errors)
 
 
-def wait_for(condition: Callable[[], bool], thread: threading.Thread, timeout_s: float) -> None:
-    """Wait until ``condition`` holds (or the service thread died, or time ran out)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and thread.is_alive() and not condition():
-        time.sleep(0.1)
-
-
 def consumed_all(engine: Engine, topic: str, end_offsets: dict[int, int]) -> bool:
     for partition, end in end_offsets.items():
         ledger = engine.store.ledgers.get((topic, partition))
@@ -532,12 +534,12 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
         dead_letter_max_bytes=DEAD_LETTER_MAX_BYTES,
     )
     now_s = time.time()
-    confluent_values = Traffic(seed=11, version="confluent", now_s=now_s).messages()
+    confluent_values = HostileMix(seed=11, version="confluent", now_s=now_s).messages()
     confluent_values.insert(0, None)  # a tombstone: no value at all
     rng = random.Random(13)  # messages past the producers' default limit (confluent-kafka only)
     for size in LARGE_SIZES:
         confluent_values.insert(rng.randrange(len(confluent_values)), rng.randbytes(size))
-    python_values = Traffic(seed=12, version="kafka-python", now_s=now_s).messages()
+    python_values = HostileMix(seed=12, version="kafka-python", now_s=now_s).messages()
     produced = produce_confluent(broker.bootstrap_servers, events_topic, confluent_values)
     produced += produce_kafka_python(
         broker.bootstrap_servers, events_topic, [v or b"" for v in python_values]
@@ -553,7 +555,11 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
     service = MonitorService(config, Engine(config, hostile_baseline(config)))
     engine = service.engine
     with running(service) as (thread, errors):
-        wait_for(lambda: consumed_all(engine, events_topic, end_offsets), thread, 60)
+        wait_for(
+            lambda: not thread.is_alive() or consumed_all(engine, events_topic, end_offsets),
+            60,
+            "every message to be read",
+        )
         assert consumed_all(engine, events_topic, end_offsets), (
             {key: ledger.next_offset for key, ledger in engine.store.ledgers.items()},
             end_offsets,
@@ -643,7 +649,13 @@ def run_messages(
             produce_confluent(broker.bootstrap_servers, events_topic, list(values))
             produced += len(values)
             ends = {0: produced}
-            wait_for(lambda ends=ends: consumed_all(service.engine, events_topic, ends), thread, 30)
+            wait_for(
+                lambda ends=ends: (
+                    not thread.is_alive() or consumed_all(service.engine, events_topic, ends)
+                ),
+                30,
+                f"{produced} messages to be read",
+            )
         time.sleep(2.5)  # two checkpoints
         alive = thread.is_alive()
     rejected = sum(service.engine.invalid_total.values())
@@ -762,7 +774,11 @@ def test_undeliverable_dead_letters_are_retried_counted_and_dropped(
     produce_confluent(broker.bootstrap_servers, events_topic, list(values))
     service = MonitorService(config, Engine(config))
     with running(service) as (thread, errors):
-        wait_for(lambda: service.snapshot().dead_letters_dropped >= 3, thread, 30)
+        wait_for(
+            lambda: not thread.is_alive() or service.snapshot().dead_letters_dropped >= 3,
+            30,
+            "three dead letters dropped",
+        )
         time.sleep(1.5)  # one more checkpoint
         assert thread.is_alive(), describe(errors)
     assert errors == [], describe(errors)

@@ -10,72 +10,50 @@ accounted for: joined + expired + still pending == predictions.
 
 from __future__ import annotations
 
-import threading
-import time
-import urllib.request
 from collections.abc import Callable
 
 import numpy as np
-import orjson
 import pytest
-from confluent_kafka import Producer
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.state.labels import LabelJoinStore
 from stream_monitor.tools.embedded import EmbeddedBroker
-from tests.conftest import FRAUD_MODEL, TEST_KAFKA, TEST_WINDOWS
+from tests.conftest import (
+    FRAUD_MODEL,
+    broker_config,
+    frozen_registry,
+    produce,
+    registry_samples,
+    start_service,
+    wait_for,
+)
 from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
-from tests.test_service_kafka import samples
 
 pytestmark = pytest.mark.broker
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_late_out_of_order_labels_through_kafka(
     broker: EmbeddedBroker, topic_names: Callable[..., str]
 ) -> None:
     events_topic, labels_topic = topic_names("events"), topic_names("labels")
-    data = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"monitor-{events_topic}",
-            "topics": {
-                "events": events_topic,
-                "labels": labels_topic,
-                "drift_events": topic_names("drift"),
-            },
-            **TEST_KAFKA,
-        },
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": TEST_WINDOWS,
-        "labels": {"ttl_s": TTL_S, "clock": "event"},  # join: on, as a labels topic is set
-        "models": [FRAUD_MODEL],
-        "evaluation_interval_s": 0.5,
-    }
+    topics = {"events": events_topic, "labels": labels_topic, "drift_events": topic_names("drift")}
+    data = broker_config(
+        broker,
+        f"monitor-{events_topic}",
+        topics,
+        labels={"ttl_s": TTL_S, "clock": "event"},  # join: on, as a labels topic is set
+        models=[FRAUD_MODEL],
+        evaluation_interval_s=0.5,
+    )
     config = config_from_dict(data)
     assert config.joins_labels
     # Batch k holds minute k's predictions and labels of earlier minutes (see
     # delayed_label_batches); each batch is produced once the previous one was consumed.
     batches, predictions, fate = delayed_label_batches(seed=33)
 
-    service = MonitorService(config, Engine(config))
-    server = MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready).start()
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop,))
-    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
-    service.wait_for_broker()
-    thread.start()
+    service, stop, thread = start_service(config, Engine(config))
 
     def store() -> LabelJoinStore:
         joins = service.engine.joiner.stores
@@ -89,39 +67,33 @@ def test_late_out_of_order_labels_through_kafka(
     sent_predictions = sent_labels = 0
     try:
         for batch in batches:
-            for event in batch:
-                is_label = "features" not in event
-                producer.produce(
-                    labels_topic if is_label else events_topic,
-                    key=FRAUD.encode(),
-                    value=orjson.dumps(event),
-                )
-                sent_labels += is_label
-                sent_predictions += not is_label
-            assert producer.flush(10) == 0
-            wait_until(
+            labels = [event for event in batch if "features" not in event]
+            predictions_now = [event for event in batch if "features" in event]
+            produce(broker.bootstrap_servers, events_topic, predictions_now, lambda _: FRAUD)
+            produce(broker.bootstrap_servers, labels_topic, labels, lambda _: FRAUD)
+            sent_labels += len(labels)
+            sent_predictions += len(predictions_now)
+            wait_for(
                 lambda n=sent_predictions, m=sent_labels: (
                     service.engine.events_total[(FRAUD, "v1")] == n and labels_consumed() == m
                 ),
+                15,
                 f"batch with {sent_predictions} predictions and {sent_labels} labels",
             )
-        wait_until(  # an evaluation after the last message published the final counts
+        wait_for(  # an evaluation after the last message published the final counts
             lambda: (
                 service.snapshot().label_joins.get("joined") == store().counters.joined
                 and service.snapshot().label_joins.get("orphan") == store().counters.orphan_labels
             ),
+            15,
             "the final evaluation",
         )
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{server.port}/metrics", timeout=5
-        ) as response:
-            scraped = response.read().decode()
         # Read while running: stopping hands the partitions (and their state) back.
+        metrics = frozen_registry(service)
         pending_at_end = store().pending_predictions
     finally:
         stop.set()
         thread.join(timeout=30)
-        server.stop()
     assert not thread.is_alive()
 
     # Expected outcomes, from each prediction's fate (see delayed_label_batches).
@@ -133,7 +105,9 @@ def test_late_out_of_order_labels_through_kafka(
 
     outcomes = {
         dict(labels)["outcome"]: value
-        for (_, labels), value in samples(scraped, "stream_monitor_label_joins_total").items()
+        for (_, labels), value in registry_samples(
+            metrics, "stream_monitor_label_joins_total"
+        ).items()
     }
     assert outcomes["expired"] == len(expired) > 0
     assert outcomes["orphan"] == len(late) > 0
@@ -142,20 +116,14 @@ def test_late_out_of_order_labels_through_kafka(
     assert pending_at_end == len(pending) > 0
     assert outcomes["joined"] + outcomes["expired"] + pending_at_end == len(predictions)
 
-    totals = samples(scraped, "stream_monitor_events_total", "stream_monitor_invalid_events_total")
+    totals = registry_samples(
+        metrics, "stream_monitor_events_total", "stream_monitor_invalid_events_total"
+    )
     totals = {key: value for key, value in totals.items() if value}  # reasons are exported from 0
     assert totals == {
         ("stream_monitor_events_total", (("model", FRAUD), ("version", "v1"))): len(predictions)
     }, "label events must be neither counted as predictions nor rejected"
 
-    names = (
-        "stream_monitor_labeled_events",
-        "stream_monitor_auc",
-        "stream_monitor_accuracy",
-        "stream_monitor_f1",
-        "stream_monitor_window_events",
-    )
-    gauges = samples(scraped, *names)
     last = int(T0 // PANE_S) + 11  # the windows end at the last prediction's pane
     for window, panes in (("5m", 5), ("15m", 15)):
         first = last - panes + 1
@@ -172,8 +140,11 @@ def test_late_out_of_order_labels_through_kafka(
         p = np.array([e["prediction"] for e in rows])
 
         def gauge(name: str, window: str = window) -> float:
-            key = (("model", FRAUD), ("version", "v1"), ("window", window))
-            return gauges[(name, key)]
+            value = metrics.get_sample_value(
+                name, {"model": FRAUD, "version": "v1", "window": window}
+            )
+            assert value is not None, (name, window)
+            return value
 
         assert gauge("stream_monitor_window_events") == len(in_window(list(predictions)))
         assert gauge("stream_monitor_labeled_events") == len(rows) > 500

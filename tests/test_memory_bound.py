@@ -101,8 +101,9 @@ def read_memory() -> dict[str, int]:
     return found
 
 
-class Traffic:
-    """Builds the event stream batch by batch from byte templates (no dicts, no json.dumps).
+class TemplateStream:
+    """Builds the million-event stream batch by batch from byte templates (no dicts, no
+    json.dumps), and counts what it sent of each kind.
 
     Per batch of 5,000 messages: 25 unknown-model events (on their own partition, as
     from one misconfigured producer), 50 label events on the labels topic (40 for
@@ -195,7 +196,7 @@ def main(total: int = TOTAL_EVENTS) -> None:
     from stream_monitor.engine import Engine
 
     engine = Engine(config_from_dict(CONFIG))
-    traffic = Traffic(total)
+    traffic = TemplateStream(total)
     started = time.perf_counter()
     report: dict[str, Any] = {"rss_by_100k": []}
     batches = 0

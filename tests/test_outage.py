@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 import time
-import urllib.request
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, TEST_KAFKA
+from tests.conftest import (
+    FRAUD_MODEL,
+    kafka_section,
+    produce,
+    samples,
+    scrape,
+    serve_metrics,
+    start_service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -24,23 +27,9 @@ OUTAGE_S = 20.0
 TOPICS = ("events", "drift")
 
 
-def produce(bootstrap: str, events: list[dict[str, object]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for event in events:
-        producer.produce("events", value=orjson.dumps(event))
-    assert producer.flush(15) == 0
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
-
-
-def up_value(text: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith("stream_monitor_up "):
-            return float(line.split()[1])
-    return None
+def up_value(port: int) -> float | None:
+    """``stream_monitor_up`` as ``/metrics`` serves it now."""
+    return samples(scrape(port), "stream_monitor_up").get(("stream_monitor_up", ()))
 
 
 def test_monitor_rides_out_a_broker_outage() -> None:
@@ -49,56 +38,37 @@ def test_monitor_rides_out_a_broker_outage() -> None:
         broker.create_topics(TOPICS)
         config = config_from_dict(
             {
-                "kafka": {
-                    "bootstrap_servers": broker.bootstrap_servers,
-                    "group_id": "outage",
-                    "topics": {"events": "events", "drift_events": "drift"},
-                    **TEST_KAFKA,
-                },
+                "kafka": kafka_section(broker, "outage", events="events", drift_events="drift"),
                 "models": [FRAUD_MODEL],
             }
         )
-        service = MonitorService(config, Engine(config))
-        server = MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready)
-        server.start()
-        stop = threading.Event()
-        service.wait_for_broker()
-        thread = threading.Thread(target=service.run, args=(stop,))
-        thread.start()
+        service, stop, thread = start_service(config, Engine(config))
+        server = serve_metrics(service)
         traffic = SyntheticTraffic(seed=3)
-        now = time.time()
-        produce(broker.bootstrap_servers, traffic.fraud(500, now))
+        produce(broker.bootstrap_servers, "events", traffic.fraud(500, time.time()))
 
         def consumed() -> int:
             return service.engine.events_total[("fraud-detector", "v1")]
 
-        deadline = time.monotonic() + 30
-        while consumed() < 500 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: consumed() >= 500, 30, "the first 500 events")
         assert consumed() == 500
-        assert up_value(scrape(server.port)) == 1.0
+        assert up_value(server.port) == 1.0
 
         broker.stop()
         outage_end = time.monotonic() + OUTAGE_S
         saw_down = False
         while time.monotonic() < outage_end:
-            text = scrape(server.port)  # answers throughout
-            saw_down = saw_down or up_value(text) == 0.0
+            saw_down = up_value(server.port) == 0.0 or saw_down  # answers throughout
             assert thread.is_alive()
             time.sleep(1.0)
         assert saw_down, "stream_monitor_up never showed the outage"
 
         broker.start()
         broker.create_topics(TOPICS)  # the in-memory broker lost them
-        produce(broker.bootstrap_servers, traffic.fraud(300, time.time()))
-        deadline = time.monotonic() + 60
-        while consumed() < 800 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert consumed() == 800, "consumption did not resume"
-        deadline = time.monotonic() + 15
-        while up_value(scrape(server.port)) != 1.0 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert up_value(scrape(server.port)) == 1.0
+        produce(broker.bootstrap_servers, "events", traffic.fraud(300, time.time()))
+        wait_for(lambda: consumed() >= 800, 60, "consumption to resume")
+        assert consumed() == 800
+        wait_for(lambda: up_value(server.port) == 1.0, 15, "stream_monitor_up 1 again")
         stop.set()
         thread.join(timeout=60)
         assert not thread.is_alive()

@@ -20,25 +20,30 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_WINDOWS,
+    broker_config,
+    produce,
+    samples,
+    scrape,
+    serve_metrics,
+    start_service,
+    wait_for,
+)
 from tests.prometheus_server import PrometheusServer, require_prometheus
 from tests.test_engine import stream
 from tests.test_prometheus_config import (
@@ -153,23 +158,6 @@ def rule_expressions() -> list[tuple[str, str]]:
     return [(rule["alert"], rule["expr"]) for rule in load_rules()]
 
 
-def scrape(port: int, path: str = "/metrics") -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        text: str = response.read().decode()
-        return text
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(0.2)
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -181,17 +169,6 @@ class LiveRun:
     stable_drift_counters: int  # stream_monitor_drift_events_total series before the drift
     variables: dict[str, str] = field(default_factory=dict)  # the dashboard's, resolved
     resolved: dict[str, list[str]] = field(default_factory=dict)  # every value of each
-
-
-def produce(bootstrap: str, topic: str, events: list[dict[str, object]], bad: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for event in events:
-        # key = model: each model's events stay in order in one partition
-        producer.produce(topic, key=str(event["model"]).encode(), value=orjson.dumps(event))
-        producer.poll(0)
-    for value in bad:
-        producer.produce(topic, key=b"bad", value=value)
-    assert producer.flush(30) == 0, "events not delivered to the embedded broker"
 
 
 def resolve_variables(prometheus: PrometheusServer) -> tuple[dict[str, str], dict[str, list]]:
@@ -231,26 +208,13 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
     split = DRIFT_FROM * 2 * PER_MINUTE  # stream() yields both models' events minute by minute
     assert all(e["timestamp"] < events[split]["timestamp"] for e in events[:split])
 
+    topics = {"events": events_topic, "drift_events": drift_topic, "dead_letter": dlq}
+    windows = {**TEST_WINDOWS, "sizes": list(WINDOWS)}
     config = config_from_dict(
-        {
-            "kafka": {
-                "bootstrap_servers": broker.bootstrap_servers,
-                "group_id": f"monitor-{events_topic}",
-                "topics": {"events": events_topic, "drift_events": drift_topic, "dead_letter": dlq},
-                **TEST_KAFKA,
-            },
-            "metrics": {"host": "127.0.0.1", "port": 0},
-            "windows": {**TEST_WINDOWS, "sizes": list(WINDOWS)},
-            "drift": {"min_window_events": 200},
-            "models": [FRAUD_MODEL, PRICE_MODEL],
-        }
+        broker_config(broker, f"monitor-{events_topic}", topics, windows=windows)
     )
-    service = MonitorService(config, Engine(config))
-    server = MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready).start()
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop,), name="monitor")
-    service.wait_for_broker()
-    thread.start()
+    service, stop, thread = start_service(config, Engine(config))
+    server = serve_metrics(service)
     prometheus = PrometheusServer(
         tmp_path_factory.mktemp("prometheus-live"),
         targets=[f"127.0.0.1:{server.port}"],
@@ -281,16 +245,18 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
 
     try:
         prometheus.start()
-        produce(broker.bootstrap_servers, events_topic, events[:split], BAD_MESSAGES[:1])
-        wait_until(published(split, 1), f"the monitor to publish {split} events", 30)
+        produce(broker.bootstrap_servers, events_topic, events[:split], "model")
+        produce(broker.bootstrap_servers, events_topic, BAD_MESSAGES[:1], lambda _: "bad")
+        wait_for(published(split, 1), 30, f"the monitor to publish {split} events")
         prometheus.wait_for(f"sum(stream_monitor_events_total) == {split}", timeout_s=15)
         worst = prometheus.wait_for("max(stream_monitor_drift_status)", timeout_s=15)
         stable_status = float(worst[0]["value"][1])
         stable_drift_counters = len(prometheus.result("stream_monitor_drift_events_total"))
 
-        produce(broker.bootstrap_servers, events_topic, events[split:], BAD_MESSAGES[1:])
-        wait_until(published(len(events), len(BAD_MESSAGES)), "the monitor to publish all", 30)
-        wait_until(judged_all, "every closable pane to be judged (idle partitions)", 30)
+        produce(broker.bootstrap_servers, events_topic, events[split:], "model")
+        produce(broker.bootstrap_servers, events_topic, BAD_MESSAGES[1:], lambda _: "bad")
+        wait_for(published(len(events), len(BAD_MESSAGES)), 30, "the monitor to publish all")
+        wait_for(judged_all, 30, "every closable pane to be judged (idle partitions)")
         time.sleep(config.evaluation_interval_s + 0.5)  # a snapshot after the last judgement
         exposition = scrape(server.port)
         # Prometheus scraped the final state at least twice: once, and then once more.
@@ -413,7 +379,7 @@ def test_rules_evaluate_without_errors(live: LiveRun) -> None:
         rules = [rule for group in groups for rule in group["rules"]]
         return rules if rules and all(r.get("health") != "unknown" for r in rules) else None
 
-    rules = wait_until(evaluated, "every rule to be evaluated", 15)
+    rules = wait_for(evaluated, 15, "every rule to be evaluated")
     assert len(rules) == len(load_rules())
     broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
     assert not broken
@@ -441,7 +407,7 @@ def test_drift_alerts_on_the_drifted_features_only(live: LiveRun) -> None:
         names = {a["labels"]["alertname"] for a in alerts}
         return alerts if drifted <= found and "StreamMonitorPredictionDrift" in names else None
 
-    alerts = wait_until(active, f"StreamMonitorFeatureDrift on {sorted(drifted)}", 20)
+    alerts = wait_for(active, 20, f"StreamMonitorFeatureDrift on {sorted(drifted)}")
     assert all(a["state"] in ("pending", "firing") for a in alerts)
     assert not [a for a in alerts if a["labels"].get("feature") in STABLE_FEATURES], alerts
     assert not [a for a in alerts if a["labels"]["alertname"] in SILENT_ALERTS], alerts
@@ -451,10 +417,8 @@ def test_drift_alerts_on_the_drifted_features_only(live: LiveRun) -> None:
     )
     assert [float(s["value"][1]) for s in worst] == [0], "a stable feature was judged drifting"
     csi = {
-        tuple(s.labels[k] for k in ("model", "window", "feature")): s.value
-        for family in text_string_to_metric_families(live.exposition)
-        for s in family.samples
-        if s.name == "stream_monitor_csi"
+        tuple(dict(labels)[k] for k in ("model", "window", "feature")): value
+        for (_, labels), value in samples(live.exposition, "stream_monitor_csi").items()
     }
     for alert in alerts:
         labels, annotations = alert["labels"], alert["annotations"]

@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
-from operator import itemgetter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-import yaml
-from confluent_kafka import Producer
 
-from stream_monitor.cli import main
+from stream_monitor.config import MonitorConfig
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.summaries.reference import build_reference
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.summaries.reference import Reference, build_reference
+from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import (
     FRAUD_MODEL,
-    PRICE_MODEL,
-    TEST_KAFKA,
-    TEST_WINDOWS,
+    MonitorProcess,
     as_messages,
+    broker_config,
+    produce,
+    replay_metrics,
+    samples,
     start_service,
+    wait_for,
+    write_config,
 )
 from tests.test_engine import stream
-from tests.test_service_kafka import samples
 
 pytestmark = pytest.mark.broker
 
@@ -49,131 +44,68 @@ STATS = (
     "stream_monitor_labeled_events",
 )
 
-
-def produce(
-    bootstrap: str,
-    topic: str,
-    events: list[dict[str, Any]],
-    key: str | Callable[[dict[str, Any]], object],
-) -> None:
-    """Produce ``events`` in order, keyed by their ``key`` field (or by ``key(event)``)."""
-    key_of = key if callable(key) else itemgetter(key)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for event in events:
-        producer.produce(topic, key=str(key_of(event)).encode(), value=orjson.dumps(event))
-    assert producer.flush(20) == 0
+FRAUD = FRAUD_MODEL["name"]
 
 
-def scrape(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
-
-
-def replayed(tmp_path: Path, data: dict, events: list[dict[str, object]]) -> dict:
-    """The metrics of an uninterrupted run: `replay` over the same events, in order."""
-    lines = tmp_path / "events.jsonl"
-    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    config_file = tmp_path / "replay.yaml"
-    config_file.write_text(yaml.safe_dump(data))
-    out = tmp_path / "replay.prom"
-    assert main(["replay", "--config", str(config_file), "--input", str(lines),
-                 "--metrics-out", str(out)]) == 0  # fmt: skip
-    return samples(out.read_text(), *STATS)
+def fraud_baseline(config: MonitorConfig, seed: int) -> dict[str, Reference]:
+    """A baseline for the fraud detector from 3,000 undrifted events of ``seed``."""
+    model = config.model(FRAUD)
+    assert model is not None
+    sample = Engine(config).decoder.decode(as_messages(SyntheticTraffic(seed).fraud(3000, 1.6e9)))
+    return {FRAUD: build_reference(model, sample.batches, source="ref", digest="sha256:x")}
 
 
 def test_kill_minus_nine_and_restart_equals_an_uninterrupted_run(
     broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
 ) -> None:
     events_topic = topic_names("events", partitions=3)
-    port = free_port()
-    data = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"kill-{events_topic}",
-            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
-            **TEST_KAFKA,
-        },
-        "metrics": {"host": "127.0.0.1", "port": port},
-        "windows": TEST_WINDOWS,
-        "drift": {"min_window_events": 200},
-        "models": [FRAUD_MODEL, PRICE_MODEL],
-    }
-    config_file = tmp_path / "monitor.yaml"
-    config_file.write_text(yaml.safe_dump(data))
+    topics = {"events": events_topic, "drift_events": topic_names("drift")}
+    data = broker_config(broker, f"kill-{events_topic}", topics)
+    config_file = write_config(tmp_path / "monitor.yaml", data)
     events = stream(minutes=20, drift_from=10, per_minute=200)
-    expected = replayed(tmp_path, data, events)
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def consumed() -> float:
-        text = scrape(port) or ""
-        found = samples(text, "stream_monitor_events_total")
-        return sum(found.values())
+    expected = samples(replay_metrics(config_file, events, tmp_path), *STATS)
 
     half = len(events) // 2
     produce(broker.bootstrap_servers, events_topic, events[:half], "model")
-    first = start()
+    first = MonitorProcess(config_file, tmp_path).start()
     try:
         deadline = time.monotonic() + 60
-        while consumed() < half and time.monotonic() < deadline:
+        while first.consumed() < half and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert consumed() == half
+        assert first.consumed() == half
         time.sleep(2.5)  # at least one checkpoint of the first half
         produce(broker.bootstrap_servers, events_topic, events[half : half + half // 2], "model")
         time.sleep(0.3)  # part of it processed, not yet checkpointed
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        first.kill()
     produce(broker.bootstrap_servers, events_topic, events[half + half // 2 :], "model")
 
-    second = start()
+    second = MonitorProcess(config_file, tmp_path).start()
     try:
         deadline, found = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
-            found = samples(scrape(port) or "", *STATS)
+            found = second.series(*STATS)
             if found == expected:
                 break
             time.sleep(0.5)
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        status = second.stop()
     assert len(expected) > 20
     mismatched = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
     assert not mismatched, f"{len(mismatched)} series differ, e.g. {list(mismatched.items())[:3]}"
-    assert second.returncode == 0
+    assert status == 0, second.log_tail()
 
 
 def test_rebalance_union_of_two_instances_equals_an_uninterrupted_run(
     broker: EmbeddedBroker, topic_names: Callable[..., str]
 ) -> None:
     events_topic = topic_names("events", partitions=3)
-    base = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"rebalance-{events_topic}",
-            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
-            **TEST_KAFKA,
-        },
-        "windows": TEST_WINDOWS,
-        "models": [FRAUD_MODEL],
-    }
-    config = config_from_dict(base)
-    model = config.model("fraud-detector")
-    assert model is not None
-    sample = Engine(config).decoder.decode(as_messages(SyntheticTraffic(seed=8).fraud(3000, 1.6e9)))
-    reference = build_reference(model, sample.batches, source="ref", digest="sha256:x")
-    baselines = {"fraud-detector": reference}
-    events = [
-        e for e in stream(minutes=16, drift_from=8, per_minute=300) if e["model"] == model.name
-    ]
+    topics = {"events": events_topic, "drift_events": topic_names("drift")}
+    config = config_from_dict(
+        broker_config(broker, f"rebalance-{events_topic}", topics, models=[FRAUD_MODEL])
+    )
+    baselines = fraud_baseline(config, seed=8)
+    events = [e for e in stream(minutes=16, drift_from=8, per_minute=300) if e["model"] == FRAUD]
 
     def launch() -> tuple[MonitorService, threading.Event, threading.Thread]:
         return start_service(config, Engine(config, baselines))
@@ -235,44 +167,26 @@ def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
 ) -> None:
     partitions, written = 32, 28  # the last four partitions stay empty
     events_topic = topic_names("events", partitions=partitions)
+    topics = {"events": events_topic, "drift_events": topic_names("drift")}
     config = config_from_dict(
-        {
-            "kafka": {
-                "bootstrap_servers": broker.bootstrap_servers,
-                "group_id": f"restore-{events_topic}",
-                "topics": {"events": events_topic, "drift_events": topic_names("drift")},
-                **TEST_KAFKA,
-            },
-            "windows": TEST_WINDOWS,
-            "models": [FRAUD_MODEL],
-        }
+        broker_config(broker, f"restore-{events_topic}", topics, models=[FRAUD_MODEL])
     )
-    model = config.model("fraud-detector")
-    assert model is not None
-    sample = Engine(config).decoder.decode(as_messages(SyntheticTraffic(seed=3).fraud(3000, 1.6e9)))
-    baselines = {model.name: build_reference(model, sample.batches, source="ref", digest="x")}
+    baselines = fraud_baseline(config, seed=3)
     # Ten minutes of events: every pane stays in the 15m window, so none is evicted.
-    events = [e for e in stream(minutes=10, drift_from=5) if e["model"] == model.name]
+    events = [e for e in stream(minutes=10, drift_from=5) if e["model"] == FRAUD]
     messages = [
         RawMessage(orjson.dumps(e), int(float(e["timestamp"]) * 1000), events_topic, i % written,
                    i // written)
         for i, e in enumerate(events)
     ]  # fmt: skip
-    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
-    for message in messages:
-        producer.produce(events_topic, message.value, partition=message.partition)
-    assert producer.flush(20) == 0
+    for partition in range(written):
+        values = [m.value for m in messages if m.partition == partition]
+        produce(broker.bootstrap_servers, events_topic, values, partition=partition)
     truth = Engine(config, baselines)
     truth.process(messages)
 
     def start() -> tuple[MonitorService, threading.Event, threading.Thread]:
         return start_service(config, Engine(config, baselines))
-
-    def wait_for(condition: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + 60
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert condition()
 
     def consumed(service: MonitorService) -> int:
         return sum(
@@ -281,13 +195,13 @@ def test_restore_of_32_partitions_equals_an_engine_that_read_the_same_events(
 
     first, stop, thread = start()
     try:
-        wait_for(lambda: consumed(first) == len(events))
+        wait_for(lambda: consumed(first) == len(events), 60, "every event to be read")
     finally:
         stop.set()  # checkpoints every partition it owns as it leaves the group
         thread.join(timeout=60)
     second, stop, thread = start()
     try:
-        wait_for(second.ready)
+        wait_for(second.ready, 60, "the restored service to be ready")
         restored = second.engine
         assert (
             set(restored.store.ledgers)

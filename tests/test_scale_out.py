@@ -11,27 +11,37 @@ from __future__ import annotations
 
 import functools
 import math
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-import yaml
 
-from stream_monitor.cli import main
 from stream_monitor.engine import Engine
 from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.scaleout.service import AggregateService
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, fresh_topic, make_config
+from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.conftest import (
+    FRAUD_MODEL,
+    PRICE_MODEL,
+    TEST_WINDOWS,
+    MonitorProcess,
+    Series,
+    broker_config,
+    drift_events_by_id,
+    fresh_topic,
+    kafka_section,
+    make_config,
+    produce,
+    settled,
+    wait_for,
+    write_baselines,
+    write_config,
+    write_jsonl,
+)
 from tests.test_engine import START
-from tests.test_restart import STATS, produce, scrape
-from tests.test_service_kafka import consume_all, samples
+from tests.test_restart import STATS
 
 pytestmark = pytest.mark.broker
 
@@ -43,7 +53,6 @@ COMPARED = (
     "stream_monitor_concept_drift_detections",
     *(f"stream_monitor_{name}" for name in QUALITY_METRICS),
 )
-Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def traffic(minutes: int = 24, per_minute: int = 150) -> list[dict[str, Any]]:
@@ -63,122 +72,32 @@ def traffic(minutes: int = 24, per_minute: int = 150) -> list[dict[str, Any]]:
     return events
 
 
-def write_config(
+def monitor_config(
     tmp_path: Path, broker: EmbeddedBroker, topics: dict[str, str], name: str
-) -> tuple[Path, dict]:
+) -> Path:
     """A config with a baseline file per model (built from the first 8 minutes)."""
-    events = traffic()
-    early = [e for e in events if e["timestamp"] < START + 8 * 60]
-    lines = tmp_path / "reference.jsonl"
-    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in early) + b"\n")
-    models = []
-    for model in (FRAUD_MODEL, PRICE_MODEL, SECOND_FRAUD):
-        baseline = tmp_path / f"{model['name']}.baseline.json"
-        models.append({**model, "reference": {"baseline": str(baseline)}})
-    data = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"{name}-{topics['events']}",
-            "topics": {"events": topics["events"], "drift_events": topics["drift"]},
-            **TEST_KAFKA,
-            "commit_interval_s": 1.0,
-        },
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": {
-            "pane_s": 60,
-            "sizes": ["5m", "15m"],
-            "allowed_lateness_s": 120,
-            "idle_timeout_s": IDLE_TIMEOUT_S,
-        },
-        "drift": {"min_window_events": 100},
-        "quality": {"min_labeled_events": 100},
-        "models": models,
-    }
-    config_file = tmp_path / f"{name}.yaml"
-    config_file.write_text(yaml.safe_dump(data))
-    for model in models:
-        status = main(
-            ["baseline", "--config", str(config_file), "--model", model["name"],
-             "--input", str(lines), "--output", model["reference"]["baseline"]]
-        )  # fmt: skip
-        assert status == 0
-    return config_file, data
+    early = [e for e in traffic() if e["timestamp"] < START + 8 * 60]
+    models = [
+        {**model, "reference": {"baseline": str(tmp_path / f"{model['name']}.baseline.json")}}
+        for model in (FRAUD_MODEL, PRICE_MODEL, SECOND_FRAUD)
+    ]
+    data = broker_config(
+        broker,
+        f"{name}-{topics['events']}",
+        {"events": topics["events"], "drift_events": topics["drift"]},
+        windows={**TEST_WINDOWS, "idle_timeout_s": IDLE_TIMEOUT_S},
+        drift={"min_window_events": 100},
+        quality={"min_labeled_events": 100},
+        models=models,
+    )
+    config_file = write_config(tmp_path / f"{name}.yaml", data)
+    write_baselines(config_file, write_jsonl(tmp_path / "reference.jsonl", early))
+    return config_file
 
 
-class Replica:
-    """One ``stream-monitor run`` process with its own /metrics port."""
-
-    def __init__(self, config_file: Path, role: str, tmp_path: Path) -> None:
-        self.config_file, self.role, self.port = config_file, role, free_port()
-        data = yaml.safe_load(config_file.read_text())
-        data["metrics"]["port"] = self.port
-        self.path = tmp_path / f"{role}-{self.port}.yaml"
-        self.path.write_text(yaml.safe_dump(data))
-        self.log = tmp_path / f"{role}-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Replica:
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_monitor", "run", "--config", str(self.path),
-                 "--role", self.role],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )  # fmt: skip
-        return self
-
-    def log_tail(self) -> str:
-        """The end of the replica's stderr (shown when it did not exit cleanly)."""
-        return f"{self.role} on :{self.port}: ...{self.log.read_text(errors='replace')[-3000:]}"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def series(self, *names: str) -> Series:
-        return samples(scrape(self.port) or "", *names)
-
-
-def consumed(replicas: list[Replica]) -> float:
-    """Valid events counted by ``replicas`` (ingest or all)."""
-    return sum(sum(r.series("stream_monitor_events_total").values()) for r in replicas)
-
-
-def settled(read: Callable[[], Series], timeout_s: float) -> Series:
-    """``read()`` once it returned the same non-empty series for 4 s (or at the deadline)."""
-    deadline, last, since = time.monotonic() + timeout_s, {}, time.monotonic()
-    while time.monotonic() < deadline:
-        found = read()
-        if found != last or not found:
-            last, since = found, time.monotonic()
-        elif time.monotonic() - since >= 4:
-            break
-        time.sleep(0.5)
-    return last
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert condition()
-
-
-def drift_events(broker: EmbeddedBroker, topic: str) -> dict[str, dict]:
-    """Drift events by id (a re-sent event has the same id and content)."""
-    messages = consume_all(broker.bootstrap_servers, topic, 10**6, timeout_s=4)
-    found: dict[str, dict] = {}
-    for message in messages:
-        event = orjson.loads(message.value())
-        found[event["id"]] = event
-    return found
+def consumed(replicas: list[MonitorProcess]) -> float:
+    """Valid events counted by ``replicas``."""
+    return sum(replica.consumed() for replica in replicas)
 
 
 def produce_stream(broker: EmbeddedBroker, topic: str, events: list[dict[str, Any]]) -> None:
@@ -196,17 +115,17 @@ def single_process(
 ) -> tuple[Series, dict[str, dict]]:
     """Statistics and drift events of one ``--role all`` process over the stream."""
     topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
-    config_file, _ = write_config(tmp_path, broker, topics, "all")
+    config_file = monitor_config(tmp_path, broker, topics, "all")
     events = traffic()
     produce_stream(broker, topics["events"], events)
-    replica = Replica(config_file, "all", tmp_path).start()
+    replica = MonitorProcess(config_file, tmp_path).start()
     try:
-        wait_for(lambda: consumed([replica]) == len(events), 90)
+        wait_for(lambda: replica.consumed() == len(events), 90, "every event to be counted")
         time.sleep(IDLE_TIMEOUT_S + 2)  # every partition idle: the last panes close
         found = settled(lambda: replica.series(*COMPARED), 30)
     finally:
         assert replica.stop() == 0, replica.log_tail()
-    return found, drift_events(broker, topics["drift"])
+    return found, drift_events_by_id(broker, topics["drift"])
 
 
 def compare(expected: Series, found: Series) -> None:
@@ -255,16 +174,16 @@ def scaled_out(
     """Statistics and drift events of 3 ingest + 2 aggregate replicas (optionally killing one
     of each mid-stream and restarting it)."""
     topics = {"events": topic_names("events", PARTITIONS), "drift": topic_names("drift")}
-    config_file, _ = write_config(tmp_path, broker, topics, "scaled")
+    config_file = monitor_config(tmp_path, broker, topics, "scaled")
     events = traffic()
-    ingest = [Replica(config_file, "ingest", tmp_path).start() for _ in range(3)]
-    aggregate = [Replica(config_file, "aggregate", tmp_path).start() for _ in range(2)]
+    ingest = [MonitorProcess(config_file, tmp_path, "ingest").start() for _ in range(3)]
+    aggregate = [MonitorProcess(config_file, tmp_path, "aggregate").start() for _ in range(2)]
     replicas = ingest + aggregate
     try:
         if kill:
             half = len(events) // 2
             produce_stream(broker, topics["events"], events[:half])
-            wait_for(lambda: consumed(ingest) >= half // 2, 90)
+            wait_for(lambda: consumed(ingest) >= half // 2, 90, "half the first half to be counted")
             ingest[0].kill()
             aggregate[0].kill()
             produce_stream(broker, topics["events"], events[half:])
@@ -278,7 +197,7 @@ def scaled_out(
             found = {dict(k[1])["model"] for r in aggregate for k in r.series(*STATS)}
             return len(found) == 3
 
-        wait_for(every_model_aggregated, 120)
+        wait_for(every_model_aggregated, 120, "every model to be aggregated")
         time.sleep(IDLE_TIMEOUT_S + 2)
 
         def union() -> Series:
@@ -295,7 +214,7 @@ def scaled_out(
     assert not unclean, unclean
     if not kill:  # a killed replica's counters restart from zero; its events are not lost
         assert ingested == len(events)
-    return found, drift_events(broker, topics["drift"])
+    return found, drift_events_by_id(broker, topics["drift"])
 
 
 @pytest.fixture(scope="module")
@@ -326,12 +245,9 @@ def test_a_partition_no_replica_reported_is_checked_again_and_not_let_go_idle(
     """Empty at first, then messages arrive that no ingest replica reads: not idle."""
     events_topic = topic_names("events")
     config = make_config(
-        kafka={
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"unread-{events_topic}",
-            "topics": {"events": events_topic, "drift_events": topic_names("drift")},
-            **TEST_KAFKA,
-        }
+        kafka=kafka_section(
+            broker, f"unread-{events_topic}", events=events_topic, drift_events=topic_names("drift")
+        )
     )
     service = AggregateService(config, Engine(config))
     key = (events_topic, 0)

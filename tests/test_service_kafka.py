@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-import yaml
-from confluent_kafka import Consumer
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
-from stream_monitor.cli import main
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
-from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
-from tests.conftest import FRAUD_MODEL, PRICE_MODEL, TEST_KAFKA, TEST_WINDOWS, committed_offsets
+from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.conftest import (
+    MonitorProcess,
+    broker_config,
+    committed_offsets,
+    consume_all,
+    frozen_registry,
+    registry_samples,
+    replay_metrics,
+    samples,
+    scrape,
+    serve_metrics,
+    start_service,
+    wait_for,
+    write_config,
+)
 from tests.test_engine import stream
 
 pytestmark = pytest.mark.broker
@@ -38,52 +40,10 @@ BAD_MESSAGES = [
 ]
 
 
-def samples(text: str, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples of the named metric families, keyed by (name, sorted labels)."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in names:
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
 def config_data(broker: EmbeddedBroker, events_topic: str, drift_topic: str, dlq: str) -> dict:
-    return {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"monitor-{events_topic}",
-            "topics": {"events": events_topic, "drift_events": drift_topic, "dead_letter": dlq},
-            **TEST_KAFKA,
-        },
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "windows": TEST_WINDOWS,
-        "drift": {"min_window_events": 200},
-        "models": [FRAUD_MODEL, PRICE_MODEL],
-    }
-
-
-def consume_all(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0, linger_s: float = 0.0
-) -> list:
-    """Up to ``expected`` records of ``topic`` from the start (then ``linger_s`` more to look)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": 6000,
-        }
-    )
-    consumer.subscribe([topic])
-    messages, deadline = [], time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        messages += [m for m in consumer.consume(500, 0.5) if m.error() is None]
-    if linger_s:
-        messages += [m for m in consumer.consume(500, linger_s) if m.error() is None]
-    consumer.close()
-    return messages
+    """Both synthetic models, their events from ``events_topic``; /metrics on any free port."""
+    topics = {"events": events_topic, "drift_events": drift_topic, "dead_letter": dlq}
+    return broker_config(broker, f"monitor-{events_topic}", topics)
 
 
 def test_kafka_to_metrics_and_drift_events(
@@ -105,60 +65,48 @@ def test_kafka_to_metrics_and_drift_events(
 
     data = config_data(broker, events_topic, drift_topic, dlq)
     config = config_from_dict(data)
-    service = MonitorService(config, Engine(config))
-    server = MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready).start()
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop,))
-    service.wait_for_broker()
-    thread.start()
+    service, stop, thread = start_service(config, Engine(config))
+    server = serve_metrics(service)
     try:
-        deadline = time.monotonic() + 60
-        expected_total = len(events) + len(BAD_MESSAGES)
-        while time.monotonic() < deadline:
+
+        def read_all() -> bool:
             engine = service.engine
             seen = sum(engine.events_total.values()) + sum(engine.invalid_total.values())
-            if seen >= expected_total:
-                break
-            time.sleep(0.2)
+            return seen >= len(events) + len(BAD_MESSAGES)
+
+        wait_for(read_all, 60, "every message to be read")
         time.sleep(config.evaluation_interval_s + 1.5)  # one more evaluation and commit
         # Drift is judged on closed panes; the empty third partition holds them open
         # until it counts as idle (windows.idle_timeout_s after its assignment).
-        deadline = time.monotonic() + config.windows.idle_timeout_s + 15
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{server.port}/metrics", timeout=5
-            ) as response:
-                scraped = response.read().decode()
-            if samples(scraped, "stream_monitor_drift_status"):
-                break
-            time.sleep(0.5)
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{server.port}/readyz", timeout=5
-        ) as response:
-            assert response.status == 200
+        wait_for(
+            lambda: registry_samples(frozen_registry(service), "stream_monitor_drift_status"),
+            config.windows.idle_timeout_s + 15,
+            "a drift status",
+        )
+        assert scrape(server.port, "/readyz") == "ready\n"
+        metrics = frozen_registry(service)  # read while running: stopping hands state back
     finally:
         stop.set()
         thread.join(timeout=30)
         server.stop()
     assert not thread.is_alive()
 
-    totals = samples(scraped, "stream_monitor_events_total", "stream_monitor_invalid_events_total")
-    assert (
-        totals[("stream_monitor_events_total", (("model", "fraud-detector"), ("version", "v1")))]
-        == 24 * 250
-    )
+    fraud = {"model": "fraud-detector", "version": "v1"}
+    assert metrics.get_sample_value("stream_monitor_events_total", fraud) == 24 * 250
     invalid = {
-        dict(k[1])["reason"]: v
-        for k, v in totals.items()
-        if k[0].startswith("stream_monitor_invalid") and v  # every reason is exported from 0
+        dict(labels)["reason"]: value
+        for (_, labels), value in registry_samples(
+            metrics, "stream_monitor_invalid_events_total"
+        ).items()
+        if value  # every reason is exported from 0
     }
     assert invalid == {"malformed_json": 1, "empty": 1, "unknown_model": 1, "not_an_object": 2}
 
-    csi = samples(scraped, "stream_monitor_csi")
-
     def csi_of(model: str, feature: str, window: str) -> float:
-        key = (("feature", feature), ("model", model), ("version", "v1"), ("window", window))
-        return csi[("stream_monitor_csi", key)]
+        labels = {"feature": feature, "model": model, "version": "v1", "window": window}
+        value = metrics.get_sample_value("stream_monitor_csi", labels)
+        assert value is not None, labels
+        return value
 
     assert csi_of("fraud-detector", "amount", "5m") > 0.25
     assert csi_of("fraud-detector", "merchant_category", "5m") < 0.05
@@ -174,7 +122,7 @@ def test_kafka_to_metrics_and_drift_events(
     assert ("price-estimator", "csi", "area_m2") in alerted
     assert not [e for e in drift if e["feature"] in ("merchant_category", "district")]
     assert len({e["id"] for e in drift}) == len(drift)
-    status = samples(scraped, "stream_monitor_drift_status")
+    status = registry_samples(metrics, "stream_monitor_drift_status")
     assert max(status.values()) == 2
 
     dead = consume_all(broker.bootstrap_servers, dlq, len(BAD_MESSAGES) - 1, 15)
@@ -188,25 +136,7 @@ def test_kafka_to_metrics_and_drift_events(
     assert sum(o for o in committed.values() if o >= 0) == len(events) + len(BAD_MESSAGES)
 
     # Replay over the same events gives the same windows, PSI and CSI.
-    lines = tmp_path / "events.jsonl"
-    lines.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    config_file = tmp_path / "monitor.yaml"
-    config_file.write_text(yaml.safe_dump(data))
-    metrics_out = tmp_path / "replay.prom"
-    assert (
-        main(
-            [
-                "replay",
-                "--config",
-                str(config_file),
-                "--input",
-                str(lines),
-                "--metrics-out",
-                str(metrics_out),
-            ]
-        )
-        == 0
-    )
+    config_file = write_config(tmp_path / "monitor.yaml", data)
     names = (
         "stream_monitor_window_events",
         "stream_monitor_psi",
@@ -214,45 +144,37 @@ def test_kafka_to_metrics_and_drift_events(
         "stream_monitor_feature_null_ratio",
         "stream_monitor_new_category_ratio",
     )
-    replayed = samples(metrics_out.read_text(), *names)
+    replayed = samples(replay_metrics(config_file, events, tmp_path), *names)
     assert len(replayed) > 20
-    assert replayed == samples(scraped, *names)
+    assert replayed == registry_samples(metrics, *names)
 
 
 def test_run_command_serves_and_stops_cleanly_on_sigterm(
     broker: EmbeddedBroker, topic_names: Callable[..., str], tmp_path: Path
 ) -> None:
+    """``metrics.port: 0`` binds any free port; the log names it, and it serves /metrics."""
     events_topic = topic_names("events")
     data = config_data(broker, events_topic, topic_names("drift"), topic_names("dlq"))
-    port = free_port()
-    data["metrics"] = {"host": "127.0.0.1", "port": port}
+    assert data["metrics"] == {"host": "127.0.0.1", "port": 0}
     data["kafka"]["client"] = {"client.id": "monitor", "sasl.password": "${TEST_KAFKA_SECRET}"}
-    config_file = tmp_path / "monitor.yaml"
-    config_file.write_text(yaml.safe_dump(data))
+    config_file = write_config(tmp_path / "monitor.yaml", data)
     secret = "hunter2-do-not-log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream_monitor", "run", "--config", str(config_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TEST_KAFKA_SECRET": secret},
-    )
+    process = MonitorProcess(config_file, tmp_path, env={"TEST_KAFKA_SECRET": secret}).start()
     try:
-        deadline, ready = time.monotonic() + 30, False
-        while time.monotonic() < deadline and not ready:
+        port = wait_for(lambda: process.port, 30, "the log line naming the /metrics port")
+        assert port != 0
+
+        def ready() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    ready = r.status == 200
+                return scrape(port, "/readyz") == "ready\n"
             except OSError:
-                time.sleep(0.3)
-        assert ready, "the service never became ready"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            assert "stream_monitor_up 1.0" in r.read().decode()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+                return False
+
+        wait_for(ready, 30, "the service to be ready")
+        assert "stream_monitor_up 1.0" in scrape(port)
     finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
-    assert "stopped cleanly" in stderr
-    assert "sasl.password" in stderr and secret not in stderr  # settings logged, secret redacted
+        status = process.stop()
+    log = process.log_text()
+    assert status == 0, log
+    assert "stopped cleanly" in log
+    assert "sasl.password" in log and secret not in log  # settings logged, secret redacted

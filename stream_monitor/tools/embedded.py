@@ -27,7 +27,9 @@ class EmbeddedBrokerError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now, for a listener that cannot report
+    the port it bound: the Tansu broker needs its port before it starts (its advertised
+    listener). Anything that can bind port 0 and report the bound port should do that."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
