@@ -27,7 +27,15 @@ from stream_monitor.state.keys import PartitionKey, VersionKey
 from stream_monitor.summaries.reference import Reference
 from tests.conftest import make_config
 from tests.test_engine import START
-from tests.test_partials import PARTIALS, TOPIC, baselines, messages, stream
+from tests.test_partials import (
+    PARTIALS,
+    TOPIC,
+    baselines,
+    equal_one_engine,
+    messages,
+    stream,
+    windows_of,
+)
 
 FRAUD = ("fraud-detector", "v1")
 PRICE = ("price-estimator", "v1")
@@ -91,15 +99,6 @@ def partials_of(engine: Engine) -> dict[int, list[Record]]:
     return found
 
 
-def windows_of(engine: Engine) -> dict[tuple[str, str, str], np.ndarray]:
-    return {
-        (*key, name): state.windows.window(name).copy()
-        for key, state in engine.states.items()
-        if state.windows is not None
-        for name in state.window_sizes
-    }
-
-
 def assert_same_windows(
     found: dict[Any, np.ndarray], expected: dict[Any, np.ndarray], keys: Any = None
 ) -> None:
@@ -130,24 +129,8 @@ def aggregated(
 def test_partials_of_two_source_partitions_merge_to_one_engine_fed_every_event(
     refs: dict[str, Reference], batches: list[list[RawMessage]]
 ) -> None:
-    aggregator, found = aggregated(refs, batches)
-    found += aggregator.engine.evaluate(now_s=START, final=True)
-    single = Engine(make_config(), refs)
-    expected = []
-    for batch in batches:
-        single.process(batch)
-        expected += single.evaluate(now_s=START)
-    expected += single.evaluate(now_s=START, final=True)
-
-    assert len(expected) > 5
-    assert {e.model for e in expected} == {"fraud-detector", "price-estimator"}
-    for model in ("fraud-detector", "price-estimator"):  # the same events in the same order
-        mine = [e for e in found if e.model == model]
-        theirs = [e for e in expected if e.model == model]
-        assert [e.id for e in mine] == [e.id for e in theirs]
-        for event, other in zip(mine, theirs, strict=True):
-            assert event.value == pytest.approx(other.value, rel=1e-12, abs=1e-12)
-    assert_same_windows(windows_of(aggregator.engine), windows_of(single))
+    aggregator, events = aggregated(refs, batches)
+    equal_one_engine(make_config(), refs, batches, aggregator, events)
     assert aggregator.engine.invalid_total["late_partial"] == 0
 
 

@@ -17,10 +17,11 @@ from stream_monitor.summaries.reference import Reference
 from tests.conftest import make_config
 from tests.test_closing import FakeClock, on
 from tests.test_engine import START
-from tests.test_partials import TOPIC, baselines, messages, stream
+from tests.test_partials import TOPIC, baselines, messages, stream, windows_of
 
 P0, P1, P2 = ((TOPIC, p) for p in range(3))
 FRAUD = ("fraud-detector", "v1")
+IDLE = make_config().windows.idle_timeout_s
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +46,18 @@ def feed(engine: Engine, batch: list[RawMessage], final: bool = False) -> list[d
     return events
 
 
-def windows_of(engine: Engine) -> dict[tuple[str, str, str], np.ndarray]:
-    return {
-        (*key, name): state.windows.window(name).copy()
-        for key, state in engine.states.items()
-        if state.windows is not None
-        for name in state.window_sizes
-    }
-
-
 def assert_same_windows(found: Engine, expected: Engine) -> None:
     want, got = windows_of(expected), windows_of(found)
     assert want.keys() == got.keys() and want
     for key, vector in want.items():
         assert got[key][0] == vector[0], key  # events: an exact count
         np.testing.assert_allclose(got[key], vector, rtol=1e-12, atol=1e-9, err_msg=str(key))
+
+
+def clocked(refs: dict[str, Reference]) -> tuple[Engine, FakeClock]:
+    """An engine whose partitions go idle after IDLE seconds of its fake clock."""
+    clock = FakeClock()
+    return Engine(make_config(), refs, clock=clock), clock
 
 
 def test_without_a_clock_an_expected_partition_holds_panes_open_for_good(
@@ -77,23 +75,21 @@ def test_without_a_clock_an_expected_partition_holds_panes_open_for_good(
 def test_the_closing_watermark_lets_idle_partitions_go_and_waits_for_behind_ones(
     refs: dict[str, Reference],
 ) -> None:
-    clock = FakeClock()
-    idle = make_config().windows.idle_timeout_s
-    engine = Engine(make_config(), refs, clock=clock)
+    engine, clock = clocked(refs)
     store = engine.store
     store.expect([P0, P1, P2])
     expected_at = clock.now
-    clock.now += idle - 1
+    clock.now += IDLE - 1
     engine.process(on(0, 5, 0))
     engine.process(on(1, 3, 0))
     moved_at = clock.now
     assert store.closing_watermark() == -math.inf  # partition 2 said nothing, not idle yet
-    clock.now = expected_at + idle
+    clock.now = expected_at + IDLE
     store.expect([P2])  # expecting it again does not restart its idle time
     assert store.closing_watermark() == START + 3 * 60  # 2 is idle; 1 is behind 0
-    clock.now = moved_at + idle - 0.5
-    assert store.closing_watermark() == START + 3 * 60  # 0 and 1 moved less than idle ago
-    clock.now = moved_at + idle
+    clock.now = moved_at + IDLE - 0.5
+    assert store.closing_watermark() == START + 3 * 60  # 0 and 1 moved less than IDLE s ago
+    clock.now = moved_at + IDLE
     assert store.closing_watermark() == START + 5 * 60  # all idle: the newest of all
     engine.process(on(1, 6, 50))
     assert store.closing_watermark() == START + 6 * 60  # 1 moved; 0 is still idle
@@ -116,15 +112,13 @@ def test_note_end_offset_says_whether_a_partition_is_caught_up() -> None:
 def test_quiet_partitions_are_the_caught_up_ones_silent_or_still_for_the_idle_timeout(
     refs: dict[str, Reference],
 ) -> None:
-    clock = FakeClock()
-    idle = make_config().windows.idle_timeout_s
-    engine = Engine(make_config(), refs, clock=clock)
+    engine, clock = clocked(refs)
     store = engine.store
     store.expect([P0, P1])
     assert set(store.quiet_partitions()) == {P0, P1}  # neither reported anything
     engine.process(on(0, 0, 0))
     assert store.quiet_partitions() == [P1]
-    clock.now += idle
+    clock.now += IDLE
     assert set(store.quiet_partitions()) == {P0, P1}
     store.note_end_offset(P0, 70)  # 20 messages left to read
     assert store.quiet_partitions() == [P1]
