@@ -98,10 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         redact(config.kafka.client),
     )
     try:
-        service.wait_for_broker()
+        service.connection.wait_for_broker()
         service.run(stop)
     finally:
-        service.close()
+        service.connection.close()
         server.stop()
     log.info("stopped cleanly")
     return 0

@@ -17,7 +17,6 @@ shared the work.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -65,7 +64,6 @@ class Engine:
         self.joiner = LabelJoiner(config, self.states, self.invalid_total)
         self.store = StateStore(config, self.states, self.joiner, self.invalid_total, clock)
         self.judge = WindowJudge()
-        self.watermark_s = -math.inf
         self.judging = True
         self._snapshot = Snapshot()
 
@@ -107,7 +105,6 @@ class Engine:
             late = sum(1 for r in counted.rejects if r.reason == "late")
             self.events_total[(batch.model, batch.version)] += max(0, len(batch) - late)
             rejects.extend(counted.rejects)
-            self.watermark_s = max(self.watermark_s, state.watermark_s)
             for owner, rows, panes in counted.parts:
                 self.joiner.await_labels(owner, rows, panes)
         for labels in result.labels:
@@ -176,20 +173,6 @@ class Engine:
     def count_invalid(self, reason: str) -> None:
         """Count one input that could not be used (a partial in conflict, say)."""
         self.invalid_total[reason] += 1
-
-    def follow_report(
-        self,
-        key: PartitionKey,
-        watermarks: dict[VersionKey, float],
-        next_offset: int | None,
-        caught_up: bool,
-    ) -> None:
-        """Take an ingest replica's report of input partition ``key`` (scale-out aggregation)."""
-        self.store.follow_report(key, watermarks, next_offset, caught_up)
-        for version in watermarks:
-            state = self.states.get(version)
-            if state is not None:
-                self.watermark_s = max(self.watermark_s, state.watermark_s)
 
     def adopt_progress(
         self, model: str, versions: list[list[Any]], severities: dict[SeriesKey, str]

@@ -35,6 +35,11 @@ from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker
 
+#: The repository (the project root).
+ROOT = Path(__file__).resolve().parent.parent
+#: The test sets, one folder and one marker each.
+SUITES = ("unit", "broker", "process")
+
 T = TypeVar("T")
 
 #: Prometheus samples keyed by (metric name, sorted labels).
@@ -77,6 +82,14 @@ PRICE_MODEL = {
     "features": {"area_m2": "numeric", "rooms": "numeric", "district": "categorical"},
     "reference": {"warmup_events": 1000},
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so each set runs on its own (``-m unit`` and so on)."""
+    for item in items:
+        parts = Path(str(item.path)).relative_to(ROOT).parts
+        if parts[0] == "tests" and parts[1] in SUITES:
+            item.add_marker(parts[1])
 
 
 def make_config(**overrides: Any) -> MonitorConfig:
@@ -136,7 +149,7 @@ def start_service(
     event to stop it (it checkpoints as it stops) and join the thread."""
     service = MonitorService(config, engine)
     stop = threading.Event()
-    service.wait_for_broker()
+    service.connection.wait_for_broker()
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
     return service, stop, thread

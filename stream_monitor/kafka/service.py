@@ -182,10 +182,6 @@ class MonitorService:
         """Ready once the broker answered and partitions were assigned."""
         return bool(self.connection.broker_up) and self._assigned
 
-    def wait_for_broker(self) -> None:
-        """Block until the broker answers (see :meth:`KafkaConnection.wait_for_broker`)."""
-        self.connection.wait_for_broker()
-
     def open_changelog(self) -> None:
         """Create (if needed) and open the changelog topic, sized like the input topics."""
         connection = self.connection
@@ -228,11 +224,7 @@ class MonitorService:
                     last_evaluation = time.monotonic()
             self.checkpoint()
         finally:
-            self.close()
-
-    def close(self) -> None:
-        """Leave the group, flush and release the producers; idempotent."""
-        self.connection.close()
+            self.connection.close()
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""

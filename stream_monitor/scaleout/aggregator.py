@@ -114,7 +114,9 @@ class Aggregator:
             self._follow(min((newest[p] for p in reading), key=_progress))
 
     def _follow(self, report: WatermarkReport) -> None:
-        self.engine.follow_report(report.source, report.watermarks, report.offset, report.caught_up)
+        self.engine.store.follow_report(
+            report.source, report.watermarks, report.offset, report.caught_up
+        )
 
     def _adopt(self, mark: JudgedMark) -> None:
         severities = persist.severities_from_json(mark.severities)

@@ -82,14 +82,6 @@ class AggregateService:
         """Ready once the broker answered and partials partitions were assigned."""
         return bool(self.connection.broker_up) and self._assigned
 
-    def wait_for_broker(self) -> None:
-        """Block until the broker answers (see :meth:`KafkaConnection.wait_for_broker`)."""
-        self.connection.wait_for_broker()
-
-    def close(self) -> None:
-        """Leave the group, flush and release the producer; idempotent."""
-        self.connection.close()
-
     def run(self, stop: threading.Event) -> None:
         """Consume partials until ``stop`` is set, judging every ``evaluation_interval_s``."""
         self._stop = stop
@@ -115,7 +107,7 @@ class AggregateService:
                     last = time.monotonic()
             self.checkpoint()
         finally:
-            self.close()
+            self.connection.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("aggregating partials partitions %s", sorted(p.partition for p in partitions))

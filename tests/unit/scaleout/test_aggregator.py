@@ -26,8 +26,7 @@ from stream_monitor.scaleout.partials import (
 from stream_monitor.state.keys import PartitionKey, VersionKey
 from stream_monitor.summaries.reference import Reference
 from tests.conftest import make_config
-from tests.test_engine import START
-from tests.test_partials import (
+from tests.unit.scaleout.test_partials import (
     PARTIALS,
     TOPIC,
     baselines,
@@ -36,6 +35,7 @@ from tests.test_partials import (
     stream,
     windows_of,
 )
+from tests.unit.test_engine import START
 
 FRAUD = ("fraud-detector", "v1")
 PRICE = ("price-estimator", "v1")

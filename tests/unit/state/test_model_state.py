@@ -13,7 +13,7 @@ from stream_monitor.summaries.layout import EVENTS_SLOT, CounterLayout
 from stream_monitor.summaries.reference import Reference, build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import as_messages, make_config
-from tests.test_engine import START
+from tests.unit.test_engine import START
 
 MODEL = "fraud-detector"
 

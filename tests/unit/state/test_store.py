@@ -15,9 +15,9 @@ from stream_monitor.state.keys import PartitionCheckpoint
 from stream_monitor.state.windows import pane_of
 from stream_monitor.summaries.reference import Reference
 from tests.conftest import make_config
-from tests.test_closing import FakeClock, on
-from tests.test_engine import START
-from tests.test_partials import TOPIC, baselines, messages, stream, windows_of
+from tests.unit.scaleout.test_partials import TOPIC, baselines, messages, stream, windows_of
+from tests.unit.state.test_closing import FakeClock, on
+from tests.unit.test_engine import START
 
 P0, P1, P2 = ((TOPIC, p) for p in range(3))
 FRAUD = ("fraud-detector", "v1")
@@ -233,7 +233,7 @@ def test_a_partial_merged_into_a_new_state_follows_the_reported_watermark(
     newest = max(source.panes[FRAUD])
     first = source.panes[FRAUD][newest].copy()
     engine = Engine(make_config(), refs)
-    engine.follow_report(P0, dict(source.watermarks), source.next_offset, True)
+    engine.store.follow_report(P0, dict(source.watermarks), source.next_offset, True)
     assert FRAUD not in engine.states  # reported before any partial of the model arrived
     state = engine.state(*FRAUD)
     assert state is not None and state.windows is not None
@@ -255,15 +255,15 @@ def test_follow_report_moves_a_partition_forward_only(refs: dict[str, Reference]
     engine = Engine(make_config(), refs, clock=clock)
     state = engine.state(*FRAUD)
     assert state is not None and state.windows is not None
-    engine.follow_report(P0, {FRAUD: START + 600}, 42, False)
+    engine.store.follow_report(P0, {FRAUD: START + 600}, 42, False)
     ledger = engine.store.ledgers[P0]
     assert (ledger.next_offset, ledger.caught_up, ledger.advanced_at) == (42, False, clock.now)
-    assert ledger.watermark(FRAUD) == START + 600 and engine.watermark_s == START + 600
+    assert ledger.watermark(FRAUD) == START + 600 and state.watermark_s == START + 600
     assert state.windows.end_pane == int((START + 600) // 60)
     moved_at = clock.now
     clock.now += 5
-    engine.follow_report(P0, {FRAUD: START + 300}, 50, True)  # an older report
+    engine.store.follow_report(P0, {FRAUD: START + 300}, 50, True)  # an older report
     assert ledger.watermark(FRAUD) == START + 600 and ledger.advanced_at == moved_at
     assert (ledger.next_offset, ledger.caught_up) == (50, True)
-    engine.follow_report(P0, {FRAUD: START + 660}, 60, True)
+    engine.store.follow_report(P0, {FRAUD: START + 660}, 60, True)
     assert ledger.advanced_at == clock.now and state.windows.end_pane == int((START + 660) // 60)

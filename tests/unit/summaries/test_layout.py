@@ -23,8 +23,8 @@ from stream_monitor.summaries.classification import auc_error_bound
 from stream_monitor.summaries.layout import EVENTS_SLOT, CounterLayout
 from stream_monitor.summaries.reference import build_reference
 from tests.conftest import make_config
-from tests.test_engine import START
 from tests.unit.state.test_model_state import fraud_batch
+from tests.unit.test_engine import START
 
 #: Tolerance of the binned AUC (1000 score bins) against scikit-learn's exact AUC. Measured
 #: on these batches: 2.4e-5 (stable traffic) and 1.2e-5 (drifted); the documented bound

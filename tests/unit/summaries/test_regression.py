@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from stream_monitor.summaries.layout import label_column
 from stream_monitor.summaries.regression import RegressionSlots, r2
-from tests.test_summary_laws import assert_laws
+from tests.unit.summaries.test_summary_laws import assert_laws
 
 TOLERANCE = 1e-9
 

@@ -10,7 +10,9 @@ import ast
 import functools
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "stream_monitor"
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "stream_monitor"
 #: The pure core: no Kafka, no HTTP, no command line, no tooling.
 CORE = ("decode", "state", "summaries", "evaluate", "judging", "snapshot", "engine", "config")
 IO = ("kafka", "sinks", "scaleout", "cli", "tools", "__main__")

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +31,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
+from tests.conftest import ROOT
 from tests.prometheus_server import PrometheusError, PrometheusServer, require_prometheus
 
-ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
 DASHBOARD = ROOT / "config" / "grafana" / "stream-monitor.json"
 

@@ -13,9 +13,7 @@ from stream_monitor.cli import main
 from stream_monitor.config_file import load_config
 from stream_monitor.summaries.reference import load_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
-from tests.conftest import FRAUD_MODEL, closed_port, write_config, write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import FRAUD_MODEL, ROOT, closed_port, write_config, write_jsonl
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -25,8 +25,8 @@ from stream_monitor.state.keys import PartitionCheckpoint
 from stream_monitor.summaries.reference import Reference, build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
-from tests.test_closing import FakeClock
-from tests.test_engine import START
+from tests.unit.state.test_closing import FakeClock
+from tests.unit.test_engine import START
 
 MINUTES = 60
 PER_MINUTE = 200

@@ -1,11 +1,11 @@
-"""``replay`` gives, byte for byte, the drift events and metrics recorded in ``tests/golden``.
+"""``replay`` gives, byte for byte, the drift events and metrics recorded in ``tests/unit/golden``.
 
 A guard for refactoring: five stored streams (drift on every model kind, a
 concept change, a regression model alone, bad input mixed in, delayed labels)
 are replayed with one stored config, and the drift events (without their
 wall-clock ``detected_at``) and the ``--metrics-out`` file must equal what was
 recorded. A change that means to alter results regenerates them, on purpose and
-in its own commit: ``python -m tests.test_golden_replay``.
+in its own commit: ``python -m tests.unit.test_golden_replay``.
 
 The inputs are stored rather than generated at test time, so that a new numpy
 (whose random streams may change between releases) cannot move them.

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from stream_monitor.config_file import load_config
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "stream-monitor"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
 SCALE_OUT_VALUES = CHART / "ci" / "scale-out-values.yaml"

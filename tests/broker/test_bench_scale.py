@@ -14,8 +14,6 @@ from stream_monitor.tools.bench import restore_rows
 from stream_monitor.tools.bench_restore import measure_restore
 from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config_data, row_messages
 
-pytestmark = pytest.mark.broker
-
 
 def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     out = io.StringIO()

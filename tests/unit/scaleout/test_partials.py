@@ -1,7 +1,7 @@
 """Partial summaries: the codec, and ingest engines + an aggregator equal to one engine.
 
 These run in one process without a broker (the records go through a list in
-arrival order); tests/test_scale_out.py runs the same through Kafka with real
+arrival order); tests/broker/test_scale_out.py runs the same through Kafka with real
 replica processes.
 """
 
@@ -32,7 +32,7 @@ from stream_monitor.scaleout.publisher import PartialPublisher
 from stream_monitor.summaries.reference import Reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
-from tests.test_engine import START
+from tests.unit.test_engine import START
 
 TOPIC, PARTITIONS, PARTIALS = "events", 4, 3
 

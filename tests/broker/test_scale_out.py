@@ -22,6 +22,7 @@ from stream_monitor.engine import Engine
 from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.scaleout.service import AggregateService
 from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.broker.test_restart import STATS
 from tests.conftest import (
     FRAUD_MODEL,
     PRICE_MODEL,
@@ -40,10 +41,7 @@ from tests.conftest import (
     write_config,
     write_jsonl,
 )
-from tests.test_engine import START
-from tests.test_restart import STATS
-
-pytestmark = pytest.mark.broker
+from tests.unit.test_engine import START
 
 PARTITIONS = 4
 IDLE_TIMEOUT_S = 15
@@ -262,4 +260,4 @@ def test_a_partition_no_replica_reported_is_checked_again_and_not_let_go_idle(
             time.sleep(0.2)
         assert not service.engine.store.ledger(key).caught_up
     finally:
-        service.close()
+        service.connection.close()

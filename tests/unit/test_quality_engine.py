@@ -527,7 +527,7 @@ def test_a_model_behind_in_event_time_still_gets_its_labels() -> None:
 
     Lateness is judged per model version (README, Windows), so a model whose
     events run two hours behind another's is counted normally; but the join
-    store expires on ``Engine.watermark_s``, the maximum over all models, so
+    store expired on one clock, the newest event time over all models, so
     with a one-hour TTL every prediction of the slower model expires in the
     batch it arrives in and none of its labels is ever joined.
     """

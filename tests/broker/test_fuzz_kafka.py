@@ -58,8 +58,6 @@ from tests.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.broker
-
 MAX_MESSAGE_BYTES = 2000
 MAX_BATCH_EVENTS = 5
 MAX_VERSIONS = 3
@@ -459,7 +457,7 @@ def running(service: MonitorService) -> Iterator[tuple[threading.Thread, list[Ba
         except BaseException as exc:
             errors.append(exc)
 
-    service.wait_for_broker()
+    service.connection.wait_for_broker()
     thread = threading.Thread(target=loop, name="monitor", daemon=True)
     thread.start()
     try:

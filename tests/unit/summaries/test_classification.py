@@ -19,7 +19,7 @@ from stream_monitor.summaries.classification import (
     auc_from_histograms,
     ks_from_histograms,
 )
-from tests.test_summary_laws import assert_laws
+from tests.unit.summaries.test_summary_laws import assert_laws
 
 AUC_TOLERANCE = 0.002
 KS_TOLERANCE = 0.005

@@ -2,7 +2,7 @@
 
 The failures are real librdkafka ones: records above the producer's ``message.max.bytes``
 (refused when produced) and records to a broker that never answers (timed out after
-``message.timeout.ms``). Through the embedded broker, see ``tests/test_fuzz_kafka.py``.
+``message.timeout.ms``). Through the embedded broker, see ``tests/broker/test_fuzz_kafka.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Memory stays flat under hostile cardinality: one million events, no broker.
 
-The engine is fed in a subprocess (``python -m tests.test_memory_bound``), so the
+The engine is fed in a subprocess (``python -m tests.process.test_memory_bound``), so the
 resident set size it reports belongs to the engine alone and not to the rest of the
 test session. The stream holds everything that could make state grow with traffic:
 
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 TOTAL_EVENTS = 1_000_000
 CHECKPOINT_EVENTS = 200_000
@@ -265,7 +265,7 @@ def main(total: int = TOTAL_EVENTS) -> None:
 def report() -> dict[str, Any]:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "tests.test_memory_bound"],
+        [sys.executable, "-m", "tests.process.test_memory_bound"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from confluent_kafka import Producer
 
 from stream_monitor.kafka.changelog import read_changelog
 from stream_monitor.tools.embedded import EmbeddedBroker
-
-pytestmark = pytest.mark.broker
 
 
 def test_one_read_returns_every_partitions_latest_values_and_empty_ones_empty(

@@ -44,9 +44,7 @@ from tests.conftest import (
     start_service,
     wait_for,
 )
-from tests.prometheus_server import PrometheusServer, require_prometheus
-from tests.test_engine import stream
-from tests.test_prometheus_config import (
+from tests.process.test_prometheus_config import (
     ALERTS,
     KNOWN_METRICS,
     dashboard_targets,
@@ -55,8 +53,8 @@ from tests.test_prometheus_config import (
     load_rules,
     variable_query,
 )
-
-pytestmark = pytest.mark.broker
+from tests.prometheus_server import PrometheusServer, require_prometheus
+from tests.unit.test_engine import stream
 
 # Metrics of the contract (and of the dashboard and rules) that the monitor does not export
 # yet. The queries over them must be accepted and return nothing; the day one appears, the

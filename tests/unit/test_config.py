@@ -8,8 +8,7 @@ import pytest
 
 from stream_monitor.config import ConfigError
 from stream_monitor.config_file import config_from_dict, load_config, redact
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def minimal(**extra: object) -> dict[str, object]:

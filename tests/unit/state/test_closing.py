@@ -14,7 +14,7 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import make_config
-from tests.test_engine import START
+from tests.unit.test_engine import START
 
 
 class FakeClock:

@@ -29,9 +29,7 @@ from tests.conftest import (
     start_service,
     wait_for,
 )
-from tests.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
-
-pytestmark = pytest.mark.broker
+from tests.unit.test_quality_engine import FRAUD, PANE_S, T0, TTL_S, delayed_label_batches
 
 
 def test_late_out_of_order_labels_through_kafka(

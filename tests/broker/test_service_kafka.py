@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-import pytest
 from kafka import KafkaProducer
 
 from stream_monitor.config_file import config_from_dict
@@ -28,9 +27,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.test_engine import stream
-
-pytestmark = pytest.mark.broker
+from tests.unit.test_engine import stream
 
 BAD_MESSAGES = [
     b"{not json",

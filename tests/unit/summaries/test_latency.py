@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.summaries.latency import DEFAULT_BOUNDS_S, LatencySlots, LogBuckets
-from tests.test_summary_laws import assert_laws
+from tests.unit.summaries.test_summary_laws import assert_laws
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)
 

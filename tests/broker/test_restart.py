@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pytest
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.config_file import config_from_dict
@@ -31,9 +30,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.test_engine import stream
-
-pytestmark = pytest.mark.broker
+from tests.unit.test_engine import stream
 
 STATS = (
     "stream_monitor_window_events",

@@ -29,6 +29,7 @@ from stream_monitor.kafka.changelog import read_changelog, restore
 from stream_monitor.kafka.settings import consumer_settings, producer_settings
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
+from tests.broker.test_service_kafka import config_data
 from tests.conftest import (
     FRAUD_MODEL,
     PRICE_MODEL,
@@ -44,11 +45,8 @@ from tests.conftest import (
     write_config,
     write_jsonl,
 )
-from tests.test_backlog import backlog
-from tests.test_engine import START
-from tests.test_service_kafka import config_data
-
-pytestmark = pytest.mark.broker
+from tests.unit.state.test_backlog import backlog
+from tests.unit.test_engine import START
 
 PARTITIONS = 4
 MINUTES = 40

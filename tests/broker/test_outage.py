@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.tools.embedded import EmbeddedBroker
@@ -20,8 +18,6 @@ from tests.conftest import (
     start_service,
     wait_for,
 )
-
-pytestmark = pytest.mark.broker
 
 OUTAGE_S = 20.0
 TOPICS = ("events", "drift")
