@@ -59,7 +59,7 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class LabelsConfig:
-    """The delayed-label join store (SPEC section 2)."""
+    """The delayed-label join store (README, Labels and model quality)."""
 
     ttl_s: float = 3600.0
     max_entries: int = 200_000
@@ -78,7 +78,7 @@ class ConceptDriftConfig:
 
 @dataclass(frozen=True)
 class FieldMap:
-    """Where each event field is read from: a key or a dotted path (SPEC section 1)."""
+    """Where each event field is read from: a key or a dotted path (README, Inference events)."""
 
     event_id: str = "event_id"
     model: str = "model"
@@ -123,7 +123,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Event-time panes and the sliding windows built from them (SPEC section 6)."""
+    """Event-time panes and the sliding windows built from them (README, Windows)."""
 
     pane_s: float = 60.0
     sizes: dict[str, float] = field(

@@ -126,7 +126,7 @@ def concat_batches(batches: Sequence[ModelBatch]) -> ModelBatch:
 
 @dataclass
 class LabelBatch:
-    """Label events of one model (SPEC section 2), waiting to be joined by event id."""
+    """Label events of one model, waiting to be joined to their predictions by event id."""
 
     model: str
     event_ids: list[Any]

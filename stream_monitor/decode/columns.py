@@ -117,7 +117,7 @@ def _as_array(values: list[Any]) -> np.ndarray:
 
 
 def category_value(value: Any) -> str | None:
-    """A categorical value as the string it is compared as (SPEC section 1).
+    """A categorical value as the string it is compared as (README, Inference events).
 
     >>> [category_value(v) for v in ("a", 3, True, None, 2.5)]
     ['a', '3', 'true', None, '2.5']

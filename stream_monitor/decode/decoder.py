@@ -11,7 +11,7 @@ model version, label events by model) and
 a fast path for the usual chunk (plain field names, known models, features
 objects) and falls back to checking event by event, with the same results.
 Bad input never raises: each rejected event becomes a :class:`Reject` with its
-reason (SPEC section 3), and the caller counts, logs and dead-letters it.
+reason (README, Bad input), and the caller counts, logs and dead-letters it.
 """
 
 from __future__ import annotations

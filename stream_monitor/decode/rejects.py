@@ -1,4 +1,4 @@
-"""Rate-limited warnings about rejected input (SPEC section 3)."""
+"""Rate-limited warnings about rejected input (README, Bad input)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ FEATURE_LABELS = [*WINDOW_LABELS, "feature"]
 
 
 class SnapshotCollector(Collector):
-    """Builds the SPEC section 5 metric families from ``get_snapshot()``."""
+    """Builds the metric families (README, Prometheus metrics) from ``get_snapshot()``."""
 
     def __init__(self, get_snapshot: Callable[[], Snapshot]) -> None:
         self.get_snapshot = get_snapshot

@@ -1,4 +1,4 @@
-"""The delayed-label join (SPEC section 2): predictions wait for labels, labels for predictions.
+"""The delayed-label join: predictions wait for labels, labels for predictions.
 
 A label event names its prediction by ``(model, event_id)``. Whichever side
 arrives first waits in one bounded store until the other comes, its time to
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -201,11 +201,7 @@ class LabelJoinStore:
         times = np.asarray(_column(event_ts, n), dtype=np.float64).tolist()
         stamps = self._stamps(times, n)
         joined: list[Joined] = []
-        for i, event_id in enumerate(event_ids):
-            if event_id is None:
-                self.counters.missing_ids += 1
-                continue
-            key = (models[i], event_id)
+        for i, key in self._keys(event_ids, models):
             waiting = self._entries.get(key)
             if isinstance(waiting, WaitingLabel):
                 del self._entries[key]
@@ -231,6 +227,16 @@ class LabelJoinStore:
         self.counters.joined += len(joined)
         return joined
 
+    def _keys(
+        self, event_ids: Sequence[Hashable | None], models: Sequence[str]
+    ) -> Iterator[tuple[int, tuple[str, Hashable]]]:
+        """Each row with an event id and its join key; rows without one are counted."""
+        for i, event_id in enumerate(event_ids):
+            if event_id is None:
+                self.counters.missing_ids += 1
+                continue
+            yield i, (models[i], event_id)
+
     def add_labels(
         self,
         event_ids: Sequence[Hashable | None],
@@ -249,11 +255,7 @@ class LabelJoinStore:
         models, values = _column(model, n), _column(labels, n)
         stamps = self._stamps(ts, n)
         joined: list[Joined] = []
-        for i, event_id in enumerate(event_ids):
-            if event_id is None:
-                self.counters.missing_ids += 1
-                continue
-            key = (models[i], event_id)
+        for i, key in self._keys(event_ids, models):
             waiting = self._entries.get(key)
             if isinstance(waiting, WaitingPrediction):
                 del self._entries[key]

@@ -1,4 +1,4 @@
-"""Classification quality from counts and sums in fixed slots (issue 3, SPEC sections 4-6).
+"""Classification quality from counts and sums in fixed slots.
 
 Binary models (:class:`BinaryQualitySlots`) keep label-conditioned histograms of
 the score over ``score_bins`` equal bins on ``[0, 1]``, the confusion counts at the
@@ -38,6 +38,18 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator > 0 else 0.0
 
 
+def _class_histograms(
+    pos_counts: np.ndarray, neg_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """Both classes' score histograms as floats with their totals; None if a class is absent."""
+    pos = np.asarray(pos_counts, dtype=np.float64)
+    neg = np.asarray(neg_counts, dtype=np.float64)
+    n_pos, n_neg = float(pos.sum()), float(neg.sum())
+    if n_pos <= 0 or n_neg <= 0:
+        return None
+    return pos, neg, n_pos, n_neg
+
+
 def auc_from_histograms(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
     """ROC AUC (Mann-Whitney) of scores summarised by label-conditioned histograms.
 
@@ -60,11 +72,10 @@ def auc_from_histograms(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float
     >>> auc_from_histograms(np.array([0, 2]), np.array([2, 0]))
     1.0
     """
-    pos = np.asarray(pos_counts, dtype=np.float64)
-    neg = np.asarray(neg_counts, dtype=np.float64)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos <= 0 or n_neg <= 0:
+    classes = _class_histograms(pos_counts, neg_counts)
+    if classes is None:
         return float("nan")
+    pos, neg, n_pos, n_neg = classes
     neg_below = np.cumsum(neg) - neg
     return float(np.sum(pos * (neg_below + 0.5 * neg)) / (n_pos * n_neg))
 
@@ -77,18 +88,17 @@ def auc_error_bound(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
     >>> auc_error_bound(np.array([0, 1, 1]), np.array([1, 1, 0]))
     0.125
     """
-    pos = np.asarray(pos_counts, dtype=np.float64)
-    neg = np.asarray(neg_counts, dtype=np.float64)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos <= 0 or n_neg <= 0:
+    classes = _class_histograms(pos_counts, neg_counts)
+    if classes is None:
         return float("nan")
+    pos, neg, n_pos, n_neg = classes
     return float(0.5 * np.sum(pos * neg) / (n_pos * n_neg))
 
 
 def ks_from_histograms(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
     """Kolmogorov-Smirnov distance between the score distributions of positives and negatives.
 
-    The largest gap between the two empirical CDFs (SPEC section 6), evaluated
+    The largest gap between the two empirical CDFs (README, Windows), evaluated
     at the bin edges. The exact statistic (``scipy.stats.ks_2samp``) may also peak
     inside a bin, so the binned value is never larger and falls short by at
     most ``max_i max(pos_i / P, neg_i / N)``, the largest share of either class
@@ -99,16 +109,15 @@ def ks_from_histograms(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
     >>> ks_from_histograms(np.array([0, 1, 3]), np.array([2, 2, 0]))
     0.75
     """
-    pos = np.asarray(pos_counts, dtype=np.float64)
-    neg = np.asarray(neg_counts, dtype=np.float64)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos <= 0 or n_neg <= 0:
+    classes = _class_histograms(pos_counts, neg_counts)
+    if classes is None:
         return float("nan")
+    pos, neg, n_pos, n_neg = classes
     return float(np.max(np.abs(np.cumsum(pos) / n_pos - np.cumsum(neg) / n_neg)))
 
 
 def gini(auc: float) -> float:
-    """Gini coefficient, ``2 * AUC - 1`` (SPEC section 6).
+    """Gini coefficient, ``2 * AUC - 1`` (README, Windows).
 
     >>> gini(0.875)
     0.75
@@ -375,7 +384,7 @@ class MulticlassQualitySlots(SlotSummary, SlotRange):
     class and columns the predicted one (as ``sklearn.metrics.confusion_matrix``),
     stored row by row; a label or prediction that is not one of ``classes`` counts
     as the last class, "other", so memory stays bounded whatever arrives. Class
-    values are matched as strings (normalise them as SPEC section 1 says before
+    values are matched as strings (normalise them as the event schema says before
     calling); a row whose label or prediction is None is not counted.
 
     Examples

@@ -1,4 +1,4 @@
-"""Population and characteristic stability index (SPEC section 6).
+"""Population and characteristic stability index (README, Windows).
 
 PSI compares the prediction's distribution in a window with the reference's;
 CSI is the same formula on one feature. Both are

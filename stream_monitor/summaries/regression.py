@@ -1,4 +1,4 @@
-"""Regression quality from six sums in fixed slots (issue 3, SPEC sections 4-5).
+"""Regression quality from six sums in fixed slots.
 
 With ``err = prediction - label`` the slots hold ``n``, ``sum(err)``,
 ``sum(err^2)``, ``sum(|err|)``, ``sum(y)`` and ``sum(y^2)``; RMSE, MAE, R^2 and the

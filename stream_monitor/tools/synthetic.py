@@ -22,7 +22,7 @@ DRIFTING_FEATURES = {"fraud-detector": ("amount", "country"), "price-estimator":
 
 
 class SyntheticTraffic:
-    """Seeded generator of inference events (dicts in the SPEC section 1 schema)."""
+    """Seeded generator of inference events (dicts in the inference-event schema)."""
 
     def __init__(self, seed: int = 7, version: str = "v1") -> None:
         self.rng = np.random.default_rng(seed)

@@ -195,7 +195,7 @@ class BenchTraffic:
         return list(values)
 
     def take(self, n: int) -> list[dict[str, Any]]:
-        """The next ``n`` events (dicts in the SPEC section 1 schema)."""
+        """The next ``n`` events (dicts in the inference-event schema)."""
         rng = self.rng
         first = self.sent
         index = np.arange(first, first + n)

@@ -290,12 +290,9 @@ def test_rendered_config_is_accepted_by_the_loader(
         assert config.kafka.client["sasl.password"] == env["KAFKA_PASSWORD"]
 
 
-@pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_rendered_config_passes_check_config(
-    chart: helm.Chart, value_set: str, tmp_path: Path
-) -> None:
-    path, env = _write_config(render(chart, VALUE_SETS[value_set]()), tmp_path)
-    done = subprocess.run(
+def _check_config(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``stream-monitor check-config`` on a rendered config, with the chart's environment."""
+    return subprocess.run(
         [sys.executable, "-m", "stream_monitor", "check-config", str(path)],
         capture_output=True,
         text=True,
@@ -303,20 +300,21 @@ def test_rendered_config_passes_check_config(
         cwd=ROOT,
         env={**os.environ, **env},
     )
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendered_config_passes_check_config(
+    chart: helm.Chart, value_set: str, tmp_path: Path
+) -> None:
+    path, env = _write_config(render(chart, VALUE_SETS[value_set]()), tmp_path)
+    done = _check_config(path, env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_check_config_rejects_a_broken_rendered_config(chart: helm.Chart, tmp_path: Path) -> None:
     values = {"config": {"windows": {"pane_s": "60s", "sizes": ["90s"]}}}
     path, env = _write_config(render(chart, values), tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "stream_monitor", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
+    done = _check_config(path, env)
     assert done.returncode != 0
     assert "windows.sizes" in done.stderr
     assert "Traceback" not in done.stderr
