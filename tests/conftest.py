@@ -4,7 +4,6 @@ and consuming, polling, ``stream-monitor run`` processes and reading their metri
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from stream_monitor.tools.broker_runs import METRICS_LINE
 from stream_monitor.tools.embedded import EmbeddedBroker
 
 #: The repository (the project root).
@@ -368,7 +368,6 @@ def scrape(port: int, path: str = "/metrics") -> str:
 # -- ``stream-monitor run`` processes ----------------------------------------------------
 
 #: The line ``run`` logs once its /metrics server is bound; the port is the bound one.
-METRICS_LINE = re.compile(r"serving /metrics on \S+:(\d+)\n")
 
 
 class MonitorProcess:

@@ -8,6 +8,7 @@ child process on a config, and :func:`counted` and :func:`ready` read its
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -19,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-
-from stream_monitor.tools.embedded import free_port
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer
@@ -75,8 +74,14 @@ def kafka_settings(
     }
 
 
-def counted(port: int) -> float:
+#: The line ``stream-monitor run`` logs once it serves /metrics, with the port it bound.
+METRICS_LINE = re.compile(r"serving /metrics on \S+:(\d+)\n")
+
+
+def counted(port: int | None) -> float:
     """Valid plus invalid events a process counted (0 while it does not answer)."""
+    if port is None:
+        return 0.0
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             text = response.read().decode()
@@ -106,8 +111,8 @@ class MonitorProcess:
     def __init__(
         self, config: dict[str, Any], directory: Path, name: str, role: str = "all"
     ) -> None:
-        self.port = free_port()
-        data = {**config, "metrics": {"host": "127.0.0.1", "port": self.port}}
+        self._port: int | None = None
+        data = {**config, "metrics": {"host": "127.0.0.1", "port": 0}}  # any free port
         path = directory / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
         self.log = directory / f"{name}.log"
@@ -118,10 +123,19 @@ class MonitorProcess:
                 [*command, "--role", role], stdout=log, stderr=subprocess.STDOUT
             )
 
+    @property
+    def port(self) -> int | None:
+        """The /metrics port the process bound and logged (None until it did)."""
+        if self._port is None and self.log.exists():
+            found = METRICS_LINE.search(self.log.read_text(errors="replace"))
+            self._port = int(found.group(1)) if found else None
+        return self._port
+
     def wait_ready(self, timeout_s: float) -> float | None:
         """Seconds from the start to ``/readyz`` answering 200 (None: not within the timeout)."""
         while time.time() - self.started < timeout_s:
-            if ready(self.port):
+            port = self.port
+            if port is not None and ready(port):
                 return time.time() - self.started
             if self.process.poll() is not None:
                 break
