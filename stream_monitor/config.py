@@ -29,10 +29,24 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """Thresholds and judging rules shared by all models (a model may override them)."""
+    """Thresholds and judging rules shared by all models (a model may override them).
 
-    min_window_events: int = 200
+    A severity needs the value past its warn/alert line and past the critical
+    value of its sampling noise. The critical values come from a budget of false
+    alerts (and, separately, warnings) per model per day, spread over the
+    model's tests. ``persistence_panes`` consecutive closed panes must agree
+    before a severity rises. ``min_window_events`` None: what the prediction's
+    bins need, 5 events each. ``min_expected_per_bin`` None: sparse bins are
+    merged for the test until each expects enough events for the chi-square
+    approximation at the test's level (at least 5).
+    """
+
+    min_window_events: int | None = None
     epsilon: float = 1e-4
+    false_alerts_per_day: float = 0.1
+    false_warnings_per_day: float = 1.0
+    persistence_panes: int = 1
+    min_expected_per_bin: float | None = None
     psi: Thresholds = Thresholds(0.1, 0.25)
     csi: Thresholds = Thresholds(0.1, 0.25)
     null_ratio: Thresholds = Thresholds(0.05, 0.2)

@@ -204,10 +204,34 @@ def _thresholds(reader: _Reader, name: str, default: Thresholds) -> Thresholds:
     return Thresholds(warn, alert, direction)
 
 
+def _budget(reader: _Reader, name: str, default: float) -> float:
+    value = reader.number(name, default)
+    if not 0 < value <= 1000:
+        raise ConfigError(f"{reader.key(name)}: must be above 0 and at most 1000, got {value!r}")
+    return value
+
+
 def _drift(reader: _Reader, base: DriftConfig) -> DriftConfig:
+    min_events = reader.get("min_window_events", base.min_window_events)
     result = DriftConfig(
-        min_window_events=reader.integer("min_window_events", base.min_window_events, minimum=1),
+        min_window_events=(
+            None
+            if min_events is None
+            else reader.integer("min_window_events", base.min_window_events or 1, minimum=1)
+        ),
         epsilon=reader.number("epsilon", base.epsilon, minimum=1e-12),
+        false_alerts_per_day=_budget(reader, "false_alerts_per_day", base.false_alerts_per_day),
+        false_warnings_per_day=_budget(
+            reader, "false_warnings_per_day", base.false_warnings_per_day
+        ),
+        persistence_panes=reader.integer(
+            "persistence_panes", base.persistence_panes, minimum=1, maximum=1440
+        ),
+        min_expected_per_bin=(
+            None
+            if reader.get("min_expected_per_bin", base.min_expected_per_bin) is None
+            else reader.number("min_expected_per_bin", 5.0, minimum=1.0)
+        ),
         psi=_thresholds(reader, "psi", base.psi),
         csi=_thresholds(reader, "csi", base.csi),
         null_ratio=_thresholds(reader, "null_ratio", base.null_ratio),

@@ -223,6 +223,7 @@ class Engine:
             windows=tuple(samples),
             severities=self.judge.board.severities(),
             thresholds=self.judge.board.thresholds(),
+            critical_values=self.judge.board.critical_values(),
             latency_histograms=histograms,
             label_joins=self.joiner.counts(),
             windows_skipped_total={

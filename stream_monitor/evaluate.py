@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -34,6 +34,7 @@ from stream_monitor.metric_names import (
 from stream_monitor.snapshot import SeriesKey, WindowSample
 
 if TYPE_CHECKING:
+    from stream_monitor.significance import Evidence, SignificanceLevels
     from stream_monitor.summaries.reference import Reference
 
 SEVERITIES = ("ok", "warn", "alert")
@@ -42,8 +43,15 @@ LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
 #: A concept-drift detection in the window is an alert.
 DETECTION = Thresholds(1.0, 1.0)
 
-#: One judged value: metric, feature (or None), value, and the thresholds it is judged against.
-Check = tuple[str, str | None, float, Thresholds]
+
+class Check(NamedTuple):
+    """One judged value, its practical thresholds and, where a test applies, its noise."""
+
+    metric: str
+    feature: str | None
+    value: float
+    thresholds: Thresholds
+    evidence: Evidence | None = None
 
 
 def drift_metrics(model: ModelConfig) -> list[str]:
@@ -60,46 +68,57 @@ def window_checks(
     quality_reference: Mapping[str, float],
     sample: WindowSample,
     concept_active: bool,
+    noise: WindowNoise,
 ) -> list[Check]:
-    """Everything one window is judged on, each value with its thresholds.
+    """Everything one window is judged on, each value with its thresholds and noise.
 
-    Stability needs ``drift.min_window_events`` events; concept drift is judged
-    while the window holds a detection or its series is not ``ok``
+    Stability needs ``noise.min_events`` events; concept drift is judged while
+    the window holds a detection or its series is not ``ok``
     (``concept_active``), so that it resolves.
     """
     checks = (
-        stability_checks(model, reference, sample)
-        if sample.stats.events >= model.drift.min_window_events
+        stability_checks(model, reference, sample, noise.stability)
+        if sample.stats.events >= noise.min_events
         else []
     )
-    checks += quality_checks(model, quality_reference, sample)
+    checks += quality_checks(model, quality_reference, sample, noise)
     if sample.detections > 0 or concept_active:
-        checks.append((CONCEPT_DRIFT, None, sample.detections, DETECTION))
+        checks.append(Check(CONCEPT_DRIFT, None, sample.detections, DETECTION))
     return checks
 
 
-def stability_checks(model: ModelConfig, reference: Reference, sample: WindowSample) -> list[Check]:
-    """PSI, CSI, null and new-category ratios with their thresholds.
+def stability_checks(
+    model: ModelConfig,
+    reference: Reference,
+    sample: WindowSample,
+    evidence: Mapping[str | None, Evidence],
+) -> list[Check]:
+    """PSI and CSI (with their noise), null and new-category ratios, with their thresholds.
 
     The null ratio is judged as a rise over the reference's own null ratio.
     """
     drift = model.drift
     stats = sample.stats
-    checks: list[Check] = [(PSI, None, stats.psi, drift.psi)]
-    checks += [(CSI, name, value, drift.csi) for name, value in stats.csi.items()]
+    checks = [Check(PSI, None, stats.psi, drift.psi, evidence.get(None))]
+    checks += [
+        Check(CSI, name, value, drift.csi, evidence.get(name)) for name, value in stats.csi.items()
+    ]
     for name, value in stats.null_ratio.items():
         base = reference.features[name].null_ratio
         shifted = Thresholds(base + drift.null_ratio.warn, base + drift.null_ratio.alert)
-        checks.append((NULL_RATIO, name, value, shifted))
+        checks.append(Check(NULL_RATIO, name, value, shifted))
     checks += [
-        (NEW_CATEGORY_RATIO, name, value, drift.new_category_ratio)
+        Check(NEW_CATEGORY_RATIO, name, value, drift.new_category_ratio)
         for name, value in stats.new_category_ratio.items()
     ]
     return checks
 
 
 def quality_checks(
-    model: ModelConfig, quality_reference: Mapping[str, float], sample: WindowSample
+    model: ModelConfig,
+    quality_reference: Mapping[str, float],
+    sample: WindowSample,
+    noise: WindowNoise,
 ) -> list[Check]:
     """Latency p99, and quality metrics against the reference's on windows with enough labels.
 
@@ -108,10 +127,10 @@ def quality_checks(
     """
     rules = model.quality
     checks: list[Check] = []
-    if rules.latency_p99_ms is not None and sample.latency.count >= model.drift.min_window_events:
+    if rules.latency_p99_ms is not None and sample.latency.count >= noise.min_events:
         warn, alert = (level / 1000.0 for level in rules.latency_p99_ms)
         checks.append(
-            (LATENCY_P99, None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
+            Check(LATENCY_P99, None, sample.latency.quantiles_s[0.99], Thresholds(warn, alert))
         )
     if sample.quality.get("labeled", 0) < rules.min_labeled_events:
         return checks
@@ -123,8 +142,18 @@ def quality_checks(
             thresholds = Thresholds(base * (1 + warn), base * (1 + alert))
         else:
             thresholds = Thresholds(base - warn, base - alert, "below")
-        checks.append((metric, None, value, thresholds))
+        checks.append(Check(metric, None, value, thresholds, noise.quality.get(metric)))
     return checks
+
+
+@dataclass(frozen=True)
+class WindowNoise:
+    """A window's sampling noise: per-test levels, the evidence of each test, min events."""
+
+    levels: SignificanceLevels
+    min_events: int
+    stability: Mapping[str | None, Evidence]
+    quality: Mapping[str, Evidence]
 
 
 @dataclass(frozen=True)
@@ -157,6 +186,14 @@ class DriftEvent:
     window_events: int
     detected_at: str
     reference: str
+    #: Probability of a value at least this far from the reference with no change (None: no test).
+    p_value: float | None = None
+    #: The value the statistic had to pass to be told apart from sampling noise (None: no test).
+    critical_value: float | None = None
+    #: Events (labeled events for quality) in the reference the window was compared with.
+    reference_events: int | None = None
+    #: PSI/CSI: the bins with the largest contribution.
+    explain: list[dict[str, Any]] | None = None
     #: Windows not judged since this series' model version last emitted (memory cap), or None.
     unjudged: list[dict[str, Any]] | None = None
 
@@ -167,6 +204,10 @@ class DriftEvent:
     def to_dict(self) -> dict[str, Any]:
         """The event as a dict."""
         return asdict(self)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -221,28 +262,53 @@ def event_id(key: SeriesKey, window_end: str, previous: str, severity: str) -> s
 
 
 class SeverityBoard:
-    """The current severity of every judged series; emits an event on each change."""
+    """The current severity of every judged series; emits an event on each change.
+
+    A severity needs the value past its warn/alert line and, where a test
+    applies, significant at that level (:class:`Evidence`). With
+    ``persistence`` above 1 a severity rises only after that many consecutive
+    judgments agree; it falls at once.
+    """
 
     def __init__(self) -> None:
         self._severities: dict[SeriesKey, str] = {}
         self._thresholds: dict[SeriesKey, tuple[float, float]] = {}
+        self._critical: dict[SeriesKey, float] = {}
+        self._rising: dict[SeriesKey, int] = {}
 
     def judge(
         self,
         key: SeriesKey,
-        value: float,
-        thresholds: Thresholds,
+        check: Check,
         window: WindowInfo,
         detected_at_s: float,
+        levels: SignificanceLevels | None = None,
+        persistence: int = 1,
     ) -> DriftEvent | None:
-        """Record ``value`` for ``key``; a :class:`DriftEvent` when the severity changed."""
+        """Record ``check`` for ``key``; a :class:`DriftEvent` when the severity changed."""
+        thresholds, evidence = check.thresholds, check.evidence
         self._thresholds[key] = (thresholds.warn, thresholds.alert)
-        severity = severity_of(value, thresholds)
+        severity = severity_of(check.value, thresholds)
+        if evidence is not None and levels is not None:
+            severity = min(severity, evidence.allowed(levels), key=LEVELS.__getitem__)
+            critical = evidence.critical("alert")
+            if critical is None:
+                self._critical.pop(key, None)
+            else:
+                self._critical[key] = critical
         previous = self._severities.get(key, "ok")
+        if LEVELS[severity] > LEVELS[previous]:
+            self._rising[key] = rising = self._rising.get(key, 0) + 1
+            if rising < persistence:
+                return None
+        self._rising.pop(key, None)
         self._severities[key] = severity
         if severity == previous:
             return None
         window_end = iso_utc(window.end_s)
+        crossed = (
+            severity if LEVELS[severity] > LEVELS[previous] else SEVERITIES[LEVELS[severity] + 1]
+        )
         return DriftEvent(
             id=event_id(key, window_end, previous, severity),
             model=key.model,
@@ -250,7 +316,7 @@ class SeverityBoard:
             metric=key.metric,
             feature=key.feature,
             window=key.window,
-            value=value,
+            value=check.value,
             threshold=crossed_threshold(previous, severity, thresholds),
             severity=severity,
             previous_severity=previous,
@@ -259,6 +325,10 @@ class SeverityBoard:
             window_events=window.events,
             detected_at=iso_utc(detected_at_s),
             reference=window.reference,
+            p_value=_finite(evidence.p_value) if evidence is not None else None,
+            critical_value=evidence.critical(crossed) if evidence is not None else None,
+            reference_events=evidence.reference_events if evidence is not None else None,
+            explain=evidence.explain if evidence is not None else None,
         )
 
     def judge_window(
@@ -268,14 +338,16 @@ class SeverityBoard:
         checks: Sequence[Check],
         window: WindowInfo,
         detected_at_s: float,
+        levels: SignificanceLevels | None = None,
+        persistence: int = 1,
     ) -> list[DriftEvent]:
         """Judge every finite value of one window; the drift events of the changes."""
         events = []
-        for metric, feature, value, thresholds in checks:
-            if not math.isfinite(value):
+        for check in checks:
+            if not math.isfinite(check.value):
                 continue
-            key = SeriesKey(model, version, metric, feature, window.name)
-            event = self.judge(key, value, thresholds, window, detected_at_s)
+            key = SeriesKey(model, version, check.metric, check.feature, window.name)
+            event = self.judge(key, check, window, detected_at_s, levels, persistence)
             if event is not None:
                 events.append(event)
         return events
@@ -297,8 +369,14 @@ class SeverityBoard:
         """The (warn, alert) levels last used for every series."""
         return dict(self._thresholds)
 
+    def critical_values(self) -> dict[SeriesKey, float]:
+        """The alert-level critical value last computed for every tested series."""
+        return dict(self._critical)
+
     def forget(self, model: str, version: str) -> None:
         """Drop the series of a retired model version."""
         for key in [k for k in self._severities if k.model == model and k.version == version]:
             self._severities.pop(key, None)
             self._thresholds.pop(key, None)
+            self._critical.pop(key, None)
+            self._rising.pop(key, None)

@@ -15,15 +15,24 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from stream_monitor.config import ModelConfig
 from stream_monitor.evaluate import (
     SEVERITIES,
     DriftEvent,
     SeverityBoard,
     WindowInfo,
+    WindowNoise,
     drift_metrics,
     iso_utc,
     window_checks,
+)
+from stream_monitor.significance import (
+    min_window_events,
+    quality_evidence,
+    significance_levels,
+    stability_evidence,
 )
 from stream_monitor.snapshot import SeriesKey, WindowSample
 
@@ -89,17 +98,27 @@ class WindowJudge:
     def _judge(
         self, state: ModelVersionState, info: WindowInfo, sample: WindowSample, now_s: float
     ) -> list[DriftEvent]:
-        assert state.reference is not None
+        assert state.reference is not None and state.judged is not None
         state.adopt_quality_reference(sample.quality)
         concept = SeriesKey(state.model.name, state.version, "concept_drift", None, info.name)
+        noise = window_noise(state, state.judged.window(info.name), sample)
         checks = window_checks(
             state.model,
             state.reference,
             state.quality_reference,
             sample,
             concept_active=self.board.severity(concept) not in (None, "ok"),
+            noise=noise,
         )
-        events = self.board.judge_window(state.model.name, state.version, checks, info, now_s)
+        events = self.board.judge_window(
+            state.model.name,
+            state.version,
+            checks,
+            info,
+            now_s,
+            noise.levels,
+            state.model.drift.persistence_panes,
+        )
         assert state.judged is not None
         if events and state.judged.skipped:
             events[0] = replace(events[0], unjudged=unjudged_ranges(state))
@@ -132,6 +151,19 @@ def sample_window(
     )
     info = WindowInfo(window, start_s, end_s, stats.events, layout.reference.description)
     return sample, info
+
+
+def window_noise(state: ModelVersionState, vector: np.ndarray, sample: WindowSample) -> WindowNoise:
+    """The sampling noise of each test on a window vector of ``state``."""
+    layout = state.layout
+    assert layout is not None
+    levels = significance_levels(state.model, len(state.window_sizes), state.pane_s)
+    return WindowNoise(
+        levels,
+        min_window_events(state.model, layout),
+        stability_evidence(layout, vector, levels),
+        quality_evidence(layout, vector, sample.quality, state.quality_reference, levels),
+    )
 
 
 def log_skipped_windows(state: ModelVersionState) -> None:

@@ -82,6 +82,8 @@ class Snapshot:
     thresholds: Mapping[SeriesKey, tuple[float, float]] = field(default_factory=dict)
     latency_histograms: Mapping[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
     label_joins: Mapping[str, int] = field(default_factory=dict)
+    #: The alert-level critical value of every tested series (see the significance rules).
+    critical_values: Mapping[SeriesKey, float] = field(default_factory=dict)
     windows_skipped_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
     consumer_lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
     broker_up: bool | None = None

@@ -204,7 +204,17 @@ def _severities(snapshot: Snapshot) -> Iterable[Metric]:
         base = [key.model, key.version, key.window, key.metric, key.feature or ""]
         thresholds.add_metric([*base, "warn"], warn)
         thresholds.add_metric([*base, "alert"], alert)
-    return status, thresholds
+    critical = GaugeMetricFamily(
+        "stream_monitor_drift_critical_value",
+        "The value a drift metric must pass to alert apart from sampling noise at this "
+        "window's size (PSI, CSI and quality metrics).",
+        labels=labels,
+    )
+    for key, value in snapshot.critical_values.items():
+        critical.add_metric(
+            [key.model, key.version, key.window, key.metric, key.feature or ""], value
+        )
+    return status, thresholds, critical
 
 
 def _kafka(snapshot: Snapshot) -> Iterable[Metric]:

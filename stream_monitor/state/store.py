@@ -40,7 +40,7 @@ from stream_monitor.decode.batches import ModelBatch
 from stream_monitor.snapshot import SeriesKey
 from stream_monitor.state import persist
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
-from stream_monitor.state.ledger import PartitionLedger
+from stream_monitor.state.ledger import PaneVectors, PartitionLedger
 from stream_monitor.state.windows import panes_for
 from stream_monitor.summaries.reference import Reference
 
@@ -257,18 +257,19 @@ class StateStore:
             ledger.watermarks[(model, version)] = float(event_ts)
         for (version_key, pane), vector in checkpoint.panes.items():
             ledger.version_panes(version_key)[pane] = vector
-        warmup = self._warmup(meta["warmup"])
+        warmup = _warmup_batches(self.config, meta["warmup"])
         for version_key in set(ledger.panes) | set(ledger.watermarks) | set(warmup):
             state = state_of(*version_key)
             if state is None:
                 continue
             stored = meta["references"].get("\x1f".join(version_key))
-            if stored is not None and not state.adopt_reference(Reference.from_dict(stored)):
+            conflict = _conflict(state, stored, ledger.panes.get(version_key))
+            if conflict:
                 log.error(
-                    "%s %s: the restored checkpoint of %s[%d] was counted against another "
-                    "reference; its panes are not restored (use a baseline file with replicas)",
+                    "%s %s: the restored checkpoint of %s[%d] %s; its panes are not restored",
                     *version_key,
                     *checkpoint.key,
+                    conflict,
                 )
                 self.invalid_total["state_conflict"] += 1
                 ledger.panes.pop(version_key, None)
@@ -295,12 +296,27 @@ class StateStore:
                 if judged is not None:
                     state.adopt_judged(int(judged))
 
-    def _warmup(self, rows: list[dict[str, Any]]) -> dict[VersionKey, list[ModelBatch]]:
-        """Checkpointed warm-up batches by model version (models no longer configured dropped)."""
-        warmup: dict[VersionKey, list[ModelBatch]] = {}
-        for data in rows:
-            config = self.config.model(data["model"])
-            if config is not None:
-                batch = persist.batch_from_json(data, config.features, config.prediction_type)
-                warmup.setdefault((batch.model, batch.version), []).append(batch)
-        return warmup
+
+def _conflict(
+    state: ModelVersionState, stored: dict[str, Any] | None, panes: PaneVectors | None
+) -> str | None:
+    """Why a restored share cannot be added to ``state`` (None: it can)."""
+    if stored is not None and not state.adopt_reference(Reference.from_dict(stored)):
+        return "was counted against another reference (use a baseline file with replicas)"
+    layout = state.layout
+    if panes and layout is not None and len(panes[next(iter(panes))]) != layout.width:
+        return "has panes of another layout (written by another release)"
+    return None
+
+
+def _warmup_batches(
+    config: MonitorConfig, rows: list[dict[str, Any]]
+) -> dict[VersionKey, list[ModelBatch]]:
+    """Checkpointed warm-up batches by model version (models no longer configured dropped)."""
+    warmup: dict[VersionKey, list[ModelBatch]] = {}
+    for data in rows:
+        model = config.model(data["model"])
+        if model is not None:
+            batch = persist.batch_from_json(data, model.features, model.prediction_type)
+            warmup.setdefault((batch.model, batch.version), []).append(batch)
+    return warmup

@@ -17,12 +17,14 @@ is exact. Metric conventions follow scikit-learn: a prediction is positive when
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.noise import auc_se_binned, f1_se, mean_se, proportion_se
 from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
 DEFAULT_SCORE_BINS = 1000
@@ -30,7 +32,7 @@ LOG_LOSS_EPS = 1e-15
 OTHER_CLASS = "__other__"
 
 # Offsets of the binary counters and sums after the two histograms.
-TP, FP, TN, FN, LOG_LOSS_SUM, SQUARED_ERROR_SUM = range(6)
+TP, FP, TN, FN, LOG_LOSS_SUM, SQUARED_ERROR_SUM, LOG_LOSS_SQ_SUM, SQUARED_ERROR_SQ_SUM = range(8)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -116,6 +118,21 @@ def ks_from_histograms(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
     return float(np.max(np.abs(np.cumsum(pos) / n_pos - np.cumsum(neg) / n_neg)))
 
 
+def ks_standard_error(positives: float, negatives: float) -> float:
+    """Noise scale of a two-sample KS distance: ``sqrt((n1 + n2) / (n1 n2)) / 2``.
+
+    Under no change the distance times ``sqrt(n1 n2 / (n1 + n2))`` follows the
+    Kolmogorov distribution, whose spread is about a half; a z-test with this
+    scale is close to its two-sample critical value.
+
+    >>> round(ks_standard_error(100, 100), 4)
+    0.0707
+    """
+    if positives <= 0 or negatives <= 0:
+        return float("nan")
+    return 0.5 * math.sqrt((positives + negatives) / (positives * negatives))
+
+
 def gini(auc: float) -> float:
     """Gini coefficient, ``2 * AUC - 1`` (README, Windows).
 
@@ -191,8 +208,8 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
     """Slots of a binary classifier's quality summary, from ``start``.
 
     Layout (``B = score_bins``): ``B`` negative-score bins, ``B`` positive-score
-    bins, then the counts ``tp, fp, tn, fn`` at ``threshold`` and two float sums,
-    log loss and squared error. ``width = 2 * B + 6``.
+    bins, then the counts ``tp, fp, tn, fn`` at ``threshold`` and four float sums:
+    log loss, squared error, and their squares (for standard errors). ``width = 2 * B + 8``.
 
     Inputs are the score (positive-class probability) and the label, 1 for
     positive and 0 for negative (arrays, or lists where None means "no label").
@@ -205,7 +222,7 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
     --------
     >>> slots = BinaryQualitySlots(0, score_bins=10, threshold=0.5)
     >>> slots.width
-    26
+    28
     >>> slots.positions(np.array([0.95, 0.2]), np.array([1, 0]))
     (array([19,  2]), array([20, 22]))
     >>> vector = slots.update(np.array([0.9, 0.4, 0.6, 0.1]), np.array([1, 1, 0, 0]))
@@ -227,19 +244,18 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
 
     @property
     def width(self) -> int:
-        """Slots used: two histograms, four confusion counts, two sums."""
-        return 2 * self.score_bins + 6
+        """Slots used: two histograms, four confusion counts, four sums."""
+        return 2 * self.score_bins + 8
 
     @property
     def counters_start(self) -> int:
-        """Absolute position of ``tp`` (then ``fp``, ``tn``, ``fn``, the two sums)."""
+        """Absolute position of ``tp`` (then ``fp``, ``tn``, ``fn``, the four sums)."""
         return self.start + 2 * self.score_bins
 
     @property
     def sum_slots(self) -> np.ndarray:
-        """Absolute positions of the log-loss and squared-error sums."""
-        base = self.counters_start
-        return np.array([base + LOG_LOSS_SUM, base + SQUARED_ERROR_SUM], dtype=np.int64)
+        """Absolute positions of the log-loss and squared-error sums and of their squares."""
+        return self.counters_start + np.arange(LOG_LOSS_SUM, SQUARED_ERROR_SQ_SUM + 1)
 
     def _valid(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
         valid: np.ndarray = np.isfinite(score) & ((label == 0) | (label == 1))
@@ -260,7 +276,7 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
         return np.where(valid, hist, -1), np.where(valid, confusion, -1)
 
     def sums(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
-        """Per-row log loss and squared error, shape ``(rows, 2)`` (0 where not counted)."""
+        """Per-row log loss, squared error and their squares, ``(rows, 4)`` (0: not counted)."""
         score = as_float_column(score)
         label = as_float_column(label)
         valid = self._valid(score, label)
@@ -268,7 +284,8 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
         p = np.clip(np.nan_to_num(score), LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
         log_loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
         squared = (np.clip(np.nan_to_num(score), 0.0, 1.0) - y) ** 2
-        return np.where(valid[:, None], np.stack([log_loss, squared], axis=1), 0.0)
+        columns = np.stack([log_loss, squared, log_loss * log_loss, squared * squared], axis=1)
+        return np.where(valid[:, None], columns, 0.0)
 
     def histograms(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positive and negative score histograms in ``vector``."""
@@ -276,6 +293,25 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
         neg = vector[self.start : self.start + b]
         pos = vector[self.start + b : self.start + 2 * b]
         return pos, neg
+
+    def standard_errors(self, vector: np.ndarray) -> dict[str, float]:
+        """The sampling standard error of each metric of ``vector`` (NaN where undefined)."""
+        base = self.counters_start
+        tp, fp, tn, fn, s_ll, s_sq, s_ll2, s_sq2 = (float(v) for v in vector[base : base + 8])
+        n, positives = tp + fp + tn + fn, tp + fn
+        pos, neg = self.histograms(vector)
+        auc_error = auc_se_binned(neg, pos)
+        return {
+            "accuracy": proportion_se(accuracy(tp, fp, tn, fn), n) if n else float("nan"),
+            "precision": proportion_se(precision(tp, fp), tp + fp),
+            "recall": proportion_se(recall(tp, fn), positives),
+            "f1": f1_se(tp, fp, fn),
+            "auc": auc_error,
+            "gini": 2.0 * auc_error,
+            "ks": ks_standard_error(positives, n - positives),
+            "log_loss": mean_se(s_ll, s_ll2, n),
+            "brier": mean_se(s_sq, s_sq2, n),
+        }
 
     def value(self, vector: np.ndarray) -> BinaryQuality:
         """Every binary quality metric of ``vector`` (a pane or window vector)."""
@@ -435,6 +471,15 @@ class MulticlassQualitySlots(SlotSummary, SlotRange):
     def confusion(self, vector: np.ndarray) -> np.ndarray:
         """The confusion matrix held by ``vector``."""
         return vector[self.start : self.start + self.width].reshape(self.size, self.size)
+
+    def standard_errors(self, vector: np.ndarray) -> dict[str, float]:
+        """Standard errors: binomial for accuracy; macro F1 as a proportion of the labeled."""
+        c = self.confusion(vector)
+        n = float(c.sum())
+        return {
+            "accuracy": proportion_se(confusion_accuracy(c), n),
+            "f1": proportion_se(macro_f1(c), n),
+        }
 
     def value(self, vector: np.ndarray) -> MulticlassQuality:
         """Every multiclass quality metric of ``vector``."""

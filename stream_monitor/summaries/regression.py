@@ -1,9 +1,11 @@
-"""Regression quality from six sums in fixed slots.
+"""Regression quality from a count and ten sums in fixed slots.
 
 With ``err = prediction - label`` the slots hold ``n``, ``sum(err)``,
-``sum(err^2)``, ``sum(|err|)``, ``sum(y)`` and ``sum(y^2)``; RMSE, MAE, R^2 and the
-mean error (bias) are pure functions of them, so windows merge by addition and
-every value is exact up to float rounding.
+``sum(err^2)``, ``sum(|err|)``, ``sum(y)``, ``sum(y^2)``, and for standard
+errors ``sum(err^4)``, ``sum(y^3)``, ``sum(y^4)``, ``sum(err^2 y)`` and
+``sum(err^2 y^2)``; RMSE, MAE, R^2 and the mean error (bias) are pure functions
+of them, so windows merge by addition and every value is exact up to float
+rounding.
 
 R^2 needs the total sum of squares, ``SST = sum(y^2) - sum(y)^2 / n``, which
 cancels badly when the labels' mean is large next to their spread. The
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.noise import mean_se, r2_se, rmse_se
 from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
 # Offsets from ``start``.
-N, SUM_ERR, SUM_SQ_ERR, SUM_ABS_ERR, SUM_Y, SUM_SQ_Y = range(6)
+(N, SUM_ERR, SUM_SQ_ERR, SUM_ABS_ERR, SUM_Y, SUM_SQ_Y, SUM_ERR_4, SUM_Y_3, SUM_Y_4, SUM_ERR_SQ_Y,
+ SUM_ERR_SQ_Y_SQ) = range(11)  # fmt: skip
 
 
 def rmse(n: float, sum_sq_err: float) -> float:
@@ -84,7 +88,7 @@ class RegressionQuality:
 
 
 class RegressionSlots(SlotSummary, SlotRange):
-    """Six slots from ``start``: ``n`` (a count) and five float sums.
+    """Eleven slots from ``start``: ``n`` (a count) and ten float sums.
 
     A row is counted when both its prediction and its label are finite numbers
     (lists may hold None for "no label").
@@ -93,7 +97,7 @@ class RegressionSlots(SlotSummary, SlotRange):
     --------
     >>> slots = RegressionSlots(3)
     >>> slots.width, slots.sum_slots.tolist()
-    (6, [4, 5, 6, 7, 8])
+    (11, [4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
     >>> vector = slots.update(np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0]))
     >>> q = slots.value(vector)
     >>> q.labeled, round(q.rmse, 6), q.mae, round(q.r2, 6), q.mean_error
@@ -108,13 +112,13 @@ class RegressionSlots(SlotSummary, SlotRange):
 
     @property
     def width(self) -> int:
-        """Slots used: ``n`` and five sums."""
-        return 6
+        """Slots used: ``n`` and ten sums."""
+        return 11
 
     @property
     def sum_slots(self) -> np.ndarray:
-        """Absolute positions of the five sums."""
-        return self.start + np.arange(SUM_ERR, SUM_SQ_Y + 1, dtype=np.int64)
+        """Absolute positions of the ten sums."""
+        return self.start + np.arange(SUM_ERR, SUM_ERR_SQ_Y_SQ + 1, dtype=np.int64)
 
     def positions(self, prediction: np.ndarray, label: np.ndarray) -> tuple[np.ndarray]:
         """The ``n`` slot for every counted row, ``-1`` for the others."""
@@ -122,13 +126,29 @@ class RegressionSlots(SlotSummary, SlotRange):
         return (np.where(valid, self.start + N, -1),)
 
     def sums(self, prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
-        """Per-row ``err, err^2, |err|, y, y^2`` (shifted ``y``), 0 where not counted."""
+        """Per-row values of the ten sums (shifted ``y``), 0 where not counted."""
         pred = as_float_column(prediction)
         y = as_float_column(label)
         valid = np.isfinite(pred) & np.isfinite(y)
         err = np.where(valid, pred - y, 0.0)
         ys = np.where(valid, y - self.y_shift, 0.0)
-        return np.stack([err, err * err, np.abs(err), ys, ys * ys], axis=1)
+        squared, ys2 = err * err, ys * ys
+        return np.stack(
+            [err, squared, np.abs(err), ys, ys2, squared * squared, ys2 * ys, ys2 * ys2,
+             squared * ys, squared * ys2],
+            axis=1,
+        )  # fmt: skip
+
+    def standard_errors(self, vector: np.ndarray) -> dict[str, float]:
+        """The sampling standard error of RMSE, MAE and R^2 (NaN where undefined)."""
+        n, _, s_sq, s_abs, s_y, s_yy, s_4, s_y3, s_y4, s_e2y, s_e2y2 = (
+            float(v) for v in vector[self.start : self.start + 11]
+        )
+        r2_error = r2_se(
+            s_sq, s_4, n, s_y, s_yy,
+            y_sum_cube=s_y3, y_sum_4th=s_y4, err_sq_y_sum=s_e2y, err_sq_y_sq_sum=s_e2y2,
+        )  # fmt: skip
+        return {"rmse": rmse_se(s_sq, s_4, n), "mae": mean_se(s_abs, s_sq, n), "r2": r2_error}
 
     def value(self, vector: np.ndarray) -> RegressionQuality:
         """Every regression metric of ``vector``."""

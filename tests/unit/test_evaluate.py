@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 
 from stream_monitor.config import Thresholds
-from stream_monitor.evaluate import SeverityBoard, WindowInfo, severity_of
+from stream_monitor.evaluate import Check, SeverityBoard, WindowInfo, WindowNoise, severity_of
+from stream_monitor.significance import SignificanceLevels
 from stream_monitor.snapshot import SeriesKey
 
 KEY = SeriesKey("m", "v1", "csi", "amount", "5m")
 INFO = WindowInfo("5m", 0.0, 300.0, 1000, "warmup:1000")
 PSI = Thresholds(0.1, 0.25)
+#: No evidence and no test: the practical lines alone.
+NO_NOISE = WindowNoise(SignificanceLevels(0.01, 0.001), 200, {}, {})
+
+
+def csi(value: float) -> Check:
+    return Check("csi", "amount", value, PSI)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +39,7 @@ def test_severity_of(value: float, thresholds: Thresholds, severity: str) -> Non
 def test_events_only_on_transitions_with_crossed_thresholds() -> None:
     board = SeverityBoard()
     values = [0.01, 0.05, 0.15, 0.16, 0.3, 0.31, 0.2, 0.02, 0.02, 0.4, 0.0]
-    events = [board.judge(KEY, v, PSI, INFO, 1e9) for v in values]
+    events = [board.judge(KEY, csi(v), INFO, 1e9) for v in values]
     transitions = [(e.previous_severity, e.severity, e.threshold) for e in events if e]
     assert transitions == [
         ("ok", "warn", 0.1),
@@ -46,11 +53,11 @@ def test_events_only_on_transitions_with_crossed_thresholds() -> None:
 
 
 def test_ids_are_deterministic_and_distinct() -> None:
-    first = [SeverityBoard().judge(KEY, 0.3, PSI, INFO, t) for t in (1.0, 2.0)]
+    first = [SeverityBoard().judge(KEY, csi(0.3), INFO, t) for t in (1.0, 2.0)]
     assert first[0] is not None and first[1] is not None
     assert first[0].id == first[1].id  # same transition, different wall clock
     other_window = WindowInfo("5m", 60.0, 360.0, 1000, "warmup:1000")
-    assert SeverityBoard().judge(KEY, 0.3, PSI, other_window, 1.0).id != first[0].id  # type: ignore[union-attr]
+    assert SeverityBoard().judge(KEY, csi(0.3), other_window, 1.0).id != first[0].id  # type: ignore[union-attr]
     event = first[0]
     assert event.to_dict()["window_end"] == "1970-01-01T00:05:00Z"
     assert event.reference == "warmup:1000" and event.window_events == 1000
@@ -77,9 +84,11 @@ def test_window_checks_have_no_side_effects_and_shift_null_ratio_by_the_referenc
         {"labeled": 20.0, "accuracy": 0.5}, LatencyStats(0, {}), 0.0,
     )  # fmt: skip
     quality_reference = {"accuracy": 0.9}
-    checks = window_checks(model, reference, quality_reference, sample, concept_active=False)
+    checks = window_checks(
+        model, reference, quality_reference, sample, concept_active=False, noise=NO_NOISE
+    )
     assert quality_reference == {"accuracy": 0.9}  # read, never written
-    by_metric = {(metric, feature): t for metric, feature, _, t in checks}
+    by_metric = {(c.metric, c.feature): c.thresholds for c in checks}
     null = by_metric[("null_ratio", "account_age_days")]
     assert null.warn == base + model.drift.null_ratio.warn
     accuracy = by_metric[("accuracy", None)]
@@ -87,5 +96,7 @@ def test_window_checks_have_no_side_effects_and_shift_null_ratio_by_the_referenc
         accuracy.direction == "below" and accuracy.warn == 0.9 - model.quality.rules["accuracy"][0]
     )
     assert ("concept_drift", None) not in by_metric
-    active = window_checks(model, reference, quality_reference, sample, concept_active=True)
+    active = window_checks(
+        model, reference, quality_reference, sample, concept_active=True, noise=NO_NOISE
+    )
     assert ("concept_drift", None, 0.0) in [c[:3] for c in active]

@@ -14,7 +14,10 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "stream_monitor"
 #: The pure core: no Kafka, no HTTP, no command line, no tooling.
-CORE = ("decode", "state", "summaries", "evaluate", "judging", "snapshot", "engine", "config")
+CORE = (
+    "decode", "state", "summaries", "evaluate", "judging", "significance", "snapshot", "engine",
+    "config", "metric_names",
+)  # fmt: skip
 IO = ("kafka", "sinks", "scaleout", "cli", "tools", "__main__")
 MAX_DEPTH = 7
 MAX_MODULE_LINES = 600

@@ -72,13 +72,16 @@ def messages(events: list[dict[str, Any]], partition: int = 0, first: int = 0) -
 def brief(events: list[DriftEvent]) -> dict[str, list[dict[str, Any]]]:
     """The events of each model in order, without their wall-clock detection time.
 
-    Values are rounded to 9 significant digits: restored panes are summed in
-    another order, which moves float sums (latency, errors) in their last bits.
+    Values, p-values and critical values are rounded to 9 significant digits:
+    restored panes are summed in another order, which moves float sums
+    (latency, errors) in their last bits.
     """
     found: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         fields = {k: v for k, v in asdict(event).items() if k != "detected_at"}
-        fields["value"] = float(f"{event.value:.9g}")
+        for name in ("value", "p_value", "critical_value"):
+            if fields[name] is not None:
+                fields[name] = float(f"{fields[name]:.9g}")
         found.setdefault(event.model, []).append(fields)
     return found
 

@@ -1,0 +1,206 @@
+"""How far a window's statistic can move by chance, and which bins moved it.
+
+A severity needs two things: the value past its practical warn/alert line, and
+a change too large to be sampling noise at the window's size. The noise level
+of each test comes from a budget of false alerts per model per day
+(``drift.false_alerts_per_day``; warnings have their own budget), shared by
+every test the model runs in a day: each judged series (PSI, CSI of every
+feature, each quality rule, the concept-drift detector) in each window, at
+every closed pane. Overlapping windows make the tests correlated, so this
+Bonferroni share is conservative; simulations check the rate it gives.
+
+- PSI and CSI: with no change, PSI between a reference of n events and a
+  window of m events over k bins is about (1/n + 1/m) * chi2(k - 1). Bins too
+  sparse for that to hold in this window (fewer than
+  ``drift.min_expected_per_bin`` expected events) are merged first
+  (:func:`stream_monitor.summaries.noise.stability_noise`).
+- Quality: a drop (or, for errors, a rise) from the reference's value is
+  compared with its standard error, from the window's counts and sums and the
+  reference's own, in a one-sided z-test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stream_monitor.config import ModelConfig
+from stream_monitor.metric_names import RISE_METRICS
+from stream_monitor.summaries.binning import NumericBins
+from stream_monitor.summaries.noise import (
+    change_noise,
+    chi2_isf,
+    normal_isf,
+    per_test_alpha,
+    stability_noise,
+)
+
+if TYPE_CHECKING:
+    from stream_monitor.summaries.column_bins import ColumnSlots
+    from stream_monitor.summaries.layout import CounterLayout
+
+SECONDS_PER_DAY = 86400.0
+#: Bins named in a drift event's ``explain``.
+EXPLAIN_BINS = 5
+
+
+@dataclass(frozen=True)
+class SignificanceLevels:
+    """The significance level of one test for a warning and for an alert."""
+
+    warn: float
+    alert: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A judged value's sampling noise: its p-value and the critical value of each level."""
+
+    p_value: float
+    critical_warn: float
+    critical_alert: float
+    reference_events: int
+    explain: list[dict[str, Any]] | None = None
+
+    def allowed(self, levels: SignificanceLevels) -> str:
+        """The highest severity the value is significant for (``ok`` when none or no test)."""
+        if not math.isfinite(self.p_value):
+            return "ok"
+        if self.p_value <= levels.alert:
+            return "alert"
+        return "warn" if self.p_value <= levels.warn else "ok"
+
+    def critical(self, severity: str) -> float | None:
+        """The critical value of ``severity``'s level (None for ``ok`` or when undefined)."""
+        value = {"warn": self.critical_warn, "alert": self.critical_alert}.get(severity)
+        return value if value is not None and math.isfinite(value) else None
+
+
+def tested_series(model: ModelConfig) -> int:
+    """The series of one window that are tests: PSI, each CSI, quality rules, concept drift."""
+    return 1 + len(model.features) + len(model.quality.rules) + 1
+
+
+def significance_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
+    """Per-test levels: the model's daily budgets over its tests per day."""
+    tests = tested_series(model) * windows * SECONDS_PER_DAY / pane_s
+    drift = model.drift
+    return SignificanceLevels(
+        per_test_alpha(drift.false_warnings_per_day, tests),
+        per_test_alpha(drift.false_alerts_per_day, tests),
+    )
+
+
+#: Events per prediction bin a window needs before it is judged (unless configured).
+EVENTS_PER_BIN = 5
+
+
+def min_window_events(model: ModelConfig, layout: CounterLayout) -> int:
+    """``drift.min_window_events``, or what the prediction's bins need (5 events each)."""
+    if model.drift.min_window_events is not None:
+        return model.drift.min_window_events
+    return EVENTS_PER_BIN * layout.prediction.size
+
+
+def stability_evidence(
+    layout: CounterLayout, vector: np.ndarray, levels: SignificanceLevels
+) -> dict[str | None, Evidence]:
+    """The noise of the prediction's PSI (key None) and of each feature's CSI."""
+    columns: list[tuple[str | None, ColumnSlots]] = [(None, layout.prediction)]
+    columns += list(layout.features.items())
+    drift = layout.model.drift
+    found = {}
+    for name, slots in columns:
+        reference = np.asarray(slots.reference.counts, dtype=np.float64)
+        window = np.asarray(slots.counts(vector), dtype=np.float64)
+        ordered = isinstance(slots.bins, NumericBins)
+        warn = stability_noise(
+            reference, window, levels.warn, drift.epsilon, drift.min_expected_per_bin, ordered
+        )
+        alert = warn.critical_value
+        if warn.bins >= 2 and math.isfinite(alert):
+            scale = 1 / reference.sum() + 1 / window.sum()
+            alert = scale * chi2_isf(levels.alert, warn.bins - 1)
+        found[name] = Evidence(
+            float(warn.p_value),
+            float(warn.critical_value),
+            float(alert),
+            int(reference.sum()),
+            explain_bins(slots, reference, window, drift.epsilon),
+        )
+    return found
+
+
+def explain_bins(
+    slots: ColumnSlots, reference: np.ndarray, window: np.ndarray, epsilon: float
+) -> list[dict[str, Any]]:
+    """The bins with the largest PSI contribution: bin, reference and window shares."""
+    if reference.sum() <= 0 or window.sum() <= 0:
+        return []
+    expected = np.maximum(reference / reference.sum(), epsilon)
+    actual = np.maximum(window / window.sum(), epsilon)
+    contribution = (actual - expected) * np.log(actual / expected)
+    labels = bin_labels(slots)
+    top = np.argsort(-contribution, kind="stable")[:EXPLAIN_BINS]
+    return [
+        {
+            "bin": labels[i],
+            "reference_share": round(float(reference[i] / reference.sum()), 6),
+            "window_share": round(float(window[i] / window.sum()), 6),
+            "contribution": round(float(contribution[i]), 6),
+        }
+        for i in top
+        if contribution[i] > 0
+    ]
+
+
+def bin_labels(slots: ColumnSlots) -> list[str]:
+    """Each bin as a person reads it: ``(120, 480]`` or a category (``other`` last)."""
+    bins = slots.bins
+    if isinstance(bins, NumericBins):
+        edges = [-math.inf, *bins.edges, math.inf]
+        return [f"({_edge(low)}, {_edge(high)}]" for low, high in itertools.pairwise(edges)]
+    return [*bins.categories, "other"]
+
+
+def _edge(value: float) -> str:
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
+
+
+def quality_evidence(
+    layout: CounterLayout,
+    vector: np.ndarray,
+    window: Mapping[str, float],
+    reference: Mapping[str, float],
+    levels: SignificanceLevels,
+) -> dict[str, Evidence]:
+    """The noise of each quality rule's change from the reference's value."""
+    errors = layout.quality.standard_errors(vector)
+    labeled = window.get("labeled", 0.0)
+    reference_labeled = reference.get("labeled", 0.0)
+    found = {}
+    for metric in layout.model.quality.rules:
+        value, base, se = window.get(metric), reference.get(metric), errors.get(metric)
+        if value is None or base is None or se is None or not math.isfinite(base):
+            continue
+        # The reference's value is a sample too: same composition, its own size.
+        reference_se = se * math.sqrt(labeled / reference_labeled) if reference_labeled else 0.0
+        rise = metric in RISE_METRICS
+        change = value - base if rise else base - value
+        warn = change_noise(change, se, reference_se, levels.warn)
+        total_se = math.hypot(se, reference_se)
+        sign = 1.0 if rise else -1.0
+        found[metric] = Evidence(
+            float(warn.p_value),
+            float(base + sign * warn.critical_value),
+            float(base + sign * normal_isf(levels.alert) * total_se),
+            int(reference_labeled),
+        )
+    return found
