@@ -300,6 +300,7 @@ class SeverityBoard:
         if LEVELS[severity] > LEVELS[previous]:
             self._rising[key] = rising = self._rising.get(key, 0) + 1
             if rising < persistence:
+                self._severities[key] = previous
                 return None
         self._rising.pop(key, None)
         self._severities[key] = severity

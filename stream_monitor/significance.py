@@ -81,14 +81,14 @@ class Evidence:
         return value if value is not None and math.isfinite(value) else None
 
 
-def tested_series(model: ModelConfig) -> int:
+def series_tested(model: ModelConfig) -> int:
     """The series of one window that are tests: PSI, each CSI, quality rules, concept drift."""
     return 1 + len(model.features) + len(model.quality.rules) + 1
 
 
 def significance_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
     """Per-test levels: the model's daily budgets over its tests per day."""
-    tests = tested_series(model) * windows * SECONDS_PER_DAY / pane_s
+    tests = series_tested(model) * windows * SECONDS_PER_DAY / pane_s
     drift = model.drift
     return SignificanceLevels(
         per_test_alpha(drift.false_warnings_per_day, tests),

@@ -14,12 +14,14 @@ import os
 import random
 import threading
 import time
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
 
 from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
+from stream_monitor.evaluate import LEVELS
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker, free_port
@@ -68,17 +70,39 @@ def produce_traffic(
     producer.flush(5)
 
 
-def format_drift_event(event: dict[str, object]) -> str:
-    """One readable line for a drift event."""
-    subject = (
-        f"{event['metric']}[{event['feature']}]" if event.get("feature") else str(event["metric"])
-    )
-    return (
-        f"{event['detected_at']} {_MARKS.get(str(event['severity']), event['severity'])} "
+def format_drift_event(event: dict[str, Any]) -> str:
+    """One readable line for a drift event, with why it fired.
+
+    >>> line = format_drift_event({"detected_at": "T", "severity": "alert", "model": "m",
+    ...     "model_version": "v1", "metric": "csi", "feature": "amount", "window": "5m",
+    ...     "value": 0.31, "threshold": 0.25, "previous_severity": "warn", "window_events": 5400,
+    ...     "critical_value": 0.04, "explain": [{"bin": "(120, 480]", "reference_share": 0.1,
+    ...     "window_share": 0.23, "contribution": 0.1}]})
+    >>> for part in line.split("; "):
+    ...     print(part)
+    T ALERT m v1 csi[amount] over 5m: 0.31 > 0.25, noise level 0.04 at 5,400 events
+    (120, 480]: 10% → 23% (was warn)
+    """
+    subject = f"{event['metric']}[{event['feature']}]" if event.get("feature") else event["metric"]
+    value, threshold = float(event["value"]), float(event["threshold"])
+    rising = LEVELS[event["severity"]] > LEVELS[event["previous_severity"]]
+    compare = (">" if value >= threshold else "<") if rising else "back past"
+    line = (
+        f"{event['detected_at']} {_MARKS.get(event['severity'], event['severity'])} "
         f"{event['model']} {event['model_version']} {subject} over {event['window']}: "
-        f"{float(event['value']):.3f} (threshold {float(event['threshold']):.3f}, "  # type: ignore[arg-type]
-        f"was {event['previous_severity']}, {event['window_events']} events)"
+        f"{value:.3g} {compare} {threshold:.3g}"
     )
+    if event.get("critical_value") is not None:
+        line += f", noise level {float(event['critical_value']):.3g}"
+    line += f" at {int(event['window_events']):,} events"
+    moved = event.get("explain") or []
+    if moved:
+        top = moved[0]
+        line += (
+            f"; {top['bin']}: {float(top['reference_share']):.0%} → "
+            f"{float(top['window_share']):.0%}"
+        )
+    return line + f" (was {event['previous_severity']})"
 
 
 def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> None:
