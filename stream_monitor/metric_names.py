@@ -22,6 +22,13 @@ DROP_METRICS = ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "r
 #: Quality metrics judged as a relative rise over the reference value (0.2 = 20% worse).
 RISE_METRICS = ("rmse", "mae", "log_loss", "brier")
 
+#: The quality metrics each task's windows have (the others never apply to it).
+TASK_QUALITY = {
+    "binary": ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "multiclass": ("accuracy", "f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
 #: Every quality value of a window, in the order exported, with what it measures.
 QUALITY_METRICS = {
     "auc": "Area under the ROC curve (binned scores, see score_bins).",

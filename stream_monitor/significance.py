@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stream_monitor.config import ModelConfig
-from stream_monitor.metric_names import RISE_METRICS
+from stream_monitor.metric_names import RISE_METRICS, TASK_QUALITY
 from stream_monitor.summaries.binning import NumericBins
 from stream_monitor.summaries.noise import (
     change_noise,
@@ -82,8 +82,10 @@ class Evidence:
 
 
 def series_tested(model: ModelConfig) -> int:
-    """The series of one window that are tests: PSI, each CSI, quality rules, concept drift."""
-    return 1 + len(model.features) + len(model.quality.rules) + 1
+    """The series of one window that are tests: PSI, each CSI, the quality rules that
+    apply to the model's task, and the concept-drift detector."""
+    rules = [metric for metric in model.quality.rules if metric in TASK_QUALITY[model.task]]
+    return 1 + len(model.features) + len(rules) + 1
 
 
 def significance_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
