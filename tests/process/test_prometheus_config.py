@@ -64,6 +64,7 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_up",
     "stream_monitor_dead_letters_dropped_total",
     "stream_monitor_drift_events_dropped_total",
+    "stream_monitor_drift_critical_value",
 }
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
@@ -200,6 +201,9 @@ class SyntheticMonitor:
         quantiles = GaugeMetricFamily(
             "stream_monitor_latency_quantile_seconds", "q", labels=[*wl, "quantile"]
         )
+        critical = GaugeMetricFamily(
+            "stream_monitor_drift_critical_value", "crit", labels=[*wl, "metric", "feature"]
+        )
         for model in (DRIFTING, HEALTHY):
             drifting = model == DRIFTING
             for window in WINDOWS:
@@ -221,12 +225,14 @@ class SyntheticMonitor:
                     for metric in ("csi", "null_ratio"):
                         threshold.add_metric([*key, metric, feature, "warn"], 0.1)
                         threshold.add_metric([*key, metric, feature, "alert"], 0.25)
+                    critical.add_metric([*key, "csi", feature], 0.03)
+                critical.add_metric([*key, "psi", ""], 0.03)
                 threshold.add_metric([*key, "psi", "", "warn"], 0.1)
                 threshold.add_metric([*key, "psi", "", "alert"], 0.25)
                 for q, value in (("0.5", 0.05), ("0.9", 0.2), ("0.99", 0.8 if drifting else 0.1)):
                     quantiles.add_metric([*key, q], value)
         yield from gauges.values()
-        yield from (csi, null_ratio, new_cat, status, threshold, quantiles)
+        yield from (csi, null_ratio, new_cat, status, threshold, critical, quantiles)
 
         events = CounterMetricFamily("stream_monitor_events", "e", labels=["model", "version"])
         events.add_metric([DRIFTING, VERSION], 50 * t)
