@@ -44,6 +44,7 @@ reference) into a one-sided z-test.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,7 @@ def _solve_log_sf(
     return x
 
 
+@functools.lru_cache(maxsize=4096)  # a model's levels repeat at every judged window
 def normal_isf(p: float) -> float:
     """``z`` with ``normal_sf(z) == p``.
 
@@ -176,6 +178,7 @@ def normal_isf(p: float) -> float:
     return _solve_log_sf(normal_sf, _normal_pdf, p, start, 0.0, math.inf)
 
 
+@functools.lru_cache(maxsize=4096)  # a model's levels repeat at every judged window
 def chi2_isf(p: float, dof: float) -> float:
     """``x`` with ``chi2_sf(x, dof) == p``.
 
