@@ -237,6 +237,11 @@ def _drift(reader: _Reader, base: DriftConfig) -> DriftConfig:
         null_ratio=_thresholds(reader, "null_ratio", base.null_ratio),
         new_category_ratio=_thresholds(reader, "new_category_ratio", base.new_category_ratio),
     )
+    if result.false_warnings_per_day < result.false_alerts_per_day:
+        raise ConfigError(
+            f"{reader.key('false_warnings_per_day')}: must be at least false_alerts_per_day "
+            f"({result.false_alerts_per_day:g}): a warning is judged before an alert"
+        )
     reader.finish()
     return result
 

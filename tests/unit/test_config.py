@@ -57,6 +57,12 @@ def test_example_config_loads() -> None:
         ),
         (minimal(surprise=1), "surprise: unknown key"),
         (
+            minimal(drift={"false_alerts_per_day": 2, "false_warnings_per_day": 1}),
+            "drift.false_warnings_per_day: must be at least false_alerts_per_day (2)",
+        ),
+        (minimal(drift={"false_alerts_per_day": 0}), "drift.false_alerts_per_day: must be above 0"),
+        (minimal(drift={"persistence_panes": 0}), "drift.persistence_panes: must be at least 1"),
+        (
             {"models": [{"name": "m", "task": "binary", "features": {"x": "float"}}]},
             "models[0].features.x: unknown feature type 'float'",
         ),
