@@ -1,4 +1,4 @@
-"""The ``stream-monitor`` command line."""
+"""The stream-monitor command line."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def _load(path: str) -> tuple[MonitorConfig, dict[str, Reference]]:
     return config, load_baselines(config)
 
 
+def input_file(path: str) -> Path:
+    """``--input`` as a readable file, or a :class:`CommandError` saying what is wrong."""
+    source = Path(path)
+    if not source.exists():
+        raise CommandError(f"--input: {source} does not exist")
+    if not source.is_file():
+        raise CommandError(f"--input: {source} is not a file")
+    try:
+        source.open("rb").close()
+    except OSError as exc:
+        raise CommandError(f"--input: cannot read {source}: {exc.strerror}") from None
+    return source
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file (and the baselines it names)."""
     config, baselines = _load(args.file)
@@ -64,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stream_monitor.kafka.service import MonitorService
     from stream_monitor.scaleout.publisher import PartialPublisher
     from stream_monitor.scaleout.service import AggregateService
-    from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+    from stream_monitor.sinks.prometheus import MetricsPortError, MetricsServer, build_registry
     from stream_monitor.summaries.concept import import_in_background
 
     import_in_background()  # while the broker forms the consumer group
@@ -83,9 +97,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         service = MonitorService(config, engine)
-    server = MetricsServer(
-        build_registry(service.snapshot), config.metrics.host, config.metrics.port, service.ready
-    ).start()
+    try:
+        server = MetricsServer(
+            build_registry(service.snapshot),
+            config.metrics.host,
+            config.metrics.port,
+            service.ready,
+        ).start()
+    except MetricsPortError as exc:
+        service.connection.close()
+        raise CommandError(f"{exc}; set metrics.port in {args.config} (0: any free port)") from None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -114,10 +135,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from stream_monitor.sinks.prometheus import build_registry, exposition
 
     config, baselines = _load(args.config)
+    source = input_file(args.input)
     engine = Engine(config, baselines)
     reject_log = RejectLog()
     out = sys.stdout.buffer
-    for batch in jsonl_batches(Path(args.input), args.batch_size):
+    for batch in jsonl_batches(source, args.batch_size):
         reject_log.record(engine.process(batch))
         for event in engine.evaluate():
             out.write(event.to_json() + b"\n")
@@ -142,9 +164,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     model = config.model(args.model)
     if model is None:
         raise CommandError(f"--model: {args.model!r} is not in {args.config}")
-    source = Path(args.input)
-    if not source.is_file():
-        raise CommandError(f"--input: {source} does not exist")
+    source = input_file(args.input)
     decoder = Decoder([model], config.fields, config.limits)
     if source.suffix.lower() == ".csv":
         batches = csv_batches(source, model, REPLAY_BATCH)
@@ -238,12 +258,16 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    parser = argparse.ArgumentParser(prog="stream-monitor", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stream-monitor",
+        description="Streaming drift and quality monitoring for ML models: inference events "
+        "from Kafka in, Prometheus metrics and drift events out.",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="consume from Kafka, serve /metrics, emit drift events")
-    run.add_argument("--config", required=True)
+    run.add_argument("--config", required=True, help="the monitor's YAML config file")
     run.add_argument(
         "--role",
         choices=ROLES,
@@ -266,21 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = commands.add_parser(
         "baseline", help="build a reference profile from a file of events"
     )
-    baseline.add_argument("--config", required=True)
-    baseline.add_argument("--model", required=True)
-    baseline.add_argument("--input", required=True, help="JSON Lines or .csv")
-    baseline.add_argument("--output", required=True)
+    baseline.add_argument("--config", required=True, help="the monitor's YAML config file")
+    baseline.add_argument("--model", required=True, help="the model (by name) to profile")
+    baseline.add_argument("--input", required=True, help="events: JSON Lines, or .csv")
+    baseline.add_argument("--output", required=True, help="the baseline file to write (JSON)")
     baseline.set_defaults(handler=cmd_baseline)
 
     replay = commands.add_parser("replay", help="run the engine over a JSON Lines file, no broker")
-    replay.add_argument("--config", required=True)
-    replay.add_argument("--input", required=True)
+    replay.add_argument("--config", required=True, help="the monitor's YAML config file")
+    replay.add_argument("--input", required=True, help="inference events, JSON Lines")
     replay.add_argument("--metrics-out", help="write the final metrics here (Prometheus text)")
     replay.add_argument("--batch-size", type=int, default=REPLAY_BATCH, help=argparse.SUPPRESS)
     replay.set_defaults(handler=cmd_replay)
 
     check = commands.add_parser("check-config", help="validate a config file")
-    check.add_argument("file")
+    check.add_argument("file", help="the YAML config file to check")
     check.set_defaults(handler=cmd_check_config)
 
     bench = commands.add_parser("bench", help="measure throughput and memory")
@@ -299,11 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from stream_monitor.kafka.connection import StartupError
+    from stream_monitor.sinks.prometheus import MetricsPortError
     from stream_monitor.tools.embedded import EmbeddedBrokerError
 
+    user_errors = (ConfigError, ReferenceError, CommandError, EmbeddedBrokerError, MetricsPortError)
     try:
         return int(args.handler(args))
-    except (ConfigError, ReferenceError, CommandError, EmbeddedBrokerError) as exc:
+    except user_errors as exc:
         print(f"stream-monitor {args.command}: {exc}", file=sys.stderr)
         return 2
     except StartupError as exc:

@@ -54,6 +54,10 @@ def substitute_env(text: str, environ: Mapping[str, str] | None = None, key: str
 
     >>> substitute_env("${HOST:-localhost}:${PORT}", {"PORT": "9092"})
     'localhost:9092'
+    >>> substitute_env("${GROUP", {}, "kafka.group_id")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream_monitor.config.ConfigError: kafka.group_id: malformed ${...} in '${GROUP' ...
     """
     env = os.environ if environ is None else environ
 
@@ -65,6 +69,11 @@ def substitute_env(text: str, environ: Mapping[str, str] | None = None, key: str
             return default
         raise ConfigError(f"{key or '<value>'}: environment variable {name} is not set")
 
+    if "${" in _ENV_PATTERN.sub("", text):
+        raise ConfigError(
+            f"{key or '<value>'}: malformed ${{...}} in {text!r} "
+            "(write ${VAR} or ${VAR:-default})"
+        )
     return _ENV_PATTERN.sub(replace, text)
 
 

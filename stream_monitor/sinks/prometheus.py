@@ -273,8 +273,15 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not logged."""
 
 
+class MetricsPortError(RuntimeError):
+    """The /metrics address could not be bound (the port is in use, or not allowed)."""
+
+
 class MetricsServer:
-    """Serves ``/metrics``, ``/healthz`` (process alive) and ``/readyz`` (ready to work)."""
+    """Serves ``/metrics``, ``/healthz`` (process alive) and ``/readyz`` (ready to work).
+
+    Raises :class:`MetricsPortError` when the address cannot be bound.
+    """
 
     def __init__(
         self, registry: CollectorRegistry, host: str, port: int, ready: Callable[[], bool]
@@ -294,9 +301,13 @@ class MetricsServer:
                 return [b"ready\n" if ok else b"not ready\n"]
             return metrics_app(environ, start_response)
 
-        self._server = make_server(
-            host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise MetricsPortError(f"cannot serve /metrics on {host}:{port}: {reason}") from None
         self.port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True

@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=d.rate_per_s, help="events per second of event time"
     )
     parser.add_argument("--repeats", type=int, default=None, help="timing runs, best kept")
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the synthetic events")
     parser.add_argument("--quick", action="store_true", help="a few seconds (for CI)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument(

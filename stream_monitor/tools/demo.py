@@ -23,7 +23,7 @@ from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from stream_monitor.sinks.prometheus import MetricsPortError, MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 
@@ -139,12 +139,16 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
         with importlib.resources.as_file(config_file) as path:
             config = load_config(path)
         service = MonitorService(config, Engine(config))
-        server = MetricsServer(
-            build_registry(service.snapshot),
-            config.metrics.host,
-            config.metrics.port,
-            service.ready,
-        ).start()
+        try:
+            server = MetricsServer(
+                build_registry(service.snapshot),
+                config.metrics.host,
+                config.metrics.port,
+                service.ready,
+            ).start()
+        except MetricsPortError as exc:
+            service.connection.close()
+            raise MetricsPortError(f"{exc}; use --port (0: any free port)") from None
         drifting = "; ".join(f"{m}: {', '.join(f)}" for m, f in DRIFTING_FEATURES.items())
         print(
             f"stream-monitor demo: broker {broker.bootstrap_servers}, "

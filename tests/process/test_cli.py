@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,56 @@ def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("stream-monitor run: Kafka broker") and "unreachable after 2s" in last
     assert "Traceback" not in result.stderr
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a user error gives on stderr (after any log lines), no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_metrics_port_in_use_names_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(
+            tmp_path / "c.yaml",
+            {"models": [FRAUD_MODEL], "metrics": {"host": "127.0.0.1", "port": port}},
+        )
+        result = cli("run", "--config", str(path), timeout=60)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith(f"stream-monitor run: cannot serve /metrics on 127.0.0.1:{port}")
+    assert "set metrics.port" in line and "0: any free port" in line
+
+
+def test_a_missing_input_and_a_malformed_variable_give_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", {"models": [FRAUD_MODEL]})
+    missing = tmp_path / "missing.jsonl"
+    result = cli("replay", "--config", str(config), "--input", str(missing))
+    assert result.returncode == 2
+    assert one_line(result) == f"stream-monitor replay: --input: {missing} does not exist"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(config.read_text() + "kafka: {group_id: '${MY_GROUP'}\n")
+    result = cli("check-config", str(broken))
+    assert result.returncode == 2
+    assert one_line(result).startswith("stream-monitor check-config: kafka.group_id: malformed")
+
+
+def test_every_option_has_help() -> None:
+    from stream_monitor.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    undocumented = [
+        f"{name} {action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.help is None and action.dest != "help"
+    ]
+    assert undocumented == []
+    assert "SPEC" not in parser.format_help() and "``" not in parser.format_help()
 
 
 def test_baseline_from_jsonl_and_csv_agree(tmp_path: Path) -> None:
