@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -315,13 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_formatter() -> logging.Formatter:
+    """Log lines stamped like drift events: ISO-8601 UTC with a ``Z``."""
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    return formatter
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run one command, turn user errors into one line on stderr."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter())
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, handlers=[handler])
     from stream_monitor.kafka.connection import StartupError
     from stream_monitor.sinks.prometheus import MetricsPortError
     from stream_monitor.tools.embedded import EmbeddedBrokerError

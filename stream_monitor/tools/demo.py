@@ -12,6 +12,7 @@ import heapq
 import importlib.resources
 import os
 import random
+import signal
 import threading
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.kafka.service import MonitorService
+from stream_monitor.metric_names import CONCEPT_DRIFT, LATENCY_P99
 from stream_monitor.sinks.prometheus import MetricsPortError, MetricsServer, build_registry
 from stream_monitor.tools.embedded import EmbeddedBroker, free_port
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
@@ -84,16 +86,17 @@ def format_drift_event(event: dict[str, Any]) -> str:
     (120, 480]: 10% → 23% (was warn)
     """
     subject = f"{event['metric']}[{event['feature']}]" if event.get("feature") else event["metric"]
+    metric = str(event["metric"])
     value, threshold = float(event["value"]), float(event["threshold"])
     rising = LEVELS[event["severity"]] > LEVELS[event["previous_severity"]]
     compare = (">" if value >= threshold else "<") if rising else "back past"
     line = (
         f"{event['detected_at']} {_MARKS.get(event['severity'], event['severity'])} "
         f"{event['model']} {event['model_version']} {subject} over {event['window']}: "
-        f"{value:.3g} {compare} {threshold:.3g}"
+        f"{shown(metric, value)} {compare} {shown(metric, threshold)}"
     )
     if event.get("critical_value") is not None:
-        line += f", noise level {float(event['critical_value']):.3g}"
+        line += f", noise level {shown(metric, float(event['critical_value']))}"
     line += f" at {int(event['window_events']):,} events"
     moved = event.get("explain") or []
     if moved:
@@ -103,6 +106,19 @@ def format_drift_event(event: dict[str, Any]) -> str:
             f"{float(top['window_share']):.0%}"
         )
     return line + f" (was {event['previous_severity']})"
+
+
+def shown(metric: str, value: float) -> str:
+    """A metric's value with its unit: latency in ms, detections as a count.
+
+    >>> shown("latency_p99", 0.1234), shown("concept_drift", 3.0), shown("psi", 0.31234)
+    ('123 ms', '3', '0.312')
+    """
+    if metric == LATENCY_P99:
+        return f"{value * 1000:.0f} ms"
+    if metric == CONCEPT_DRIFT:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
 
 
 def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> None:
@@ -178,14 +194,18 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
         ]
         for thread in threads:
             thread.start()
+        handlers = {
+            signum: signal.signal(signum, lambda *_: stop.set())
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             stop.wait(seconds)
-        except KeyboardInterrupt:
-            pass
         finally:
             stop.set()
             for thread in threads:
                 thread.join(timeout=30)
             server.stop()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
     print("stream-monitor demo: stopped", flush=True)
     return 0

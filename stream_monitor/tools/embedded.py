@@ -74,7 +74,11 @@ class EmbeddedBroker:
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
         with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+            # Its own session: a terminal's Ctrl-C reaches the monitor, which finishes its
+            # work against a live broker, and only then stops the broker.
+            self._process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         while not self._accepts_connections():
             if self._process.poll() is not None:
