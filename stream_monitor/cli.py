@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stream_monitor.kafka.service import MonitorService
     from stream_monitor.scaleout.publisher import PartialPublisher
     from stream_monitor.scaleout.service import AggregateService
-    from stream_monitor.sinks.prometheus import MetricsPortError, MetricsServer, build_registry
+    from stream_monitor.sinks.prometheus import MetricsPortError, serve_metrics
     from stream_monitor.summaries.concept import import_in_background
 
     import_in_background()  # while the broker forms the consumer group
@@ -98,16 +98,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         service = MonitorService(config, engine)
+    metrics = config.metrics
+    hint = f"set metrics.port in {args.config} (0: any free port)"
     try:
-        server = MetricsServer(
-            build_registry(service.snapshot),
-            config.metrics.host,
-            config.metrics.port,
-            service.ready,
-        ).start()
-    except MetricsPortError as exc:
+        server = serve_metrics(service.snapshot, metrics.host, metrics.port, service.ready, hint)
+    except MetricsPortError:
         service.connection.close()
-        raise CommandError(f"{exc}; set metrics.port in {args.config} (0: any free port)") from None
+        raise
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -322,3 +322,17 @@ class MetricsServer:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+
+def serve_metrics(
+    snapshot: Callable[[], Snapshot], host: str, port: int, ready: Callable[[], bool], hint: str
+) -> MetricsServer:
+    """Serve ``/metrics`` for ``snapshot``, started.
+
+    An address that cannot be bound raises :class:`MetricsPortError` ending
+    with ``hint`` (which setting or flag to change).
+    """
+    try:
+        return MetricsServer(build_registry(snapshot), host, port, ready).start()
+    except MetricsPortError as exc:
+        raise MetricsPortError(f"{exc}; {hint}") from None

@@ -25,8 +25,8 @@ from stream_monitor.engine import Engine
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.kafka.service import MonitorService
 from stream_monitor.metric_names import CONCEPT_DRIFT, LATENCY_P99
-from stream_monitor.sinks.prometheus import MetricsPortError, MetricsServer, build_registry
-from stream_monitor.tools.embedded import EmbeddedBroker, free_port
+from stream_monitor.sinks.prometheus import MetricsPortError, serve_metrics
+from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 
 EVENTS_PER_SECOND = 200
@@ -150,21 +150,19 @@ def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
         broker.create_topics(["inference-events", "inference-labels"], partitions=3)
         broker.create_topics(["drift-events"])
         os.environ["STREAM_MONITOR_DEMO_BROKER"] = broker.bootstrap_servers
-        os.environ["STREAM_MONITOR_DEMO_PORT"] = str(port or free_port())
+        os.environ["STREAM_MONITOR_DEMO_PORT"] = str(port)  # 0: any free port, printed below
         config_file = importlib.resources.files("stream_monitor.tools").joinpath("demo_config.yaml")
         with importlib.resources.as_file(config_file) as path:
             config = load_config(path)
         service = MonitorService(config, Engine(config))
+        metrics, hint = config.metrics, "use --port (0: any free port)"
         try:
-            server = MetricsServer(
-                build_registry(service.snapshot),
-                config.metrics.host,
-                config.metrics.port,
-                service.ready,
-            ).start()
-        except MetricsPortError as exc:
+            server = serve_metrics(
+                service.snapshot, metrics.host, metrics.port, service.ready, hint
+            )
+        except MetricsPortError:
             service.connection.close()
-            raise MetricsPortError(f"{exc}; use --port (0: any free port)") from None
+            raise
         drifting = "; ".join(f"{m}: {', '.join(f)}" for m, f in DRIFTING_FEATURES.items())
         print(
             f"stream-monitor demo: broker {broker.bootstrap_servers}, "

@@ -7,17 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-
-
-def broker_folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("stream-monitor-broker-*"))
 
 
 def running_with(text: str) -> list[str]:
@@ -34,11 +29,11 @@ def running_with(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_the_demo_stops_within_seconds_leaving_nothing_behind(how: str) -> None:
-    folders = broker_folders()
+def test_the_demo_stops_within_seconds_leaving_nothing_behind(how: str, tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "stream_monitor", "demo", "--seconds", "300", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # where its broker's folder goes
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )  # fmt: skip
     assert demo.stdout is not None
@@ -61,4 +56,4 @@ def test_the_demo_stops_within_seconds_leaving_nothing_behind(how: str) -> None:
     assert len(after) <= 5, "\n".join(after)
     assert after[-1] == "stream-monitor demo: stopped"
     assert running_with(f"tcp://{broker.group(1)}") == []
-    assert broker_folders() <= folders
+    assert list(tmp_path.iterdir()) == []
