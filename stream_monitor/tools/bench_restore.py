@@ -23,7 +23,7 @@ import re
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ RESTORED = re.compile(
     r"restored \d+ of \d+ partitions from (?P<records>\d+) changelog records "
     r"\((?P<bytes>\d+) bytes\) in (?P<seconds>[0-9.]+)s"
 )
-ASSIGNED = re.compile(r"^(?P<at>\S+ \S+) INFO \S+: assigned ", re.MULTILINE)
+ASSIGNED = re.compile(r"^(?P<at>\S+Z) INFO \S+: assigned ", re.MULTILINE)
 
 
 def start_report(process: MonitorProcess, ready_s: float | None) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def start_report(process: MonitorProcess, ready_s: float | None) -> dict[str, An
     assigned = ASSIGNED.search(text)
     joined_s = None
     if assigned is not None:
-        at = datetime.strptime(assigned["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        stamp = datetime.strptime(assigned["at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        at = stamp.replace(tzinfo=UTC).timestamp()
         joined_s = max(0.0, at - process.started)
     return {
         "ready_s": ready_s,
