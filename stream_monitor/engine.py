@@ -158,7 +158,7 @@ class Engine:
     def restore_partition(self, checkpoint: PartitionCheckpoint) -> None:
         """Add a partition's checkpointed share to this instance's state."""
         for series, severity in self.store.restore(checkpoint, self.state).items():
-            self.judge.board.adopt(series, severity)
+            self.judge.board.adopt(series, severity, newer=True)
 
     def drop_partition(self, key: PartitionKey) -> None:
         """Forget a partition this instance no longer owns (revoked or lost)."""

@@ -275,6 +275,8 @@ class SeverityBoard:
         self._thresholds: dict[SeriesKey, tuple[float, float]] = {}
         self._critical: dict[SeriesKey, float] = {}
         self._rising: dict[SeriesKey, int] = {}
+        #: Severities restored from a checkpoint and not judged since.
+        self._restored: set[SeriesKey] = set()
 
     def judge(
         self,
@@ -287,6 +289,7 @@ class SeverityBoard:
     ) -> DriftEvent | None:
         """Record ``check`` for ``key``; a :class:`DriftEvent` when the severity changed."""
         thresholds, evidence = check.thresholds, check.evidence
+        self._restored.discard(key)
         self._thresholds[key] = (thresholds.warn, thresholds.alert)
         severity = severity_of(check.value, thresholds)
         if evidence is not None and levels is not None:
@@ -353,10 +356,17 @@ class SeverityBoard:
                 events.append(event)
         return events
 
-    def adopt(self, key: SeriesKey, severity: str) -> None:
-        """Take a restored severity for a series this board has not judged yet."""
-        if key not in self._severities and severity in LEVELS:
+    def adopt(self, key: SeriesKey, severity: str, newer: bool = False) -> None:
+        """Take a restored severity for a series this board has not judged yet.
+
+        ``newer``: it comes from a checkpoint judged at least as far as the one
+        restored before, so it also replaces a restored (never judged) severity.
+        """
+        if severity not in LEVELS:
+            return
+        if key not in self._severities or (newer and key in self._restored):
             self._severities[key] = severity
+            self._restored.add(key)
 
     def severity(self, key: SeriesKey) -> str | None:
         """The severity of ``key`` (None before it was judged)."""
@@ -381,3 +391,4 @@ class SeverityBoard:
             self._thresholds.pop(key, None)
             self._critical.pop(key, None)
             self._rising.pop(key, None)
+            self._restored.discard(key)

@@ -247,7 +247,8 @@ class StateStore:
     def restore(self, checkpoint: PartitionCheckpoint, state_of: StateOf) -> dict[SeriesKey, str]:
         """Add a partition's checkpointed share (replacing what was held of it).
 
-        Returns the severities it carried, for the judge to adopt.
+        Returns the severities it carried of the model versions it was judged at
+        least as far for as anything restored before, for the judge to adopt.
         """
         self.drop_partition(checkpoint.key)
         meta = checkpoint.meta
@@ -280,12 +281,14 @@ class StateStore:
         for model, rows in meta["joins"].items():
             if self.joiner.stores is not None and model in self.joiner.stores:
                 self.joiner.stores[model].load_owned(rows, checkpoint.key)
+        newest = _judged_as_far(self.states, meta["instance"])
         self.adopt_progress(meta["instance"], lambda m, v: self.states.get((m, v)))
         for model, version, errors in meta["errors"]:
             state = self.states.get((model, version))
             if state is not None:
                 state.errors.of(checkpoint.key).adopt(errors)
-        return persist.severities_from_json(meta["severities"])
+        severities = persist.severities_from_json(meta["severities"]).items()
+        return {s: level for s, level in severities if (s.model, s.version) in newest}
 
     def adopt_progress(self, rows: Iterable[list[Any]], state_of: StateOf) -> None:
         """Adopt judging progress rows ``[model, version, quality reference, judged end]``."""
@@ -320,3 +323,17 @@ def _warmup_batches(
             batch = persist.batch_from_json(data, model.features, model.prediction_type)
             warmup.setdefault((batch.model, batch.version), []).append(batch)
     return warmup
+
+
+def _judged_as_far(
+    states: dict[VersionKey, ModelVersionState], rows: Iterable[list[Any]]
+) -> set[VersionKey]:
+    """Versions a checkpoint's judging rows ``[model, version, quality, judged end]`` reach
+    at least as far as the state held (partition checkpoints cut by a crash differ)."""
+    found = set()
+    for model, version, _, judged in rows:
+        state = states.get((model, version))
+        held = state.judged.end_pane if state is not None and state.judged is not None else None
+        if held is None or (judged is not None and int(judged) >= held):
+            found.add((model, version))
+    return found

@@ -185,3 +185,34 @@ def test_max_unjudged_s_below_the_horizon_is_refused() -> None:
     windows = {"pane_s": 60, "sizes": ["5m", "15m"], "allowed_lateness_s": 120}
     with pytest.raises(ConfigError, match=r"windows\.max_unjudged_s: 600s is less than"):
         make_config(windows={**windows, "max_unjudged_s": "10m"})
+
+
+def checkpoint_of(engine: Engine, partition: int) -> PartitionCheckpoint:
+    """Partition ``partition``'s checkpoint, as written to and read back from the changelog."""
+    key = ("events", partition)
+    changed, _, meta = engine.checkpoint_partition(key)
+    return PartitionCheckpoint(key, 1, orjson.loads(orjson.dumps(meta)), changed)
+
+
+@pytest.mark.parametrize("order", ["older first", "newer first"])
+def test_checkpoints_cut_by_a_crash_restore_the_newest_severities(order: str) -> None:
+    """A crash between two partitions' checkpoints leaves them at different judging points.
+
+    Whatever the order they are restored in, the severities of the one judged
+    further win, so the transitions that follow name the right previous severity.
+    """
+    config = make_config()
+    events = backlog(minutes=30)  # drifts from minute 8 to 17, then settles
+    half = len(events) // 2
+    live = Engine(config, baselines(config))
+    live.process(messages(events[:half], 0) + messages(events[:half], 1))
+    live.evaluate(now_s=START)
+    older = checkpoint_of(live, 0)
+    live.process(messages(events[half:], 0, half) + messages(events[half:], 1, half))
+    live.evaluate(now_s=START)
+    newer = checkpoint_of(live, 1)
+    assert older.meta["severities"] != newer.meta["severities"]  # judging moved in between
+    restored = Engine(config, baselines(config))
+    for checkpoint in [older, newer] if order == "older first" else [newer, older]:
+        restored.restore_partition(checkpoint)
+    assert restored.judge.board.severities() == live.judge.board.severities()
