@@ -332,7 +332,7 @@ class SeverityBoard:
             p_value=_finite(evidence.p_value) if evidence is not None else None,
             critical_value=evidence.critical(crossed) if evidence is not None else None,
             reference_events=evidence.reference_events if evidence is not None else None,
-            explain=evidence.explain if evidence is not None else None,
+            explain=evidence.explain() if evidence is not None else None,
         )
 
     def judge_window(

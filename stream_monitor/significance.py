@@ -21,9 +21,10 @@ Bonferroni share is conservative; simulations check the rate it gives.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,12 @@ class Evidence:
     critical_warn: float
     critical_alert: float
     reference_events: int
-    explain: list[dict[str, Any]] | None = None
+    #: The bins that moved most (PSI/CSI), computed only when an event needs them.
+    explain_of: Callable[[], list[dict[str, Any]]] | None = None
+
+    def explain(self) -> list[dict[str, Any]] | None:
+        """The bins with the largest contribution (None where the statistic has no bins)."""
+        return self.explain_of() if self.explain_of is not None else None
 
     def allowed(self, levels: SignificanceLevels) -> str:
         """The highest severity the value is significant for (``ok`` when none or no test)."""
@@ -119,7 +125,7 @@ def stability_evidence(
     found = {}
     for name, slots in columns:
         reference = np.asarray(slots.reference.counts, dtype=np.float64)
-        window = np.asarray(slots.counts(vector), dtype=np.float64)
+        window = np.array(slots.counts(vector), dtype=np.float64)  # a copy: windows slide
         ordered = isinstance(slots.bins, NumericBins)
         warn = stability_noise(
             reference, window, levels.warn, drift.epsilon, drift.min_expected_per_bin, ordered
@@ -133,7 +139,7 @@ def stability_evidence(
             float(warn.critical_value),
             float(alert),
             int(reference.sum()),
-            explain_bins(slots, reference, window, drift.epsilon),
+            functools.partial(explain_bins, slots, reference, window, drift.epsilon),
         )
     return found
 
