@@ -15,23 +15,20 @@ import random
 import signal
 import threading
 import time
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
 
 from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
-from stream_monitor.evaluate import LEVELS
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.metric_names import CONCEPT_DRIFT, LATENCY_P99
 from stream_monitor.sinks.prometheus import MetricsPortError, serve_metrics
+from stream_monitor.tools.drift_lines import DriftLines
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 
 EVENTS_PER_SECOND = 200
 TICK_S = 0.1
-_MARKS = {"ok": "  ok ", "warn": " WARN", "alert": "ALERT"}
 
 
 def produce_traffic(
@@ -72,57 +69,9 @@ def produce_traffic(
     producer.flush(5)
 
 
-def format_drift_event(event: dict[str, Any]) -> str:
-    """One readable line for a drift event, with why it fired.
-
-    >>> line = format_drift_event({"detected_at": "T", "severity": "alert", "model": "m",
-    ...     "model_version": "v1", "metric": "csi", "feature": "amount", "window": "5m",
-    ...     "value": 0.31, "threshold": 0.25, "previous_severity": "warn", "window_events": 5400,
-    ...     "critical_value": 0.04, "explain": [{"bin": "(120, 480]", "reference_share": 0.1,
-    ...     "window_share": 0.23, "contribution": 0.1}]})
-    >>> for part in line.split("; "):
-    ...     print(part)
-    T ALERT m v1 csi[amount] over 5m: 0.31 > 0.25, noise level 0.04 at 5,400 events
-    (120, 480]: 10% → 23% (was warn)
-    """
-    subject = f"{event['metric']}[{event['feature']}]" if event.get("feature") else event["metric"]
-    metric = str(event["metric"])
-    value, threshold = float(event["value"]), float(event["threshold"])
-    rising = LEVELS[event["severity"]] > LEVELS[event["previous_severity"]]
-    compare = (">" if value >= threshold else "<") if rising else "back past"
-    line = (
-        f"{event['detected_at']} {_MARKS.get(event['severity'], event['severity'])} "
-        f"{event['model']} {event['model_version']} {subject} over {event['window']}: "
-        f"{shown(metric, value)} {compare} {shown(metric, threshold)}"
-    )
-    if event.get("critical_value") is not None:
-        line += f", noise level {shown(metric, float(event['critical_value']))}"
-    line += f" at {int(event['window_events']):,} events"
-    moved = event.get("explain") or []
-    if moved:
-        top = moved[0]
-        line += (
-            f"; {top['bin']}: {float(top['reference_share']):.0%} → "
-            f"{float(top['window_share']):.0%}"
-        )
-    return line + f" (was {event['previous_severity']})"
-
-
-def shown(metric: str, value: float) -> str:
-    """A metric's value with its unit: latency in ms, detections as a count.
-
-    >>> shown("latency_p99", 0.1234), shown("concept_drift", 3.0), shown("psi", 0.31234)
-    ('123 ms', '3', '0.312')
-    """
-    if metric == LATENCY_P99:
-        return f"{value * 1000:.0f} ms"
-    if metric == CONCEPT_DRIFT:
-        return f"{value:.0f}"
-    return f"{value:.3g}"
-
-
 def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> None:
-    """Read the drift-events topic and print each event as it arrives."""
+    """Read the drift-events topic and print readable lines: a transition in several
+    windows as one line, flapping folded (:mod:`stream_monitor.tools.drift_lines`)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -133,14 +82,19 @@ def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> Non
         }
     )
     consumer.subscribe([topic])
+    lines = DriftLines(time.monotonic)
     try:
         while not stop.is_set():
-            for message in consumer.consume(100, 0.5):
+            for message in consumer.consume(100, 0.25):
                 value = message.value()
                 if message.error() is None and value:
-                    print(format_drift_event(orjson.loads(value)), flush=True)
+                    lines.add(orjson.loads(value))
+            for line in lines.due():
+                print(line, flush=True)
     finally:
         consumer.close()
+        for line in lines.flush():
+            print(line, flush=True)
 
 
 def run_demo(seconds: float | None, port: int, drift_after_s: float) -> int:
