@@ -34,6 +34,7 @@ from stream_monitor.kafka.service import MonitorService
 from stream_monitor.sinks.prometheus import MetricsServer, build_registry
 from stream_monitor.tools.broker_runs import METRICS_LINE
 from stream_monitor.tools.embedded import EmbeddedBroker
+from tests.prometheus_server import MISSING_PROMETHEUS
 
 #: The repository (the project root).
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.path)).relative_to(ROOT).parts
         if parts[0] == "tests" and parts[1] in SUITES:
             item.add_marker(parts[1])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line saying how many tests skipped because Prometheus is not installed, and the fix."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = sum(1 for report in skipped if MISSING_PROMETHEUS in str(report.longrepr))
+    if missing:
+        terminalreporter.write_line(
+            f"{missing} test(s) skipped: the prometheus and promtool binaries are not installed "
+            "(Debian/Ubuntu: sudo apt-get install prometheus)",
+            yellow=True,
+        )
 
 
 def make_config(**overrides: Any) -> MonitorConfig:

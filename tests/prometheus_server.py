@@ -31,6 +31,8 @@ import pytest
 import yaml
 
 READY_TIMEOUT_S = 30.0
+#: How the reason of every test skipped for want of Prometheus begins (the summary counts them).
+MISSING_PROMETHEUS = "Debian's prometheus package is not installed"
 
 
 def require_prometheus(*names: str) -> dict[str, str]:
@@ -40,8 +42,7 @@ def require_prometheus(*names: str) -> dict[str, str]:
     missing = sorted(name for name, path in found.items() if path is None)
     if missing:
         pytest.skip(
-            "Debian's prometheus package is not installed: "
-            f"{', '.join(missing)} not on PATH (apt-get install prometheus)"
+            f"{MISSING_PROMETHEUS}: {', '.join(missing)} not on PATH (apt-get install prometheus)"
         )
     return {name: path for name, path in found.items() if path is not None}
 
