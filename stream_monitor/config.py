@@ -210,10 +210,12 @@ class KafkaConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """The Prometheus endpoint."""
+    """The Prometheus endpoint, and the status line that logs its main numbers."""
 
     host: str = "0.0.0.0"
     port: int = 9108
+    #: Seconds between status lines (0: none); see :mod:`stream_monitor.sinks.status_line`.
+    status_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)

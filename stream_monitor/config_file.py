@@ -191,6 +191,26 @@ class _Reader:
             raise ConfigError(f"{self.key(str(unknown[0]))}: unknown key")
 
 
+def _interval_or_off(reader: _Reader, name: str, default: float) -> float:
+    """A duration, or 0 (switched off).
+
+    >>> _interval_or_off(_Reader({"every": "30s", "never": 0}, "x"), "every", 10.0)
+    30.0
+    >>> _interval_or_off(_Reader({"never": 0}, "x"), "never", 10.0)
+    0.0
+    """
+    value = reader.get(name, default)
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    try:
+        return parse_duration_s(value, reader.key(name))
+    except ConfigError:
+        raise ConfigError(
+            f"{reader.key(name)}: expected a duration such as 10 or '30s', or 0 for none, "
+            f"got {value!r}"
+        ) from None
+
+
 def _boolean(reader: _Reader, name: str, default: bool) -> bool:
     value = reader.get(name, default)
     if not isinstance(value, bool):
@@ -507,6 +527,9 @@ def config_from_dict(data: Any, base_dir: Path = Path(".")) -> MonitorConfig:
     metrics = MetricsConfig(
         host=metrics_reader.string("host", MetricsConfig.host) or MetricsConfig.host,
         port=metrics_reader.integer("port", MetricsConfig.port, minimum=0),
+        status_interval_s=_interval_or_off(
+            metrics_reader, "status_interval_s", MetricsConfig.status_interval_s
+        ),
     )
     metrics_reader.finish()
     config = MonitorConfig(

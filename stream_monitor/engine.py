@@ -28,6 +28,7 @@ from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMe
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
+from stream_monitor.progress import VersionProgress, version_progress
 from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
 from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
@@ -243,6 +244,11 @@ class Engine:
     def snapshot(self) -> Snapshot:
         """The snapshot published by the last :meth:`evaluate`."""
         return self._snapshot
+
+    def progress(self) -> list[VersionProgress]:
+        """How far each model version is from its first verdict (warm-up, window events)."""
+        closing_s, ledgers = self.store.closing_watermark(), list(self.store.ledgers.values())
+        return [version_progress(state, ledgers, closing_s) for state in self.states.values()]
 
 
 def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int]]:

@@ -39,6 +39,7 @@ from stream_monitor.kafka.checkpoint import Checkpoint, CommitError, StateNotDel
 from stream_monitor.kafka.connection import KafkaConnection
 from stream_monitor.kafka.producer import DeliveryError, TopicWriter
 from stream_monitor.sinks.drift_events import produce_drift_events
+from stream_monitor.sinks.status_line import StatusLine
 from stream_monitor.snapshot import Snapshot
 from stream_monitor.state.keys import PartitionKey
 
@@ -211,6 +212,11 @@ class MonitorService:
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         last_evaluation = time.monotonic()
+        status = StatusLine(
+            [model.name for model in self.config.models],
+            self.config.metrics.status_interval_s,
+            last_evaluation,
+        )
         try:
             while not stop.is_set():
                 self.process(
@@ -222,6 +228,8 @@ class MonitorService:
                 elif time.monotonic() - last_evaluation >= self.config.evaluation_interval_s:
                     self.evaluate()
                     last_evaluation = time.monotonic()
+                if status.due(last_evaluation):  # the snapshot /metrics serves, just taken
+                    status.report(self._snapshot, self.engine.progress(), last_evaluation)
             self.checkpoint()
         finally:
             self.connection.close()
