@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterator
 from functools import partial
 from itertools import compress, count, repeat
@@ -88,14 +89,29 @@ def _csv_value(text: str, kind: str) -> Any:
         return text
 
 
-def csv_batches(path: Path, model: ModelConfig, batch_size: int) -> Iterator[list[RawMessage]]:
+def csv_batches(
+    path: Path,
+    model: ModelConfig,
+    batch_size: int,
+    on_read: Callable[[int], None] | None = None,
+) -> Iterator[list[RawMessage]]:
     """Rows of a CSV file as event messages of ``model``.
 
     Columns are named after the event fields (``prediction``, ``label``,
     ``model_version``, ``timestamp``, ``latency_ms``) and the model's features.
+    ``on_read`` (if given) hears how many more bytes were read before each batch.
     """
     batch: list[RawMessage] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    position = 0
+
+    def note_read() -> None:
+        nonlocal position
+        if on_read is not None:
+            now_at = raw.tell()
+            on_read(now_at - position)
+            position = now_at
+
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle)):
             event: dict[str, Any] = {
                 "model": row.get("model") or model.name,
@@ -119,7 +135,9 @@ def csv_batches(path: Path, model: ModelConfig, batch_size: int) -> Iterator[lis
                 RawMessage(orjson.dumps(event), NO_TIME_MS, topic=str(path), offset=number)
             )
             if len(batch) >= batch_size:
+                note_read()
                 yield batch
                 batch = []
+        note_read()
     if batch:
         yield batch
