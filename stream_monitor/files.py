@@ -43,6 +43,7 @@ def jsonl_batches(
     numbered by C-level calls; ``on_read`` (if given) hears each block's size.
     """
     topic = str(path)
+    batch_size = max(1, batch_size)
     pending: list[RawMessage] = []
     first_line = 0
     unfinished: list[bytes] = []  # the unterminated line that runs on into the next block

@@ -56,10 +56,10 @@ def test_lines_and_numbers_match_a_plain_line_loop(
     for index, content in enumerate(contents):
         path = tmp_path / f"{index}.jsonl"
         path.write_bytes(content)
-        for batch_size in (1, 2, 1000):
+        for batch_size in (0, 1, 2, 1000):
             batches = list(jsonl_batches(path, batch_size, timestamp_ms=7))
-            assert all(0 < len(batch) <= batch_size for batch in batches)
-            assert all(len(batch) == batch_size for batch in batches[:-1])
+            assert all(0 < len(batch) <= max(1, batch_size) for batch in batches)
+            assert all(len(batch) == max(1, batch_size) for batch in batches[:-1])
             got = [message for batch in batches for message in batch]
             assert got == reference_lines(path, 7), content
             assert all(type(message) is RawMessage for message in got)
