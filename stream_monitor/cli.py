@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from stream_monitor.config import ConfigError, MonitorConfig
 from stream_monitor.config_file import ROLES, check_role, load_config, redact
 from stream_monitor.engine import Engine
+from stream_monitor.progress_bar import FileProgress
 from stream_monitor.summaries.reference import (
     Reference,
     ReferenceError,
@@ -24,6 +25,7 @@ from stream_monitor.summaries.reference import (
 )
 
 if TYPE_CHECKING:
+    from stream_monitor.evaluate import DriftEvent
     from stream_monitor.tools.bench import BenchPlan
 
 log = logging.getLogger("stream_monitor")
@@ -126,6 +128,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_events(out: BinaryIO, events: list[DriftEvent], progress: FileProgress) -> None:
+    """Drift events as JSON Lines; a progress bar on the same terminal is cleared first."""
+    if not events:
+        return
+    progress.clear()
+    out.write(b"".join(event.to_json() + b"\n" for event in events))
+    if progress.shown:
+        out.flush()
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the engine over a JSON Lines file; drift events as JSON Lines on stdout."""
     from stream_monitor.decode.rejects import RejectLog
@@ -137,12 +149,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     engine = Engine(config, baselines)
     reject_log = RejectLog()
     out = sys.stdout.buffer
-    for batch in jsonl_batches(source, args.batch_size):
-        reject_log.record(engine.process(batch))
-        for event in engine.evaluate():
-            out.write(event.to_json() + b"\n")
-    for event in engine.evaluate(final=True):
-        out.write(event.to_json() + b"\n")
+    with FileProgress("replay", source.stat().st_size) as progress:
+        for batch in jsonl_batches(source, args.batch_size, on_read=progress.read):
+            reject_log.record(engine.process(batch))
+            write_events(out, engine.evaluate(), progress)
+            progress.counted(len(batch))
+        write_events(out, engine.evaluate(final=True), progress)
     out.flush()
     if args.metrics_out:
         Path(args.metrics_out).write_bytes(exposition(build_registry(engine.snapshot)))
@@ -164,16 +176,20 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         raise CommandError(f"--model: {args.model!r} is not in {args.config}")
     source = input_file(args.input)
     decoder = Decoder([model], config.fields, config.limits)
-    if source.suffix.lower() == ".csv":
-        batches = csv_batches(source, model, REPLAY_BATCH)
-    else:
-        batches = jsonl_batches(source, REPLAY_BATCH, timestamp_ms=NO_TIME_MS)
     columns: list[ModelBatch] = []
     rejected = 0
-    for batch in batches:
-        result = decoder.decode(batch)
-        rejected += sum(1 for r in result.rejects if r.reason != "unknown_model")
-        columns.extend(result.batches)
+    with FileProgress("baseline", source.stat().st_size) as progress:
+        if source.suffix.lower() == ".csv":
+            batches = csv_batches(source, model, REPLAY_BATCH, on_read=progress.read)
+        else:
+            batches = jsonl_batches(
+                source, REPLAY_BATCH, timestamp_ms=NO_TIME_MS, on_read=progress.read
+            )
+        for batch in batches:
+            result = decoder.decode(batch)
+            rejected += sum(1 for r in result.rejects if r.reason != "unknown_model")
+            columns.extend(result.batches)
+            progress.counted(len(batch))
     if not columns:
         raise CommandError(f"--input: {source} holds no valid event of model {model.name}")
     reference = build_reference(

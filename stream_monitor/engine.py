@@ -28,7 +28,6 @@ from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMe
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
-from stream_monitor.progress import VersionProgress, version_progress
 from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
 from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
@@ -37,6 +36,7 @@ from stream_monitor.state.model_state import ModelVersionState
 from stream_monitor.state.store import StateStore
 from stream_monitor.summaries.layout import CounterLayout
 from stream_monitor.summaries.reference import Reference
+from stream_monitor.verdict_progress import VersionProgress, version_progress
 
 Rows = TypeVar("Rows", ModelBatch, LabelBatch)
 

@@ -9,54 +9,82 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from stream_monitor.config import KafkaConfig
+from stream_monitor.config import ConfigError, KafkaConfig
 from stream_monitor.kafka.changelog import ensure_changelog
+from stream_monitor.kafka.client_log import ClientLogSummary
 from stream_monitor.kafka.producer import DELIVERY_TIMEOUT_S, TopicWriter
 from stream_monitor.kafka.settings import (
     admin_settings,
     brokers_up,
+    client_log,
     consumer_settings,
     dead_letter_producer_settings,
     lag_from_statistics,
     producer_settings,
+    refused_setting,
 )
 from stream_monitor.sinks.dead_letters import DeadLetters
 from stream_monitor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+#: Client errors that mean "no broker answers": logged once when the broker goes away.
+_UNREACHABLE = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
+
 
 class StartupError(RuntimeError):
     """The broker could not be reached within the start-up timeout."""
 
 
+class ClientSettingsError(ConfigError):
+    """librdkafka refused a client setting; the message names the config key."""
+
+
 class KafkaConnection:
-    """The Kafka clients of one instance, and what they report about the broker."""
+    """The Kafka clients of one instance, and what they report about the broker.
+
+    Their log lines go through one :class:`ClientLogSummary`, which :meth:`poll`
+    and :meth:`wait_for_broker` flush, so a broker that is down gives one line
+    per interval, not hundreds.
+    """
 
     def __init__(self, kafka: KafkaConfig) -> None:
         self.kafka = kafka
         self.lag: dict[tuple[str, int], int] = {}
         self.broker_up: bool | None = None
         self.producer_failed = False
-        self.consumer = Consumer(
-            consumer_settings(kafka, error_cb=self._on_error, stats_cb=self._on_stats)
+        self.client_log = ClientLogSummary(client_log)
+        callbacks = {"error_cb": self._on_error, "logger": self.client_log}
+        self.consumer = _built(
+            Consumer,
+            kafka,
+            "consumer",
+            consumer_settings(kafka, stats_cb=self._on_stats, **callbacks),
         )
-        self.writer = TopicWriter(Producer(producer_settings(kafka, error_cb=self._on_error)))
-        self.dead_letters: DeadLetters | None = None
-        if kafka.topics.dead_letter:
-            settings = dead_letter_producer_settings(kafka, error_cb=self._on_error)
-            self.dead_letters = DeadLetters(
-                Producer(settings),
-                kafka.topics.dead_letter,
-                kafka.dead_letter_max_bytes,
-                kafka.dead_letter_retries,
-            )
+        try:
+            producer = _built(Producer, kafka, "producer", producer_settings(kafka, **callbacks))
+            self.writer = TopicWriter(producer)
+            self.dead_letters: DeadLetters | None = None
+            if kafka.topics.dead_letter:
+                settings = dead_letter_producer_settings(kafka, **callbacks)
+                self.dead_letters = DeadLetters(
+                    _built(Producer, kafka, "producer", settings),
+                    kafka.topics.dead_letter,
+                    kafka.dead_letter_max_bytes,
+                    kafka.dead_letter_retries,
+                )
+        except ClientSettingsError:
+            self.consumer.close()
+            raise
         self._closed = False
 
     # -- callbacks (run inside consume()/poll() on the loop thread) --
@@ -66,12 +94,12 @@ class KafkaConnection:
             log.error("kafka client fatal error, recreating the producer: %s", error.str())
             self.producer_failed = True
             return
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if error.code() in _UNREACHABLE:
             if self.broker_up is not False:
                 log.warning("kafka broker unreachable: %s", error.str())
             self.broker_up = False
             return
-        log.warning("kafka: %s", error.str())
+        self.client_log.log(logging.WARNING, "%s [%s] %s", error.name(), "error", error.str())
 
     def _on_stats(self, raw: str) -> None:
         stats = orjson.loads(raw)
@@ -81,15 +109,26 @@ class KafkaConnection:
     # -- public --
 
     def wait_for_broker(self) -> None:
-        """Block until the broker answers, or raise :class:`StartupError` after the timeout."""
+        """Block until the broker answers, or raise :class:`StartupError` after the timeout.
+
+        It says at once which broker it waits for; the clients' log lines are
+        served (summarised) while it waits.
+        """
         timeout_s = self.kafka.startup_timeout_s
+        log.info(
+            "waiting for the Kafka broker %s (up to %gs, kafka.startup_timeout_s)",
+            self.kafka.bootstrap_servers,
+            timeout_s,
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self.consumer.list_topics(timeout=min(2.0, timeout_s))
+                self.consumer.list_topics(timeout=min(1.0, timeout_s))
                 self.broker_up = True
                 return
             except KafkaException:
+                self.consumer.poll(0)  # serves the clients' log lines and errors
+                self.poll()
                 if time.monotonic() >= deadline:
                     raise StartupError(
                         f"Kafka broker {self.kafka.bootstrap_servers} unreachable "
@@ -120,14 +159,16 @@ class KafkaConnection:
         if not self.producer_failed:
             return False
         self.producer_failed = False
-        self.writer.producer = Producer(producer_settings(self.kafka, error_cb=self._on_error))
+        settings = producer_settings(self.kafka, error_cb=self._on_error, logger=self.client_log)
+        self.writer.producer = Producer(settings)
         return True
 
     def poll(self) -> None:
-        """Serve delivery reports of the producers."""
+        """Serve delivery reports of the producers; log the clients' repeated lines' counts."""
         self.writer.producer.poll(0)
         if self.dead_letters is not None:
             self.dead_letters.poll()
+        self.client_log.flush()
 
     def report(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with what the clients know: lag, broker state, dropped records."""
@@ -150,7 +191,21 @@ class KafkaConnection:
         self.writer.release(DELIVERY_TIMEOUT_S)
         if self.dead_letters is not None:
             self.dead_letters.release(DELIVERY_TIMEOUT_S)
+        self.client_log.flush(final=True)
 
     def settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Consumer and producer settings for a side client (reading a compacted topic)."""
-        return consumer_settings(self.kafka), producer_settings(self.kafka)
+        return (
+            consumer_settings(self.kafka, logger=self.client_log),
+            producer_settings(self.kafka, logger=self.client_log),
+        )
+
+
+def _built(
+    make: Callable[[dict[str, Any]], T], kafka: KafkaConfig, role: str, settings: dict[str, Any]
+) -> T:
+    """A client made from ``settings``, or :class:`ClientSettingsError` naming the refused key."""
+    try:
+        return make(settings)
+    except KafkaException as exc:
+        raise ClientSettingsError(refused_setting(kafka, role, exc.args[0].str())) from None

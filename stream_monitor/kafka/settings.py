@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from stream_monitor.config import KafkaConfig
@@ -81,3 +82,25 @@ def lag_from_statistics(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
 def brokers_up(stats: dict[str, Any]) -> bool:
     """Whether librdkafka reports at least one broker connection as UP."""
     return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+
+
+_QUOTED = re.compile(r"[`\"]([\w.-]+)[`\"]")
+_FAILED_TO_CREATE = re.compile(r"^Failed to create \w+: ")
+
+
+def refused_setting(kafka: KafkaConfig, role: str, reason: str) -> str:
+    """librdkafka's refusal of a ``role`` client's settings ("consumer", "producer"), as
+    one line naming the config key it is about.
+
+    >>> kafka = KafkaConfig(client={"fetch.max.bytes": 1000})
+    >>> refused_setting(kafka, "consumer",
+    ...     "Failed to create consumer: `fetch.max.bytes` must be >= `message.max.bytes`")
+    'kafka.client.fetch.max.bytes: `fetch.max.bytes` must be >= `message.max.bytes`'
+    """
+    reason = _FAILED_TO_CREATE.sub("", reason)
+    sections = {"client": kafka.client, role: getattr(kafka, role)}
+    for key in _QUOTED.findall(reason):
+        for section, values in sections.items():
+            if key in values:
+                return f"kafka.{section}.{key}: {reason}"
+    return f"kafka: librdkafka refuses the {role} settings: {reason}"

@@ -10,7 +10,7 @@ serves at that moment, so each count it prints is a metric summed over its label
 - a model version judged: its series at warn and alert in ``stream_monitor_drift_status``.
 
 A version not judged yet shows its warm-up and when its first verdict can come
-(:mod:`stream_monitor.progress`, not exported to ``/metrics``). At most
+(:mod:`stream_monitor.verdict_progress`, not exported to ``/metrics``). At most
 :data:`MAX_LISTED` models and versions are named, so the line stays one line.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from stream_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from stream_monitor.progress import VersionProgress
+    from stream_monitor.verdict_progress import VersionProgress
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,9 @@ from confluent_kafka import Consumer, Producer
 
 from stream_monitor.config_file import load_config
 from stream_monitor.engine import Engine
+from stream_monitor.kafka.client_log import ClientLogSummary
 from stream_monitor.kafka.service import MonitorService
+from stream_monitor.kafka.settings import client_log
 from stream_monitor.sinks.prometheus import MetricsPortError, serve_metrics
 from stream_monitor.tools.drift_lines import DriftLines
 from stream_monitor.tools.embedded import EmbeddedBroker
@@ -40,7 +42,8 @@ def produce_traffic(
     labels topic 2 to 20 seconds later, out of order.
     """
     events_topic, labels_topic = topics
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    summary = ClientLogSummary(client_log)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "logger": summary})
     traffic = SyntheticTraffic(seed=11)
     rng = random.Random(11)
     delayed: list[tuple[float, str, bytes]] = []
@@ -65,13 +68,16 @@ def produce_traffic(
             _, key, value = heapq.heappop(delayed)
             producer.produce(labels_topic, key=key.encode(), value=value)
         producer.poll(0)
+        summary.flush()
         stop.wait(TICK_S)
     producer.flush(5)
+    summary.flush(final=True)
 
 
 def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> None:
     """Read the drift-events topic and print readable lines: a transition in several
     windows as one line, flapping folded (:mod:`stream_monitor.tools.drift_lines`)."""
+    summary = ClientLogSummary(client_log)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -79,6 +85,7 @@ def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> Non
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range",
             "session.timeout.ms": 6000,
+            "logger": summary,
         }
     )
     consumer.subscribe([topic])
@@ -91,8 +98,10 @@ def print_drift_events(bootstrap: str, topic: str, stop: threading.Event) -> Non
                     lines.add(orjson.loads(value))
             for line in lines.due():
                 print(line, flush=True)
+            summary.flush()
     finally:
         consumer.close()
+        summary.flush(final=True)
         for line in lines.flush():
             print(line, flush=True)
 

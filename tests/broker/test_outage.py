@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
+from stream_monitor.kafka.client_log import SUMMARY_INTERVAL_S, kind_of
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import (
@@ -28,8 +31,22 @@ def up_value(port: int) -> float | None:
     return samples(scrape(port), "stream_monitor_up").get(("stream_monitor_up", ()))
 
 
+class KindCounter(logging.Handler):
+    """Counts librdkafka's logged lines by kind (facility and broker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: Counter[tuple[str, str]] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        facility, _, rest = record.getMessage().partition(" [")
+        self.kinds[kind_of(facility, rest.partition("] ")[2])] += 1
+
+
 def test_monitor_rides_out_a_broker_outage() -> None:
     broker = EmbeddedBroker().start()
+    client_lines = KindCounter()
+    logging.getLogger("stream_monitor.librdkafka").addHandler(client_lines)
     try:
         broker.create_topics(TOPICS)
         config = config_from_dict(
@@ -58,6 +75,8 @@ def test_monitor_rides_out_a_broker_outage() -> None:
             assert thread.is_alive()
             time.sleep(1.0)
         assert saw_down, "stream_monitor_up never showed the outage"
+        most = 2 + OUTAGE_S / SUMMARY_INTERVAL_S  # the first line, one per interval, the rest
+        assert client_lines.kinds and max(client_lines.kinds.values()) <= most, client_lines.kinds
 
         broker.start()
         broker.create_topics(TOPICS)  # the in-memory broker lost them
@@ -70,4 +89,5 @@ def test_monitor_rides_out_a_broker_outage() -> None:
         assert not thread.is_alive()
         server.stop()
     finally:
+        logging.getLogger("stream_monitor.librdkafka").removeHandler(client_lines)
         broker.close()

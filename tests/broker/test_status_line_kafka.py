@@ -15,11 +15,11 @@ import pytest
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.engine import Engine
 from stream_monitor.kafka import service as service_module
-from stream_monitor.progress import VersionProgress
 from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.sinks.status_line import StatusLine
 from stream_monitor.snapshot import Snapshot
 from stream_monitor.tools.embedded import EmbeddedBroker
+from stream_monitor.verdict_progress import VersionProgress
 from tests.conftest import (
     MonitorProcess,
     broker_config,

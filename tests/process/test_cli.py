@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -50,21 +51,58 @@ def test_bad_config_gives_one_line(tmp_path: Path, content: str, message: str) -
     assert "Traceback" not in result.stderr
 
 
-def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "nosuchhost.invalid"])
+def test_run_gives_up_on_an_unreachable_broker(tmp_path: Path, host: str) -> None:
+    """It says at once which broker it waits for; librdkafka's hundreds of connection errors
+    become one line per broker per interval, with a count; then the one line, exit 1."""
     with closed_port() as port:
+        broker = f"{host}:{port}"
         path = write_config(
             tmp_path / "c.yaml",
             {
                 "models": [FRAUD_MODEL],
-                "kafka": {"bootstrap_servers": f"127.0.0.1:{port}", "startup_timeout_s": 2},
+                "kafka": {"bootstrap_servers": broker, "startup_timeout_s": 3},
                 "metrics": {"host": "127.0.0.1", "port": 0},
             },
         )
         result = cli("run", "--config", str(path), timeout=60)
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("stream-monitor run: Kafka broker") and "unreachable after 2s" in last
     assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 8, result.stderr
+    assert lines[-1] == (
+        f"stream-monitor run: Kafka broker {broker} unreachable after 3s (kafka.startup_timeout_s)"
+    )
+    waiting = next(i for i, line in enumerate(lines) if "waiting for the Kafka broker" in line)
+    assert f"{broker} (up to 3s, kafka.startup_timeout_s)" in lines[waiting]
+    about = [i for i, line in enumerate(lines) if f"{broker}/bootstrap" in line]
+    assert about and min(about) > waiting
+    fails = [line for line in lines if "stream_monitor.librdkafka: FAIL" in line]
+    assert 1 <= len(fails) <= 2, result.stderr  # the first, then the count of the rest
+    counts = [int(m.group(1)) for m in map(re.compile(r"\((\d+) more times in").search, fails) if m]
+    assert counts and counts[0] > 1, result.stderr
+
+
+def test_a_setting_librdkafka_refuses_gives_one_line_naming_the_key(tmp_path: Path) -> None:
+    with closed_port() as port:
+        path = write_config(
+            tmp_path / "c.yaml",
+            {
+                "models": [FRAUD_MODEL],
+                "kafka": {
+                    "bootstrap_servers": f"127.0.0.1:{port}",
+                    "client": {"fetch.max.bytes": 1000, "message.max.bytes": 100000},
+                },
+                "metrics": {"host": "127.0.0.1", "port": 0},
+            },
+        )
+        result = cli("run", "--config", str(path), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert one_line(result) == (
+        "stream-monitor run: kafka.client.fetch.max.bytes: "
+        "`fetch.max.bytes` must be >= `message.max.bytes`"
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

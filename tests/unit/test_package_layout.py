@@ -16,7 +16,7 @@ PACKAGE = ROOT / "stream_monitor"
 #: The pure core: no Kafka, no HTTP, no command line, no tooling.
 CORE = (
     "decode", "state", "summaries", "evaluate", "judging", "significance", "snapshot", "engine",
-    "config", "metric_names", "progress",
+    "config", "metric_names", "verdict_progress",
 )  # fmt: skip
 IO = ("kafka", "sinks", "scaleout", "cli", "tools", "__main__")
 MAX_DEPTH = 7

@@ -13,11 +13,11 @@ from stream_monitor.config import ConfigError
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
-from stream_monitor.progress import VersionProgress
 from stream_monitor.sinks.prometheus import build_registry
 from stream_monitor.sinks.status_line import MAX_LISTED, StatusLine, status_text
 from stream_monitor.snapshot import Snapshot
 from stream_monitor.tools.synthetic import SyntheticTraffic
+from stream_monitor.verdict_progress import VersionProgress
 from tests.conftest import FRAUD_MODEL, PRICE_MODEL, as_messages, make_config, registry_samples
 
 START = 1_700_000_000.0
