@@ -115,7 +115,7 @@ class ReferenceConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One monitored model: its task, features and reference."""
+    """One monitored model: its task, features, reference and descriptive metadata."""
 
     name: str
     task: str
@@ -128,6 +128,8 @@ class ModelConfig:
     score_bins: int = 1000
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
+    #: The ``metadata:`` block (see :mod:`stream_monitor.model_metadata`): key -> short string.
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def prediction_type(self) -> str:

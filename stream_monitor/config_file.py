@@ -37,6 +37,7 @@ from stream_monitor.config import (
     WindowConfig,
 )
 from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
+from stream_monitor.model_metadata import parse_metadata
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
@@ -378,6 +379,7 @@ def _model(reader: _Reader, drift: DriftConfig, quality: QualityConfig) -> Model
         score_bins=reader.integer("score_bins", 1000, minimum=10),
         drift=_drift(reader.child("drift"), drift),
         quality=_quality(reader.child("quality"), quality),
+        metadata=parse_metadata(reader.get("metadata"), reader.key("metadata")),
     )
     reader.finish()
     return model

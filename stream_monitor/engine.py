@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from stream_monitor.config import MonitorConfig
+from stream_monitor.config import ModelConfig, MonitorConfig
 from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
-from stream_monitor.snapshot import SeriesKey, Snapshot, WindowSample
+from stream_monitor.snapshot import ModelInfo, SeriesKey, Snapshot, WindowSample
 from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
 from stream_monitor.state.ledger import PartitionLedger
@@ -230,6 +230,15 @@ class Engine:
             windows_skipped_total={
                 key: state.skipped_total for key, state in self.states.items() if state.judging
             },
+            model_info=tuple(
+                ModelInfo(
+                    state.model.name,
+                    state.version,
+                    reference_name(state.model, state.reference),
+                    state.model.metadata,
+                )
+                for state in self.states.values()
+            ),
         )
         return events
 
@@ -249,6 +258,13 @@ class Engine:
         """How far each model version is from its first verdict (warm-up, window events)."""
         closing_s, ledgers = self.store.closing_watermark(), list(self.store.ledgers.values())
         return [version_progress(state, ledgers, closing_s) for state in self.states.values()]
+
+
+def reference_name(model: ModelConfig, reference: Reference | None) -> str:
+    """What a version is compared with: the baseline's digest, or ``warmup:<n>``."""
+    if reference is None:
+        return f"warmup:{model.reference.warmup_events}"
+    return reference.digest or reference.source
 
 
 def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int]]:

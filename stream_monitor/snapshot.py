@@ -71,6 +71,17 @@ class WindowSample:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What one live model version is compared with, and its config's ``metadata:`` block."""
+
+    model: str
+    version: str
+    #: The baseline's digest (``sha256:...``), or ``warmup:<n>``.
+    reference: str
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything ``/metrics`` shows, as plain Python values (built off the scrape thread)."""
 
@@ -90,3 +101,4 @@ class Snapshot:
     dead_letter_failures: Mapping[str, int] = field(default_factory=dict)
     dead_letters_dropped: int = 0
     drift_events_dropped: int = 0
+    model_info: tuple[ModelInfo, ...] = ()

@@ -31,7 +31,7 @@ from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.sinks.prometheus import MetricsServer, build_registry
+from stream_monitor.sinks.prometheus import MetricsServer, build_registry, build_service_registry
 from stream_monitor.tools.broker_runs import METRICS_LINE
 from stream_monitor.tools.embedded import EmbeddedBroker
 from tests.prometheus_server import MISSING_PROMETHEUS
@@ -368,7 +368,8 @@ def frozen_registry(service: MonitorService) -> CollectorRegistry:
 def serve_metrics(service: MonitorService) -> MetricsServer:
     """``/metrics`` and ``/readyz`` of ``service`` on a loopback port the OS picked
     (``server.port``); stop it at the end."""
-    return MetricsServer(build_registry(service.snapshot), "127.0.0.1", 0, service.ready).start()
+    registry = build_service_registry(service.snapshot)
+    return MetricsServer(registry, "127.0.0.1", 0, service.ready).start()
 
 
 def scrape(port: int, path: str = "/metrics") -> str:

@@ -4,6 +4,11 @@ No metric is touched per event: the consumer loop publishes an immutable
 :class:`~stream_monitor.engine.Snapshot` after each evaluation and
 :meth:`SnapshotCollector.collect` turns it into fresh metric families on every
 scrape, so series of retired model versions simply stop appearing.
+
+``/metrics`` also serves :class:`IdentityCollector` (the monitor's build and each
+live model version's reference and metadata) and prometheus-client's process,
+platform and garbage-collector metrics. ``replay --metrics-out`` writes the
+snapshot's metrics alone, so that its file depends on the input events only.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+    make_wsgi_app,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,8 +37,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from stream_monitor import __version__
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.metric_names import QUALITY_METRICS
+from stream_monitor.model_metadata import METADATA_KEYS
 from stream_monitor.snapshot import Snapshot
 
 WINDOW_LABELS = ["model", "version", "window"]
@@ -252,10 +266,54 @@ def _kafka(snapshot: Snapshot) -> Iterable[Metric]:
     return families
 
 
+class IdentityCollector(Collector):
+    """``stream_monitor_build_info`` and ``stream_monitor_model_info``: what runs, on what.
+
+    Both are info gauges (value 1) to join on: ``stream_monitor_model_info`` has one
+    series per live model version, labelled with its reference and every metadata
+    key (empty where the config leaves a key out, which Prometheus drops).
+    """
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot], version: str = __version__) -> None:
+        self.get_snapshot = get_snapshot
+        self.version = version
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the build and model info families."""
+        build = GaugeMetricFamily(
+            "stream_monitor_build_info", "The monitor's package version.", labels=["version"]
+        )
+        build.add_metric([self.version], 1.0)
+        yield build
+        info = GaugeMetricFamily(
+            "stream_monitor_model_info",
+            "A live model version: its reference (baseline digest or warmup:<n>) and metadata.",
+            labels=["model", "version", "reference", *METADATA_KEYS],
+        )
+        for item in self.get_snapshot().model_info:
+            metadata = [item.metadata.get(key, "") for key in METADATA_KEYS]
+            info.add_metric([item.model, item.version, item.reference, *metadata], 1.0)
+        yield info
+
+
 def build_registry(get_snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
-    """A fresh registry holding only the snapshot collector."""
+    """A fresh registry holding only the snapshot collector (what ``--metrics-out`` writes)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(get_snapshot))
+    return registry
+
+
+def build_service_registry(get_snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """What ``/metrics`` serves: the snapshot, the identity, and the process's own metrics.
+
+    The process (CPU, memory, open files), platform and garbage-collector
+    collectors are prometheus-client's default ones, registered on this registry
+    as they are on its global one.
+    """
+    registry = build_registry(get_snapshot)
+    registry.register(IdentityCollector(get_snapshot))
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
     return registry
 
 
@@ -333,6 +391,6 @@ def serve_metrics(
     with ``hint`` (which setting or flag to change).
     """
     try:
-        return MetricsServer(build_registry(snapshot), host, port, ready).start()
+        return MetricsServer(build_service_registry(snapshot), host, port, ready).start()
     except MetricsPortError as exc:
         raise MetricsPortError(f"{exc}; {hint}") from None

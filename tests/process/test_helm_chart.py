@@ -28,6 +28,7 @@ CHART = ROOT / "helm" / "stream-monitor"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
 SCALE_OUT_VALUES = CHART / "ci" / "scale-out-values.yaml"
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
+SERVICE_ALERTS = ROOT / "config" / "prometheus" / "inference-service-alerts.yaml"
 DASHBOARD = ROOT / "config" / "grafana" / "stream-monitor.json"
 RELEASE, NAMESPACE = "fraud", "monitoring"
 FULLNAME = f"{RELEASE}-stream-monitor"
@@ -457,6 +458,24 @@ def test_chart_rules_are_config_prometheus_alerts(chart: helm.Chart) -> None:
     rule = only(render(chart, all_on_values()), "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"] == yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("main_rules", [True, False])
+def test_inference_service_rules_are_off_by_default_and_follow_their_own_toggle(
+    chart: helm.Chart, main_rules: bool
+) -> None:
+    copy = CHART / "files" / "inference-service-alerts.yaml"
+    assert copy.read_bytes() == SERVICE_ALERTS.read_bytes(), f"cp {SERVICE_ALERTS} {copy}"
+    name = f"{FULLNAME}-inference-service"
+    rules = [o for o in render(chart, None) if o["kind"] == "PrometheusRule"]
+    assert rules == []
+    values = {"prometheusRule": {"enabled": main_rules, "inferenceService": {"enabled": True}}}
+    objects = render(chart, values)
+    rule = only(objects, "PrometheusRule", name)
+    assert rule["spec"] == yaml.safe_load(SERVICE_ALERTS.read_text(encoding="utf-8"))
+    assert len([o for o in objects if o["kind"] == "PrometheusRule"]) == 1 + main_rules
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
 def test_chart_dashboard_is_config_grafana_dashboard(chart: helm.Chart) -> None:

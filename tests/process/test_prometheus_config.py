@@ -10,32 +10,39 @@ drifting model with its annotations filled in.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import GC_COLLECTOR, PROCESS_COLLECTOR
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
+from stream_monitor.sinks.prometheus import IdentityCollector
+from stream_monitor.snapshot import ModelInfo, Snapshot
 from tests.conftest import ROOT
+from tests.dashboard import (
+    data_panels,
+    iter_panels,
+    label_values_to_promql,
+    load_dashboard,
+    substitute,
+    variable_query,
+)
+from tests.exporters import SELECTED, PodSeries, RegistryExporter
 from tests.prometheus_server import PrometheusError, PrometheusServer, require_prometheus
 
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
-DASHBOARD = ROOT / "config" / "grafana" / "stream-monitor.json"
 
 # The exported metric names: SPEC section 5 plus our extensions.
 WINDOW_GAUGES = [
@@ -65,6 +72,8 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_dead_letters_dropped_total",
     "stream_monitor_drift_events_dropped_total",
     "stream_monitor_drift_critical_value",
+    "stream_monitor_model_info",
+    "stream_monitor_build_info",
 }
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
@@ -73,6 +82,9 @@ GRAFANA_VARIABLES = {
     "version": ".*",
     "window": "1h",
     "feature": ".*",
+    "namespace": SELECTED.namespace,
+    "workload": "fraud-api",
+    "pod": SELECTED.name,
     "__rate_interval": "1m",
     "__interval": "15s",
     "__range": "1h",
@@ -82,6 +94,14 @@ DRIFTING, HEALTHY, RETIRED = "fraud-detector", "price-estimator", "legacy-scorer
 VERSION = "3"
 WINDOWS = ("5m", "1h")
 FEATURES = ("amount", "merchant_category")
+# The metadata blocks: the drifting model's inference service runs the SELECTED pod.
+METADATA = (
+    (
+        DRIFTING,
+        {"owner": "risk", "kubernetes_namespace": "serving", "kubernetes_workload": "fraud-api"},
+    ),
+    (HEALTHY, {"owner": "pricing"}),
+)
 # Alerts that must stay silent while the monitor is scraped and reports stream_monitor_up.
 SILENT_ALERTS = {"StreamMonitorDown", "StreamMonitorAbsent"}
 
@@ -92,47 +112,6 @@ SILENT_ALERTS = {"StreamMonitorDown", "StreamMonitorAbsent"}
 def load_rules() -> list[dict[str, Any]]:
     data = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     return [rule for group in data["groups"] for rule in group["rules"]]
-
-
-def load_dashboard() -> dict[str, Any]:
-    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return dashboard
-
-
-def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in collapsed rows."""
-    for panel in panels:
-        yield panel
-        yield from iter_panels(panel.get("panels", []))
-
-
-def data_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in iter_panels(dashboard["panels"]) if p.get("type") != "row"]
-
-
-def substitute(expr: str) -> str:
-    """Replace Grafana variables (``$model``, ``${model}``, ``$__rate_interval``)."""
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in GRAFANA_VARIABLES:
-            raise KeyError(f"no test value for Grafana variable ${name} in {expr!r}")
-        return GRAFANA_VARIABLES[name]
-
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", replace, expr)
-
-
-def variable_query(variable: dict[str, Any]) -> str:
-    query = variable.get("query")
-    text = query.get("query", "") if isinstance(query, dict) else str(query or "")
-    return text or str(variable.get("definition", ""))
-
-
-def label_values_to_promql(query: str) -> str:
-    """``label_values(selector, label)`` as the PromQL Grafana runs for it."""
-    match = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", query, re.DOTALL)
-    assert match, f"variable query is not label_values(selector, label): {query!r}"
-    return f"count by ({match.group(2)}) ({match.group(1)})"
 
 
 def dashboard_targets() -> list[tuple[str, str]]:
@@ -279,39 +258,19 @@ class SyntheticMonitor:
         yield GaugeMetricFamily("stream_monitor_up", "broker reachable", value=0)
 
 
-class Exporter:
-    """Serves a registry's exposition text on a free loopback port."""
-
-    def __init__(self) -> None:
-        registry = CollectorRegistry()
-        registry.register(SyntheticMonitor())
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = generate_latest(registry)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> Exporter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def monitor_registry() -> CollectorRegistry:
+    """The synthetic monitor, its identity and process metrics, and the cluster's pod series."""
+    snapshot = Snapshot(
+        model_info=tuple(
+            ModelInfo(model, VERSION, "warmup:1000", metadata) for model, metadata in METADATA
+        )
+    )
+    registry = CollectorRegistry()
+    for collector in (SyntheticMonitor(), IdentityCollector(lambda: snapshot), PodSeries()):
+        registry.register(collector)
+    for collector in (PROCESS_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +279,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     require_prometheus()
     workdir = tmp_path_factory.mktemp("prometheus")
     with (
-        Exporter() as exporter,
+        RegistryExporter(monitor_registry()) as exporter,
         PrometheusServer(workdir, targets=[exporter.target], rule_files=[ALERTS]) as server,
     ):
         # rate() and deriv() need two samples; histogram_quantile needs two of each bucket.
@@ -495,10 +454,10 @@ def test_rule_expression_is_accepted(prometheus: PrometheusServer, expr: str) ->
 def test_dashboard_query_returns_data(prometheus: PrometheusServer, where: str, expr: str) -> None:
     """Accepted by Prometheus and matching the exported series (an empty panel fails)."""
     try:
-        result = prometheus.result(substitute(expr))
+        result = prometheus.result(substitute(expr, GRAFANA_VARIABLES))
     except PrometheusError as exc:
         pytest.fail(f"{where}: {exc}")
-    assert result, f"{where}: no series for {substitute(expr)}"
+    assert result, f"{where}: no series for {substitute(expr, GRAFANA_VARIABLES)}"
 
 
 @pytest.mark.parametrize(
@@ -509,7 +468,9 @@ def test_dashboard_query_returns_data(prometheus: PrometheusServer, where: str, 
 def test_dashboard_variable_and_annotation_queries(
     prometheus: PrometheusServer, where: str, expr: str
 ) -> None:
-    answer = prometheus.query(substitute(expr))
+    answer = prometheus.query(substitute(expr, GRAFANA_VARIABLES))
     assert answer["status"] == "success", f"{where}: {answer}"
     if where.startswith("variable"):
-        assert answer["data"]["result"], f"{where}: no values for {substitute(expr)}"
+        assert answer["data"]["result"], (
+            f"{where}: no values for {substitute(expr, GRAFANA_VARIABLES)}"
+        )
