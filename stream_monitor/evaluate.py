@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -165,6 +165,9 @@ class WindowInfo:
     end_s: float
     events: int
     reference: str
+    #: The model's ``metadata:`` block and the feature names its windows are judged on.
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,10 @@ class DriftEvent:
     explain: list[dict[str, Any]] | None = None
     #: Windows not judged since this series' model version last emitted (memory cap), or None.
     unjudged: list[dict[str, Any]] | None = None
+    #: The model's ``metadata:`` block from the config (may be empty).
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: The feature names the window was judged on.
+    features: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """The event as the JSON value of a Kafka message."""
@@ -333,6 +340,8 @@ class SeverityBoard:
             critical_value=evidence.critical(crossed) if evidence is not None else None,
             reference_events=evidence.reference_events if evidence is not None else None,
             explain=evidence.explain() if evidence is not None else None,
+            metadata=dict(window.metadata),
+            features=list(window.features),
         )
 
     def judge_window(

@@ -149,7 +149,11 @@ def sample_window(
         layout.latency_stats(vector),
         layout.detections(vector),
     )
-    info = WindowInfo(window, start_s, end_s, stats.events, layout.reference.description)
+    model = state.model
+    info = WindowInfo(
+        window, start_s, end_s, stats.events, layout.reference.description,
+        model.metadata, tuple(model.features),
+    )  # fmt: skip
     return sample, info
 
 
