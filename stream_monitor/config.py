@@ -114,6 +114,22 @@ class ReferenceConfig:
 
 
 @dataclass(frozen=True)
+class CompareVersionsConfig:
+    """Champion against challengers: which version is the champion and the lines of each test.
+
+    ``champion`` ``auto``: the version with the most events in each window.
+    ``quality``: metric -> (warn, alert) of a challenger's shortfall, absolute
+    for a drop metric (``auc``), relative to the champion's value for an error
+    (``rmse``).
+    """
+
+    champion: str = "auto"
+    psi: Thresholds = Thresholds(0.1, 0.25)
+    csi: Thresholds = Thresholds(0.1, 0.25)
+    quality: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One monitored model: its task, features, reference and descriptive metadata."""
 
@@ -130,6 +146,8 @@ class ModelConfig:
     quality: QualityConfig = QualityConfig()
     #: The ``metadata:`` block (see :mod:`stream_monitor.model_metadata`): key -> short string.
     metadata: dict[str, str] = field(default_factory=dict)
+    #: ``compare_versions:`` (see :mod:`stream_monitor.versions`); None: versions not compared.
+    compare_versions: CompareVersionsConfig | None = None
 
     @property
     def prediction_type(self) -> str:

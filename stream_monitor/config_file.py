@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from stream_monitor.compare_versions_config import with_compare_versions
 from stream_monitor.config import (
     FEATURE_TYPES,
     TASKS,
@@ -381,6 +382,8 @@ def _model(reader: _Reader, drift: DriftConfig, quality: QualityConfig) -> Model
         quality=_quality(reader.child("quality"), quality),
         metadata=parse_metadata(reader.get("metadata"), reader.key("metadata")),
     )
+    key = "compare_versions"
+    model = with_compare_versions(model, reader.get(key), reader.key(key))
     reader.finish()
     return model
 

@@ -37,6 +37,7 @@ from stream_monitor.state.store import StateStore
 from stream_monitor.summaries.layout import CounterLayout
 from stream_monitor.summaries.reference import Reference
 from stream_monitor.verdict_progress import VersionProgress, version_progress
+from stream_monitor.versions import VersionJudge, live_comparisons, shared_reference
 
 Rows = TypeVar("Rows", ModelBatch, LabelBatch)
 
@@ -64,7 +65,7 @@ class Engine:
         self.states: dict[VersionKey, ModelVersionState] = {}
         self.joiner = LabelJoiner(config, self.states, self.invalid_total)
         self.store = StateStore(config, self.states, self.joiner, self.invalid_total, clock)
-        self.judge = WindowJudge()
+        self.judge = WindowJudge(VersionJudge)
         self.judging = True
         self._snapshot = Snapshot()
 
@@ -102,7 +103,10 @@ class Engine:
             if state is None:
                 rejects.extend(Reject(int(i), "too_many_versions") for i in batch.message_index)
                 continue
+            warming = state.reference is None
             counted = state.update(batch, ledger)
+            if warming and state.reference is not None:
+                rejects.extend(self._share_reference(state))
             late = sum(1 for r in counted.rejects if r.reason == "late")
             self.events_total[(batch.model, batch.version)] += max(0, len(batch) - late)
             rejects.extend(counted.rejects)
@@ -136,6 +140,7 @@ class Engine:
             return None
         config = self.config.model(model)
         assert config is not None
+        sibling = shared_reference(self.states.values(), config)
         state = ModelVersionState(
             config,
             version,
@@ -143,12 +148,28 @@ class Engine:
             self.config.limits,
             self.config.concept_drift,
             CounterLayout,
-            self.baselines.get(model),
+            self.baselines.get(model) or (sibling.reference if sibling else None),
         )
+        if sibling is not None and not state.quality_reference:
+            state.quality_reference = dict(sibling.quality_reference)
         state.judging = self.judging
         self.states[(model, version)] = state
         self.judge.register(config, version)
         return state
+
+    def _share_reference(self, state: ModelVersionState) -> list[Reject]:
+        """Versions of a model that compares versions share one reference: those still
+        warming up take the one ``state`` just built; the late rows among their buffers."""
+        if state.model.compare_versions is None or state.reference is None:
+            return []
+        rejects: list[Reject] = []
+        for other in self.states.values():
+            if other.model.name == state.model.name and other.reference is None:
+                counted = other.take_reference(state.reference, state.quality_reference)
+                rejects.extend(counted.rejects)
+                for owner, rows, panes in counted.parts:
+                    self.joiner.await_labels(owner, rows, panes)
+        return rejects
 
     def checkpoint_partition(
         self, key: PartitionKey
@@ -217,6 +238,7 @@ class Engine:
                 state.cumulative
             )
             samples += [sample_window(state, state.windows, w)[0] for w in state.window_sizes]
+        comparisons, shares = live_comparisons(self.states.values())
         self._snapshot = Snapshot(
             events_total=dict(self.events_total),
             invalid_total={**dict.fromkeys(REASONS, 0), **self.invalid_total},
@@ -239,6 +261,8 @@ class Engine:
                 )
                 for state in self.states.values()
             ),
+            version_comparisons=comparisons,
+            traffic_shares=shares,
         )
         return events
 

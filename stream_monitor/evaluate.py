@@ -30,6 +30,9 @@ from stream_monitor.metric_names import (
     PSI,
     RISE_METRICS,
     STABILITY_METRICS,
+    VERSION_CSI,
+    VERSION_PREFIX,
+    VERSION_PSI,
 )
 from stream_monitor.snapshot import SeriesKey, WindowSample
 
@@ -59,6 +62,9 @@ def drift_metrics(model: ModelConfig) -> list[str]:
     metrics = [*STABILITY_METRICS, CONCEPT_DRIFT, *model.quality.rules]
     if model.quality.latency_p99_ms is not None:
         metrics.append(LATENCY_P99)
+    if model.compare_versions is not None:
+        metrics += [VERSION_PSI, VERSION_CSI]
+        metrics += [VERSION_PREFIX + metric for metric in model.compare_versions.quality]
     return metrics
 
 
@@ -203,14 +209,19 @@ class DriftEvent:
     metadata: dict[str, str] = field(default_factory=dict)
     #: The feature names the window was judged on.
     features: list[str] = field(default_factory=list)
+    #: ``version_*`` metrics: the version compared against (absent from other events).
+    champion: str | None = None
 
     def to_json(self) -> bytes:
         """The event as the JSON value of a Kafka message."""
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as a dict."""
-        return asdict(self)
+        """The event as a dict (``champion`` only on ``version_*`` events)."""
+        found = asdict(self)
+        if found["champion"] is None:
+            del found["champion"]
+        return found
 
 
 def _finite(value: float) -> float | None:

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,14 +39,21 @@ from stream_monitor.snapshot import SeriesKey, WindowSample
 if TYPE_CHECKING:
     from stream_monitor.state.model_state import ModelVersionState
     from stream_monitor.state.windows import SlidingWindows
+    from stream_monitor.versions import VersionJudge
 
 log = logging.getLogger(__name__)
 
 
 class WindowJudge:
-    """Judges the windows of closed panes; holds the severities and the events not yet taken."""
+    """Judges the windows of closed panes; holds the severities and the events not yet taken.
 
-    def __init__(self) -> None:
+    ``version_judge`` builds, on the severity board, what judges a model's
+    challengers against its champion (models with ``compare_versions``).
+    """
+
+    def __init__(
+        self, version_judge: Callable[[SeverityBoard], VersionJudge] | None = None
+    ) -> None:
         self.board = SeverityBoard()
         #: Drift events emitted, by (model, version, metric, severity).
         self.drift_events_total: Counter[tuple[str, str, str, str]] = Counter()
@@ -54,6 +61,7 @@ class WindowJudge:
         #: severities and judged marks when it moved.
         self.judged_panes = 0
         self._events: list[DriftEvent] = []
+        self.versions = version_judge(self.board) if version_judge is not None else None
 
     def register(self, model: ModelConfig, version: str) -> None:
         """Start the drift-event counters of a new model version at zero."""
@@ -74,6 +82,7 @@ class WindowJudge:
         lateness; ``final`` (end of the input) closes every pane seen.
         """
         detected_at = time.time() if now_s is None else now_s
+        compared: dict[str, dict[str, tuple[ModelVersionState, Iterator[int]]]] = {}
         for state in states:
             if state.layout is None or state.judged is None:
                 continue
@@ -81,11 +90,36 @@ class WindowJudge:
             if not math.isfinite(mark):
                 continue
             last_closed = math.floor(mark / state.pane_s) - (0 if final else 1)
+            if state.model.compare_versions is not None:  # judged below, version by version
+                ends = state.judged.close(last_closed)
+                compared.setdefault(state.model.name, {})[state.version] = (state, ends)
+                continue
             for _ in state.judged.close(last_closed):
-                self.judged_panes += 1
-                for window in state.window_sizes:
-                    sample, info = sample_window(state, state.judged, window)
-                    self._events.extend(self._judge(state, info, sample, detected_at))
+                self._judge_end(state, detected_at)
+        for group in compared.values():
+            self._judge_versions(group, detected_at)
+
+    def _judge_end(self, state: ModelVersionState, detected_at: float) -> dict[str, WindowInfo]:
+        """Judge every window of ``state`` ending at its judged end; their infos by name."""
+        assert state.judged is not None
+        self.judged_panes += 1
+        infos = {}
+        for window in state.window_sizes:
+            sample, info = sample_window(state, state.judged, window)
+            self._events.extend(self._judge(state, info, sample, detected_at))
+            infos[window] = info
+        return infos
+
+    def _judge_versions(
+        self, group: dict[str, tuple[ModelVersionState, Iterator[int]]], detected_at: float
+    ) -> None:
+        """Judge a model's versions end by end, each end's challengers against its champion."""
+        ends = {version: closing for version, (_, closing) in group.items()}
+        for _, ready in lockstep(ends):
+            states = [group[version][0] for version in ready]
+            infos = {state.version: self._judge_end(state, detected_at) for state in states}
+            if self.versions is not None:
+                self._events.extend(self.versions.judge(states, infos, detected_at))
 
     def take_events(self) -> list[DriftEvent]:
         """The drift events judged since the last call, in order, now counted."""
@@ -124,6 +158,27 @@ class WindowJudge:
             events[0] = replace(events[0], unjudged=unjudged_ranges(state))
             state.judged.skipped = []
         return events
+
+
+def lockstep(ends: Mapping[str, Iterator[int]]) -> Iterator[tuple[int, list[str]]]:
+    """Merge each version's window ends (ascending) into (end, versions at that end) in order.
+
+    A version's iterator slides its windows as it yields, so the versions named
+    with an end all hold that end's windows at once.
+
+    >>> list(lockstep({"a": iter([1, 2, 3]), "b": iter([2, 3, 4])}))
+    [(1, ['a']), (2, ['a', 'b']), (3, ['a', 'b']), (4, ['b'])]
+    """
+    heads = {version: next(iterator, None) for version, iterator in ends.items()}
+    while True:
+        live = [end for end in heads.values() if end is not None]
+        if not live:
+            return
+        end = min(live)
+        ready = [version for version, head in heads.items() if head == end]
+        yield end, ready
+        for version in ready:
+            heads[version] = next(ends[version], None)
 
 
 def sample_window(

@@ -17,6 +17,12 @@ CONCEPT_DRIFT = "concept_drift"
 #: Judged when ``quality.latency_p99_ms`` is set.
 LATENCY_P99 = "latency_p99"
 
+#: Champion against challenger (``compare_versions``): a challenger's prediction and features.
+VERSION_PSI = "version_psi"
+VERSION_CSI = "version_csi"
+#: A challenger's quality against the champion's is the drift metric ``version_<quality metric>``.
+VERSION_PREFIX = "version_"
+
 #: Quality metrics judged as a drop from the reference value (absolute difference).
 DROP_METRICS = ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "r2")
 #: Quality metrics judged as a relative rise over the reference value (0.2 = 20% worse).

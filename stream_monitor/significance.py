@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream_monitor.config import ModelConfig
+from stream_monitor.config import DriftConfig, ModelConfig
 from stream_monitor.metric_names import RISE_METRICS, TASK_QUALITY
 from stream_monitor.summaries.binning import NumericBins
 from stream_monitor.summaries.noise import (
@@ -89,9 +89,13 @@ class Evidence:
 
 def series_tested(model: ModelConfig) -> int:
     """The series of one window that are tests: PSI, each CSI, the quality rules that
-    apply to the model's task, and the concept-drift detector."""
+    apply to the model's task, the concept-drift detector and, when versions are
+    compared, one challenger's tests (more challengers share that share)."""
     rules = [metric for metric in model.quality.rules if metric in TASK_QUALITY[model.task]]
-    return 1 + len(model.features) + len(rules) + 1
+    tests = 1 + len(model.features) + len(rules) + 1
+    if model.compare_versions is not None:  # one challenger's version PSI, CSI and quality
+        tests += 1 + len(model.features) + len(model.compare_versions.quality)
+    return tests
 
 
 def significance_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
@@ -122,26 +126,41 @@ def stability_evidence(
     columns: list[tuple[str | None, ColumnSlots]] = [(None, layout.prediction)]
     columns += list(layout.features.items())
     drift = layout.model.drift
-    found = {}
-    for name, slots in columns:
-        reference = np.asarray(slots.reference.counts, dtype=np.float64)
-        window = np.array(slots.counts(vector), dtype=np.float64)  # a copy: windows slide
-        ordered = isinstance(slots.bins, NumericBins)
-        warn = stability_noise(
-            reference, window, levels.warn, drift.epsilon, drift.min_expected_per_bin, ordered
-        )
-        alert = warn.critical_value
-        if warn.bins >= 2 and math.isfinite(alert):
-            scale = 1 / reference.sum() + 1 / window.sum()
-            alert = scale * chi2_isf(levels.alert, warn.bins - 1)
-        found[name] = Evidence(
-            float(warn.p_value),
-            float(warn.critical_value),
-            float(alert),
-            int(reference.sum()),
-            functools.partial(explain_bins, slots, reference, window, drift.epsilon),
-        )
-    return found
+    return {
+        name: column_evidence(slots, slots.reference.counts, slots.counts(vector), levels, drift)
+        for name, slots in columns
+    }
+
+
+def column_evidence(
+    slots: ColumnSlots,
+    reference_counts: Any,
+    window_counts: np.ndarray,
+    levels: SignificanceLevels,
+    drift: DriftConfig,
+) -> Evidence:
+    """The noise of one column's PSI of ``window_counts`` against ``reference_counts``.
+
+    Both are samples: the critical values scale with ``1/n + 1/m``, so this
+    serves a window against the reference and a challenger against its champion.
+    """
+    reference = np.asarray(reference_counts, dtype=np.float64)
+    window = np.array(window_counts, dtype=np.float64)  # a copy: windows slide
+    ordered = isinstance(slots.bins, NumericBins)
+    warn = stability_noise(
+        reference, window, levels.warn, drift.epsilon, drift.min_expected_per_bin, ordered
+    )
+    alert = warn.critical_value
+    if warn.bins >= 2 and math.isfinite(alert):
+        scale = 1 / reference.sum() + 1 / window.sum()
+        alert = scale * chi2_isf(levels.alert, warn.bins - 1)
+    return Evidence(
+        float(warn.p_value),
+        float(warn.critical_value),
+        float(alert),
+        int(reference.sum()),
+        functools.partial(explain_bins, slots, reference, window, drift.epsilon),
+    )
 
 
 def explain_bins(
@@ -200,15 +219,33 @@ def quality_evidence(
             continue
         # The reference's value is a sample too: same composition, its own size.
         reference_se = se * math.sqrt(labeled / reference_labeled) if reference_labeled else 0.0
-        rise = metric in RISE_METRICS
-        change = value - base if rise else base - value
-        warn = change_noise(change, se, reference_se, levels.warn)
-        total_se = math.hypot(se, reference_se)
-        sign = 1.0 if rise else -1.0
-        found[metric] = Evidence(
-            float(warn.p_value),
-            float(base + sign * warn.critical_value),
-            float(base + sign * normal_isf(levels.alert) * total_se),
-            int(reference_labeled),
+        found[metric] = change_evidence(
+            value, base, metric in RISE_METRICS, se, reference_se, int(reference_labeled), levels
         )
     return found
+
+
+def change_evidence(
+    value: float,
+    base: float,
+    rise: bool,
+    se: float,
+    base_se: float,
+    base_events: int,
+    levels: SignificanceLevels,
+) -> Evidence:
+    """The noise of ``value``'s change from ``base`` (worse: a rise if ``rise``, else a drop).
+
+    ``se`` and ``base_se`` are the two values' standard errors; the critical
+    values are on ``value``'s scale, ``base`` plus or minus the test's margin.
+    """
+    change = value - base if rise else base - value
+    warn = change_noise(change, se, base_se, levels.warn)
+    total_se = math.hypot(se, base_se)
+    sign = 1.0 if rise else -1.0
+    return Evidence(
+        float(warn.p_value),
+        float(base + sign * warn.critical_value),
+        float(base + sign * normal_isf(levels.alert) * total_se),
+        base_events,
+    )

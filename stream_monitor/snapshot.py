@@ -82,6 +82,22 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class VersionComparison:
+    """A challenger against its champion in one window (``compare_versions``)."""
+
+    model: str
+    #: The challenger.
+    version: str
+    champion: str
+    window: str
+    #: PSI of the challenger's prediction against the champion's, on the reference's bins.
+    psi: float
+    csi: Mapping[str, float]
+    #: Challenger minus champion, per quality metric both windows have.
+    quality_delta: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything ``/metrics`` shows, as plain Python values (built off the scrape thread)."""
 
@@ -102,3 +118,7 @@ class Snapshot:
     dead_letters_dropped: int = 0
     drift_events_dropped: int = 0
     model_info: tuple[ModelInfo, ...] = ()
+    #: Models that compare versions: every challenger against its champion, per window.
+    version_comparisons: tuple[VersionComparison, ...] = ()
+    #: (model, version, window) -> the version's share of the model's events in the window.
+    traffic_shares: Mapping[tuple[str, str, str], float] = field(default_factory=dict)

@@ -41,6 +41,7 @@ from stream_monitor import __version__
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.model_metadata import METADATA_KEYS
+from stream_monitor.sinks.version_metrics import version_families
 from stream_monitor.snapshot import Snapshot
 
 WINDOW_LABELS = ["model", "version", "window"]
@@ -62,6 +63,7 @@ class SnapshotCollector(Collector):
         yield from _latency(snapshot)
         yield from _severities(snapshot)
         yield from _kafka(snapshot)
+        yield from version_families(snapshot)
 
 
 def _counters(snapshot: Snapshot) -> Iterable[Metric]:

@@ -254,6 +254,18 @@ class ModelVersionState:
             self._count(batch, ledger)
         return True
 
+    def take_reference(self, reference: Reference, quality: Mapping[str, float]) -> Counted:
+        """Start from another version's reference and reference quality (compared versions
+        share bins), then count the warm-up rows buffered so far."""
+        self._start(reference, None)
+        self.quality_reference = dict(quality)
+        counted = Counted()
+        for ledger, batch in self._warmup.take():
+            part = self._count(batch, ledger)
+            counted.rejects += [Reject(-1, r.reason, r.detail) for r in part.rejects]
+            counted.parts += part.parts
+        return counted
+
     def remove_partition(self, ledger: PartitionLedger) -> None:
         """Take a revoked partition's share out of the windows (its ledger leaves)."""
         self._warmup.drop(ledger)

@@ -150,6 +150,10 @@ class CounterLayout:
             self.quality.sums(predictions, column),
         )
 
+    def events(self, vector: np.ndarray) -> int:
+        """Events counted in a window vector."""
+        return int(vector[EVENTS_SLOT])
+
     def detections(self, vector: np.ndarray) -> float:
         """Concept-drift detections counted in a window vector."""
         return float(vector[DETECTIONS_SLOT])
