@@ -30,6 +30,10 @@ from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 
 EVENTS_PER_SECOND = 200
+#: The price estimator's challenger version ``v2``: its share of the traffic, and how much
+#: wider its errors are than the champion's (30%: a slightly worse model).
+CHALLENGER_SHARE = 0.2
+CHALLENGER_ERROR_SCALE = 1.3
 TICK_S = 0.1
 
 
@@ -39,12 +43,14 @@ def produce_traffic(
     """Send both models' events at ``EVENTS_PER_SECOND`` each until ``stop``; drift later.
 
     The price estimator's labels are inline; the fraud detector's arrive on the
-    labels topic 2 to 20 seconds later, out of order.
+    labels topic 2 to 20 seconds later, out of order. A fifth of the price
+    estimator's traffic goes to a challenger version ``v2`` with wider errors.
     """
     events_topic, labels_topic = topics
     summary = ClientLogSummary(client_log)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "logger": summary})
     traffic = SyntheticTraffic(seed=11)
+    challenger = SyntheticTraffic(seed=12, version="v2")
     rng = random.Random(11)
     delayed: list[tuple[float, str, bytes]] = []
     started = time.monotonic()
@@ -60,7 +66,10 @@ def produce_traffic(
             producer.produce(
                 events_topic, key=str(event["event_id"]).encode(), value=orjson.dumps(event)
             )
-        for event in traffic.price(per_tick, now, drifted):
+        challenger_share = int(per_tick * CHALLENGER_SHARE)
+        price = traffic.price(per_tick - challenger_share, now, drifted)
+        price += challenger.price(challenger_share, now, drifted, CHALLENGER_ERROR_SCALE)
+        for event in price:
             producer.produce(
                 events_topic, key=str(event["event_id"]).encode(), value=orjson.dumps(event)
             )

@@ -82,8 +82,13 @@ def shown_apart(metric: str, value: float, threshold: float) -> tuple[str, str]:
 
 
 def subject_of(event: Event) -> str:
-    """``metric[feature]``, or the metric alone."""
-    return f"{event['metric']}[{event['feature']}]" if event.get("feature") else event["metric"]
+    """``metric[feature]``, or the metric alone; ``against`` the champion for versions.
+
+    >>> subject_of({"metric": "version_rmse", "feature": None, "champion": "v1"})
+    'version_rmse against v1'
+    """
+    subject = f"{event['metric']}[{event['feature']}]" if event.get("feature") else event["metric"]
+    return f"{subject} against {event['champion']}" if event.get("champion") else subject
 
 
 def format_drift_line(

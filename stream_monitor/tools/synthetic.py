@@ -38,10 +38,10 @@ class SyntheticTraffic:
     ) -> list[dict[str, Any]]:
         """Events of ``model`` at ``event_ts``: one per ``features`` row, with its
         (prediction, label, latency) from ``outcomes``; ids go on from the last event's
-        number, after the first word of ``model``."""
+        number, after the first word of ``model`` (and the version, other than ``v1``)."""
         start = self._sequence
         self._sequence += len(features)
-        prefix = model.split("-")[0]
+        prefix = model.split("-")[0] + ("" if self.version == "v1" else f"-{self.version}")
         return [
             {
                 "event_id": f"{prefix}-{number}",
@@ -87,14 +87,18 @@ class SyntheticTraffic:
         )
         return self._events("fraud-detector", event_ts, features, outcomes)
 
-    def price(self, n: int, event_ts: float, drifted: bool = False) -> list[dict[str, Any]]:
-        """``n`` events of the price estimator at ``event_ts``."""
+    def price(
+        self, n: int, event_ts: float, drifted: bool = False, error_scale: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """``n`` events of the price estimator at ``event_ts``; ``error_scale`` widens the
+        spread of its errors (a worse model version: 1.3 gives a 30% higher RMSE)."""
         rng = self.rng
         area = rng.normal(85.0 + (40.0 if drifted else 0.0), 25.0, n).clip(15, None)
         rooms = np.maximum(1, np.round(area / 28.0 + rng.normal(0, 0.7, n)))
         district = rng.choice(DISTRICTS, n)
         truth = 3000.0 * area + 15000.0 * rooms + rng.normal(0, 20000.0, n)
-        prediction = truth + rng.normal(0, 15000.0 if not drifted else 40000.0, n)
+        spread = (15000.0 if not drifted else 40000.0) * error_scale
+        prediction = truth + rng.normal(0, spread, n)
         latency = rng.lognormal(np.log(45.0 if drifted else 25.0), 0.5, n)
         null_rooms = rng.random(n) < 0.05
         features = [

@@ -48,6 +48,7 @@ from tests.dashboard import label_values_to_promql, load_dashboard, variable_que
 from tests.process.test_prometheus_config import (
     ALERTS,
     KNOWN_METRICS,
+    VERSION_METRICS,
     dashboard_targets,
     load_rules,
 )
@@ -63,6 +64,9 @@ NOT_YET_EXPORTED: frozenset[str] = frozenset()
 # Likewise, ``metric`` label values of stream_monitor_drift_status not judged yet (empty since
 # issue 3 judges auc, accuracy, f1, rmse, mae, r2, concept_drift, ...).
 NOT_YET_JUDGED: frozenset[str] = frozenset()
+# Exported only for a model that compares versions; this run has one version per model, so
+# the exposition lacks them and the queries over them return nothing.
+NOT_IN_THIS_RUN = frozenset(VERSION_METRICS)
 
 MODELS = {FRAUD_MODEL["name"]: FRAUD_MODEL, PRICE_MODEL["name"]: PRICE_MODEL}
 VERSION = "v1"
@@ -109,7 +113,7 @@ def metric_names(expr: str) -> set[str]:
 
 def not_yet_exported(expr: str) -> bool:
     """Whether ``expr`` reads a metric, or a drift judgement, the monitor has not got yet."""
-    if metric_names(expr) & NOT_YET_EXPORTED:
+    if metric_names(expr) & (NOT_YET_EXPORTED | NOT_IN_THIS_RUN):
         return True
     judged = re.findall(r'\bmetric=~"([^"]*)"', expr)
     return any(set(values.split("|")) <= NOT_YET_JUDGED for values in judged)
@@ -307,7 +311,9 @@ def test_the_exposition_has_every_contract_metric_but_the_pending_ones(live: Liv
         for sample in family.samples
     }
     assert sorted(exported & NOT_YET_EXPORTED) == [], "exported now: update NOT_YET_EXPORTED"
-    assert sorted(KNOWN_METRICS - NOT_YET_EXPORTED - exported) == [], "contract metrics missing"
+    assert sorted(exported & NOT_IN_THIS_RUN) == []
+    missing = KNOWN_METRICS - NOT_YET_EXPORTED - NOT_IN_THIS_RUN - exported
+    assert sorted(missing) == [], "contract metrics missing"
     for name in sorted(NOT_YET_EXPORTED):
         assert live.prometheus.result(f'{{__name__="{name}"}}') == [], f"{name} is exported now"
     judged = {

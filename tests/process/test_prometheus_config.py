@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
 from stream_monitor.sinks.prometheus import IdentityCollector
-from stream_monitor.snapshot import ModelInfo, Snapshot
+from stream_monitor.sinks.version_metrics import version_families
+from stream_monitor.snapshot import ModelInfo, Snapshot, VersionComparison
 from tests.conftest import ROOT
 from tests.dashboard import (
     data_panels,
@@ -53,28 +54,41 @@ WINDOW_GAUGES = [
     *RISE_METRICS,
     "throughput_events_per_second",
 ]
-KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
-    "stream_monitor_events_total",
-    "stream_monitor_invalid_events_total",
-    "stream_monitor_csi",
-    "stream_monitor_feature_null_ratio",
-    "stream_monitor_new_category_ratio",
-    "stream_monitor_drift_status",
-    "stream_monitor_drift_threshold",
-    "stream_monitor_latency_quantile_seconds",
-    "stream_monitor_inference_latency_seconds_bucket",
-    "stream_monitor_inference_latency_seconds_sum",
-    "stream_monitor_inference_latency_seconds_count",
-    "stream_monitor_drift_events_total",
-    "stream_monitor_windows_skipped_total",
-    "stream_monitor_consumer_lag",
-    "stream_monitor_up",
-    "stream_monitor_dead_letters_dropped_total",
-    "stream_monitor_drift_events_dropped_total",
-    "stream_monitor_drift_critical_value",
-    "stream_monitor_model_info",
-    "stream_monitor_build_info",
-}
+# Exported only for models that compare versions (a champion and a challenger).
+VERSION_METRICS = (
+    "stream_monitor_version_traffic_share",
+    "stream_monitor_version_psi",
+    "stream_monitor_version_csi",
+    "stream_monitor_version_quality_delta",
+)
+CHALLENGER = "4"
+
+KNOWN_METRICS = (
+    {f"stream_monitor_{name}" for name in WINDOW_GAUGES}
+    | {
+        "stream_monitor_events_total",
+        "stream_monitor_invalid_events_total",
+        "stream_monitor_csi",
+        "stream_monitor_feature_null_ratio",
+        "stream_monitor_new_category_ratio",
+        "stream_monitor_drift_status",
+        "stream_monitor_drift_threshold",
+        "stream_monitor_latency_quantile_seconds",
+        "stream_monitor_inference_latency_seconds_bucket",
+        "stream_monitor_inference_latency_seconds_sum",
+        "stream_monitor_inference_latency_seconds_count",
+        "stream_monitor_drift_events_total",
+        "stream_monitor_windows_skipped_total",
+        "stream_monitor_consumer_lag",
+        "stream_monitor_up",
+        "stream_monitor_dead_letters_dropped_total",
+        "stream_monitor_drift_events_dropped_total",
+        "stream_monitor_drift_critical_value",
+        "stream_monitor_model_info",
+        "stream_monitor_build_info",
+    }
+    | set(VERSION_METRICS)
+)
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
 GRAFANA_VARIABLES = {
@@ -258,15 +272,38 @@ class SyntheticMonitor:
         yield GaugeMetricFamily("stream_monitor_up", "broker reachable", value=0)
 
 
+class VersionFamilies:
+    """The champion-against-challenger gauges of one snapshot, as the monitor exports them."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        return version_families(self.snapshot)
+
+
 def monitor_registry() -> CollectorRegistry:
     """The synthetic monitor, its identity and process metrics, and the cluster's pod series."""
     snapshot = Snapshot(
         model_info=tuple(
             ModelInfo(model, VERSION, "warmup:1000", metadata) for model, metadata in METADATA
-        )
+        ),
+        version_comparisons=tuple(
+            VersionComparison(
+                DRIFTING, CHALLENGER, VERSION, window, 0.3, {"amount": 0.2}, {"auc": -0.04}
+            )
+            for window in WINDOWS
+        ),
+        traffic_shares={
+            (DRIFTING, version, window): share
+            for window in WINDOWS
+            for version, share in ((VERSION, 0.8), (CHALLENGER, 0.2))
+        },
     )
     registry = CollectorRegistry()
-    for collector in (SyntheticMonitor(), IdentityCollector(lambda: snapshot), PodSeries()):
+    versions = VersionFamilies(snapshot)
+    collectors = (SyntheticMonitor(), IdentityCollector(lambda: snapshot), PodSeries(), versions)
+    for collector in collectors:
         registry.register(collector)
     for collector in (PROCESS_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
