@@ -63,32 +63,29 @@ VERSION_METRICS = (
 )
 CHALLENGER = "4"
 
-KNOWN_METRICS = (
-    {f"stream_monitor_{name}" for name in WINDOW_GAUGES}
-    | {
-        "stream_monitor_events_total",
-        "stream_monitor_invalid_events_total",
-        "stream_monitor_csi",
-        "stream_monitor_feature_null_ratio",
-        "stream_monitor_new_category_ratio",
-        "stream_monitor_drift_status",
-        "stream_monitor_drift_threshold",
-        "stream_monitor_latency_quantile_seconds",
-        "stream_monitor_inference_latency_seconds_bucket",
-        "stream_monitor_inference_latency_seconds_sum",
-        "stream_monitor_inference_latency_seconds_count",
-        "stream_monitor_drift_events_total",
-        "stream_monitor_windows_skipped_total",
-        "stream_monitor_consumer_lag",
-        "stream_monitor_up",
-        "stream_monitor_dead_letters_dropped_total",
-        "stream_monitor_drift_events_dropped_total",
-        "stream_monitor_drift_critical_value",
-        "stream_monitor_model_info",
-        "stream_monitor_build_info",
-    }
-    | set(VERSION_METRICS)
-)
+KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
+    "stream_monitor_events_total",
+    "stream_monitor_invalid_events_total",
+    "stream_monitor_csi",
+    "stream_monitor_feature_null_ratio",
+    "stream_monitor_new_category_ratio",
+    "stream_monitor_drift_status",
+    "stream_monitor_drift_threshold",
+    "stream_monitor_latency_quantile_seconds",
+    "stream_monitor_inference_latency_seconds_bucket",
+    "stream_monitor_inference_latency_seconds_sum",
+    "stream_monitor_inference_latency_seconds_count",
+    "stream_monitor_drift_events_total",
+    "stream_monitor_windows_skipped_total",
+    "stream_monitor_consumer_lag",
+    "stream_monitor_up",
+    "stream_monitor_dead_letters_dropped_total",
+    "stream_monitor_drift_events_dropped_total",
+    "stream_monitor_drift_critical_value",
+    "stream_monitor_model_info",
+    "stream_monitor_build_info",
+}
+KNOWN_METRICS |= set(VERSION_METRICS)
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
 GRAFANA_VARIABLES = {
