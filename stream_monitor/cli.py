@@ -235,8 +235,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]:
     """Every measurement of ``plan`` in turn, each announced to ``say``; the JSON-ready report."""
+    from stream_monitor.tools.bench import target_ratios
     from stream_monitor.tools.bench_broker import measure_backlogs
-    from stream_monitor.tools.bench_engine import measure_throughput
+    from stream_monitor.tools.bench_engine import measure_throughput, measure_wide
     from stream_monitor.tools.bench_memory import memory_in_child
     from stream_monitor.tools.bench_restore import measure_restore
     from stream_monitor.tools.bench_scale import measure_ingest
@@ -246,14 +247,17 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
     workload = plan.workload
     say(f"generating {workload.events:,} events")
     rows, micro = workload_messages(workload)
-    say(f"decode floor and engine, best of {workload.repeats}")
+    say(f"both decode floors and the engine, best of {workload.repeats}")
     results = measure_throughput(workload, rows, micro)
+    if plan.wide:
+        say(f"wide workload: {plan.wide.models} models x {plan.wide.features} features")
+        results["wide"] = measure_wide(plan.wide)
     if plan.memory:
         say("memory (fresh process)")
-        results["memory"] = memory_in_child(workload)
+        results["memory"] = memory_in_child(plan.memory)
     if plan.broker:
         say("end to end through the embedded broker: row events, then micro-batches")
-        results.update(measure_backlogs(workload, rows, micro))
+        results.update(measure_backlogs(workload, rows, micro, results))
     micro.clear()
     if plan.broker and plan.ingest_replicas:
         replicas = ", ".join(map(str, plan.ingest_replicas))
@@ -267,7 +271,12 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
         results["restore"] = measure_restore(
             bench_config_data(workload), rows, plan.restore_partitions
         )
-    return {"workload": asdict(workload), "machine": machine(), "results": results}
+    return {
+        "workload": asdict(workload),
+        "machine": machine(),
+        "results": results,
+        "targets": target_ratios(results),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

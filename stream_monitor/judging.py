@@ -203,6 +203,7 @@ def sample_window(
         layout.quality_values(vector),
         layout.latency_stats(vector),
         layout.detections(vector),
+        layout.confusion_matrix(vector),
     )
     model = state.model
     info = WindowInfo(

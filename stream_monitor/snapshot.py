@@ -55,6 +55,24 @@ class LatencyStats:
 
 
 @dataclass(frozen=True)
+class ConfusionMatrix:
+    """A classifier's window counts of each (actual, predicted) pair of classes.
+
+    ``counts[i][j]`` counts the labeled events of class ``classes[i]`` predicted as
+    ``classes[j]`` (rows actual, columns predicted, as scikit-learn's
+    ``confusion_matrix``). Binary models have the classes ``"0"`` and ``"1"`` at
+    their threshold; multiclass models their configured or reference classes and
+    ``"other"``, with each class's precision and recall.
+    """
+
+    classes: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+    #: Per class, multiclass only (empty for binary models); 0 where undefined.
+    precision: Mapping[str, float] = field(default_factory=dict)
+    recall: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WindowSample:
     """The statistics of one window of one model version at the last evaluation."""
 
@@ -68,6 +86,8 @@ class WindowSample:
     quality: Mapping[str, float]
     latency: LatencyStats
     detections: float
+    #: Classification models only.
+    confusion: ConfusionMatrix | None = None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class SnapshotCollector(Collector):
         yield from _counters(snapshot)
         yield from _windows(snapshot)
         yield from _quality(snapshot)
+        yield from _confusion(snapshot)
         yield from _latency(snapshot)
         yield from _severities(snapshot)
         yield from _kafka(snapshot)
@@ -172,6 +173,41 @@ def _quality(snapshot: Snapshot) -> Iterable[Metric]:
         else:
             joins.add_metric([outcome], count)
     return [labeled, detections, joins, pending, *gauges.values()]
+
+
+def _confusion(snapshot: Snapshot) -> Iterable[Metric]:
+    matrix = GaugeMetricFamily(
+        "stream_monitor_confusion_matrix",
+        "Labeled events in the window by actual and predicted class (binary: 0/1 at the "
+        "threshold; multiclass: the configured classes and other).",
+        labels=[*WINDOW_LABELS, "actual", "predicted"],
+    )
+    class_labels = [*WINDOW_LABELS, "class"]
+    precision = GaugeMetricFamily(
+        "stream_monitor_class_precision",
+        "Precision of one class of a multiclass model: hits over predictions of the class.",
+        labels=class_labels,
+    )
+    recall = GaugeMetricFamily(
+        "stream_monitor_class_recall",
+        "Recall of one class of a multiclass model: hits over labels of the class.",
+        labels=class_labels,
+    )
+    for sample in snapshot.windows:
+        confusion = sample.confusion
+        if confusion is None:
+            continue
+        labels = [sample.model, sample.version, sample.window]
+        for actual, row in zip(confusion.classes, confusion.counts, strict=True):
+            for predicted, count in zip(confusion.classes, row, strict=True):
+                matrix.add_metric([*labels, actual, predicted], count)
+        if not any(map(any, confusion.counts)):
+            continue  # no labels: every class's precision and recall is undefined
+        for cls, value in confusion.precision.items():
+            precision.add_metric([*labels, cls], value)
+        for cls, value in confusion.recall.items():
+            recall.add_metric([*labels, cls], value)
+    return matrix, precision, recall
 
 
 def _latency(snapshot: Snapshot) -> Iterable[Metric]:

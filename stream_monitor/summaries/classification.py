@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_monitor.snapshot import ConfusionMatrix
 from stream_monitor.state.vectors import SlotRange
 from stream_monitor.summaries.noise import auc_se_binned, f1_se, mean_se, proportion_se
 from stream_monitor.summaries.slots import SlotSummary, as_float_column
@@ -30,6 +31,8 @@ from stream_monitor.summaries.slots import SlotSummary, as_float_column
 DEFAULT_SCORE_BINS = 1000
 LOG_LOSS_EPS = 1e-15
 OTHER_CLASS = "__other__"
+#: The class names of a binary model's confusion matrix: negative, positive.
+BINARY_CLASSES = ("0", "1")
 
 # Offsets of the binary counters and sums after the two histograms.
 TP, FP, TN, FN, LOG_LOSS_SUM, SQUARED_ERROR_SUM, LOG_LOSS_SQ_SUM, SQUARED_ERROR_SQ_SUM = range(8)
@@ -313,6 +316,18 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
             "brier": mean_se(s_sq, s_sq2, n),
         }
 
+    def confusion_matrix(self, vector: np.ndarray) -> ConfusionMatrix:
+        """The confusion counts of ``vector`` at ``threshold``, rows actual ``0``/``1``.
+
+        >>> slots = BinaryQualitySlots(0, score_bins=10, threshold=0.5)
+        >>> vector = slots.update(np.array([0.9, 0.4, 0.6, 0.1, 0.7]), np.array([1, 1, 0, 0, 1]))
+        >>> slots.confusion_matrix(vector).counts
+        ((1, 1), (1, 2))
+        """
+        base = self.counters_start
+        tp, fp, tn, fn = (round(float(v)) for v in vector[base : base + 4])
+        return ConfusionMatrix(BINARY_CLASSES, ((tn, fp), (fn, tp)))
+
     def value(self, vector: np.ndarray) -> BinaryQuality:
         """Every binary quality metric of ``vector`` (a pane or window vector)."""
         pos, neg = self.histograms(vector)
@@ -471,6 +486,31 @@ class MulticlassQualitySlots(SlotSummary, SlotRange):
     def confusion(self, vector: np.ndarray) -> np.ndarray:
         """The confusion matrix held by ``vector``."""
         return vector[self.start : self.start + self.width].reshape(self.size, self.size)
+
+    def confusion_matrix(self, vector: np.ndarray) -> ConfusionMatrix:
+        """The confusion matrix of ``vector`` with each class's precision and recall.
+
+        The last class is named ``other`` (``__other__`` if a configured class is
+        called ``other``).
+
+        >>> slots = MulticlassQualitySlots(0, ["cat", "dog"])
+        >>> vector = slots.update(["cat", "dog", "emu"], ["cat", "cat", "emu"])
+        >>> matrix = slots.confusion_matrix(vector)
+        >>> matrix.classes, matrix.counts
+        (('cat', 'dog', 'other'), ((1, 1, 0), (0, 0, 0), (0, 0, 1)))
+        >>> matrix.precision["cat"], matrix.recall["cat"]
+        (1.0, 0.5)
+        """
+        c = self.confusion(vector)
+        other = "other" if "other" not in self._lookup else OTHER_CLASS
+        names = (*self.classes, other)
+        prec, rec, _ = per_class_scores(c)
+        return ConfusionMatrix(
+            names,
+            tuple(tuple(row) for row in np.rint(c).astype(np.int64).tolist()),
+            dict(zip(names, prec.tolist(), strict=True)),
+            dict(zip(names, rec.tolist(), strict=True)),
+        )
 
     def standard_errors(self, vector: np.ndarray) -> dict[str, float]:
         """Standard errors: binomial for accuracy; macro F1 as a proportion of the labeled."""

@@ -20,7 +20,7 @@ import numpy as np
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode.batches import ModelBatch
 from stream_monitor.decode.columns import label_column, numeric_column
-from stream_monitor.snapshot import LatencyHistogram, LatencyStats, StabilityStats
+from stream_monitor.snapshot import ConfusionMatrix, LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
@@ -172,6 +172,12 @@ class CounterLayout:
         if "macro_f1" in values:
             values["f1"] = values["macro_f1"]
         return values
+
+    def confusion_matrix(self, vector: np.ndarray) -> ConfusionMatrix | None:
+        """The confusion matrix of a vector; None for a regression model."""
+        if isinstance(self.quality, RegressionSlots):
+            return None
+        return self.quality.confusion_matrix(vector)
 
     def latency_stats(self, vector: np.ndarray) -> LatencyStats:
         """Latency count and quantiles of a window vector."""

@@ -3,8 +3,9 @@
 The benchmark measures the engine's throughput and memory on seeded synthetic
 traffic (:mod:`~stream_monitor.tools.workload`), on one core:
 
-* the decode floor and the engine, row events and micro-batches, in this
-  process (:mod:`~stream_monitor.tools.bench_engine`);
+* both decode floors (orjson into dicts, msgspec into typed structs) and the
+  engine, row events and micro-batches, in this process, then the same on a
+  wide workload of 10 models x 50 features (:mod:`~stream_monitor.tools.bench_engine`);
 * memory, in a fresh child process (:mod:`~stream_monitor.tools.bench_memory`);
 * with ``--broker``, end to end through the embedded broker
   (:mod:`~stream_monitor.tools.bench_broker`), then ingest replica processes
@@ -12,13 +13,14 @@ traffic (:mod:`~stream_monitor.tools.workload`), on one core:
   ``stream-monitor run`` processes (:mod:`~stream_monitor.tools.bench_restore`).
 
 The command line runs them in turn (``stream_monitor.cli``) and prints the
-report with :func:`print_report`.
+report with :func:`print_report`, each target ratio beside its target
+(:func:`target_ratios`).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -28,7 +30,42 @@ from stream_monitor.tools.workload import MEMORY_GROWTH_FACTOR, Workload, bench_
 
 QUICK_EVENTS = 10_000
 QUICK_REPEATS = 2
+#: The quick memory run's windows (every pane of a 24 h window is ~17,000 window ends to judge).
+QUICK_MEMORY_WINDOWS = ("5m",)
+#: The wide workload's shape: models, features, of which categorical.
+WIDE_SHAPE = (10, 50, 5)
 _MIB = 1024 * 1024
+#: Characters of a table row's name column.
+NAME_WIDTH = 52
+
+
+@dataclass(frozen=True)
+class Target:
+    """A throughput target of the engine: a ratio measured in one run, and its bounds."""
+
+    name: str
+    path: tuple[str, ...]
+    at_least: float
+    stretch: float | None = None
+
+
+#: The targets, each with where its ratio is in the report's results.
+TARGETS = (
+    Target(
+        "engine / orjson floor, this workload",
+        ("engine", "ratio_to_decode_floor"),
+        at_least=0.6,
+        stretch=0.8,
+    ),
+    Target(
+        "engine / orjson floor, wide workload", ("wide", "engine", "ratio_to_decode_floor"), 0.4
+    ),
+    Target(
+        "broker micro-batches / engine's micro-batches",
+        ("broker_micro_batch", "monitor", "ratio_to_engine"),
+        0.9,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +73,8 @@ class BenchPlan:
     """What one ``stream-monitor bench`` run measures, from its command-line options."""
 
     workload: Workload
-    memory: bool
+    memory: Workload | None
+    wide: Workload | None
     broker: bool
     ingest_replicas: tuple[int, ...]
     restore_partitions: tuple[int, ...]
@@ -69,8 +107,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="timing runs, best kept")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the synthetic events")
-    parser.add_argument("--quick", action="store_true", help="a few seconds (for CI)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a few seconds (for CI): {QUICK_EVENTS:,} events, best of {QUICK_REPEATS}, "
+        f"memory with windows {'/'.join(QUICK_MEMORY_WINDOWS)}",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    models, features, categorical = WIDE_SHAPE
+    parser.add_argument(
+        "--no-wide",
+        action="store_true",
+        help=f"skip the wide workload ({models} models x {features} features, "
+        f"{categorical} categorical)",
+    )
     parser.add_argument(
         "--broker", action="store_true", help="also end to end through the embedded broker"
     )
@@ -115,9 +165,13 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     """The :class:`BenchPlan` of the command-line options (ValueError or ConfigError if wrong)."""
     workload = workload_from_args(args)
     bench_config(workload)
+    memory = replace(workload, windows=QUICK_MEMORY_WINDOWS) if args.quick else workload
+    models, features, categorical = WIDE_SHAPE
+    wide = replace(workload, models=models, features=features, categorical=categorical)
     return BenchPlan(
         workload=workload,
-        memory=not args.no_memory,
+        memory=None if args.no_memory else memory,
+        wide=None if args.no_wide else wide,
         broker=args.broker,
         ingest_replicas=tuple(int(n) for n in str(args.ingest_replicas).split(",") if n.strip()),
         restore_partitions=tuple(
@@ -136,7 +190,16 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
 
 def measure_row(name: str, data: dict[str, Any], ratio: str = "") -> str:
     """One row of the table: the measure's name, events per second, microseconds per event."""
-    return f"{name:<44}{data['events_per_s']:>14,.0f}{data['us_per_event']:>10.2f}  {ratio}"
+    rate = f"{data['events_per_s']:>14,.0f}{data['us_per_event']:>10.2f}"
+    return f"{name:<{NAME_WIDTH}}{rate}  {ratio}"
+
+
+def _waits(monitor: dict[str, Any]) -> str:
+    """What a monitor waited for before its timed run: the group join, then its first batch."""
+    return (
+        f"untimed: {monitor['startup_s']:.1f} s joining the group, "
+        f"{monitor['first_batch_s']:.2f} s to the first batch"
+    )
 
 
 def _timed_out(run: dict[str, Any]) -> str:
@@ -149,19 +212,21 @@ def format_table(report: dict[str, Any]) -> str:
     m = report["machine"]
     r = report["results"]
     lines = [
-        f"stream-monitor bench: {w['events']:,} events, {w['models']} model(s), "
-        f"{w['features']} features ({w['categorical']} categorical of {w['categories']} values), "
+        f"stream-monitor bench: {w['events']:,} events, {shape(w)}, "
         f"windows {'/'.join(w['windows'])} of {w['pane_s']:g}s panes",
         f"machine: {m['nproc']} x {m['cpu']}; Python {m['python']}, numpy {m['numpy']}, "
-        f"orjson {m['orjson']}; one core, best of {w['repeats']}",
+        f"orjson {m['orjson']}, msgspec {m['msgspec']}; one core, best of {w['repeats']}",
         "",
-        f"{'measure':<44}{'events/s':>14}{'us/event':>10}  ratio",
+        f"{'measure':<{NAME_WIDTH}}{'events/s':>14}{'us/event':>10}  ratio",
         *engine_rows(w, r),
     ]
+    if "wide" in r:
+        lines += wide_rows(r["wide"])
     if "broker" in r:
         lines += broker_rows(w, r)
     if "scale_out" in r:
         lines += scale_out_rows(r["scale_out"])
+    lines += ["", *target_rows(report["targets"])]
     if "restore" in r:
         lines += ["", *restore_rows(r["restore"])]
     if "memory" in r:
@@ -170,25 +235,58 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def shape(workload: dict[str, Any]) -> str:
+    """A workload's models and features, in words."""
+    return (
+        f"{workload['models']} model(s), {workload['features']} features "
+        f"({workload['categorical']} categorical of {workload['categories']} values)"
+    )
+
+
+def of_floors(engine: dict[str, Any]) -> str:
+    """An engine's rate as fractions of both decode floors."""
+    return (
+        f"{engine['ratio_to_decode_floor']:.2f} of orjson floor, "
+        f"{engine['ratio_to_typed_floor']:.2f} of typed floor"
+    )
+
+
 def engine_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    """The rows of the decode floor and the engine, row events and micro-batches."""
+    """The rows of both decode floors and the engine, row events and micro-batches."""
     engine = results["engine"]
     micro = results["micro_batch_engine"]
+    batches = f"micro-batches of {workload['micro_batch']:,}"
     return [
         measure_row("decode floor: orjson.loads, row events", results["decode_floor"]),
+        measure_row("decode floor: msgspec typed, row events", results["typed_decode_floor"]),
         measure_row(
             f"engine: process + evaluate per {engine['batch_rows']:,} rows",
             engine,
-            f"{engine['ratio_to_decode_floor']:.2f} of decode floor",
+            of_floors(engine),
+        ),
+        measure_row(f"decode floor: orjson.loads, {batches}", results["micro_batch_decode_floor"]),
+        measure_row(
+            f"decode floor: msgspec typed, {batches}", results["micro_batch_typed_decode_floor"]
         ),
         measure_row(
-            f"decode floor: micro-batches of {workload['micro_batch']:,}",
-            results["micro_batch_decode_floor"],
-        ),
-        measure_row(
-            f"engine: micro-batches of {micro['rows_per_message']:,}",
+            f"engine: {batches}",
             micro,
-            f"{micro['ratio_to_row_engine']:.2f}x row events",
+            f"{micro['ratio_to_row_engine']:.2f}x row events; {of_floors(micro)}",
+        ),
+    ]
+
+
+def wide_rows(wide: dict[str, Any]) -> list[str]:
+    """The rows of the wide workload: both decode floors and the engine, row events."""
+    w = wide["workload"]
+    return [
+        f"wide workload: {w['events']:,} events, {shape(w)}",
+        measure_row("  decode floor: orjson.loads, row events", wide["decode_floor"]),
+        measure_row("  decode floor: msgspec typed, row events", wide["typed_decode_floor"]),
+        measure_row(
+            f"  engine: process + evaluate per {w['batch']:,} rows",
+            wide["engine"],
+            of_floors(wide["engine"]),
         ),
     ]
 
@@ -202,9 +300,9 @@ def broker_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
         measure_row(
             "embedded broker: consume + engine",
             monitor,
-            f"after {monitor['startup_s']:.1f}s joining the group" + _timed_out(monitor),
+            f"{monitor['ratio_to_engine']:.2f} of engine; {_waits(monitor)}" + _timed_out(monitor),
         ),
-        f"{'  backlog: judged while read':<44}"
+        f"{'  backlog: judged while read':<{NAME_WIDTH}}"
         f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
         f"{monitor['judged_window_ends']:,} window ends judged, "
         f"{monitor['windows_skipped']:,} skipped; "
@@ -213,9 +311,44 @@ def broker_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
         measure_row(
             f"embedded broker: micro-batches of {workload['micro_batch']:,}",
             micro,
-            f"{micro['ratio_to_row_events']:.2f}x row events" + _timed_out(micro),
+            f"{micro['ratio_to_engine']:.2f} of engine's micro-batches; "
+            f"{micro['ratio_to_row_events']:.2f}x row events; {_waits(micro)}" + _timed_out(micro),
         ),
     ]
+
+
+def target_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target: its ratio in ``results`` and whether it is met (both None where this run
+    did not measure it), and its bounds."""
+    ratios = []
+    for target in TARGETS:
+        value: Any = results
+        for key in target.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        ratios.append(
+            {
+                "target": target.name,
+                "ratio": value,
+                "at_least": target.at_least,
+                "stretch": target.stretch,
+                "met": None if value is None else value >= target.at_least,
+            }
+        )
+    return ratios
+
+
+def target_rows(targets: list[dict[str, Any]]) -> list[str]:
+    """The lines of :func:`target_ratios`: each ratio beside its target."""
+    lines = ["targets (ratios of rates measured in this run):"]
+    for t in targets:
+        stretch = "" if t["stretch"] is None else f", stretch {t['stretch']:.2f}"
+        bounds = f"at least {t['at_least']:.2f}{stretch}"
+        if t["ratio"] is None:
+            lines.append(f"  {t['target']:<{NAME_WIDTH - 2}}{'-':>6}  ({bounds}: not measured)")
+            continue
+        verdict = "met" if t["met"] else "not met"
+        lines.append(f"  {t['target']:<{NAME_WIDTH - 2}}{t['ratio']:>6.2f}  ({bounds}: {verdict})")
+    return lines
 
 
 def scale_out_rows(report: dict[str, Any]) -> list[str]:

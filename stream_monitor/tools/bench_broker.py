@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
@@ -24,19 +25,56 @@ from stream_monitor.tools.measuring import process_memory, rate_row, reset_peak_
 from stream_monitor.tools.workload import Workload, bench_config
 
 
+class TimedService(MonitorService):
+    """The loop of ``stream-monitor run``, noting when the broker assigned its partitions, when
+    the first consumed batch arrived and when the processing of each batch ended
+    (``time.perf_counter`` seconds)."""
+
+    def __init__(self, config: MonitorConfig, engine: Engine) -> None:
+        super().__init__(config, engine)
+        self.assigned_at: float | None = None
+        self.received_at: float | None = None
+        self.processed_at: float | None = None
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        super()._on_assign(consumer, partitions)
+        if self.assigned_at is None:
+            self.assigned_at = time.perf_counter()
+
+    def process(self, messages: list[Message]) -> None:
+        """:meth:`MonitorService.process`, noting the times if there was any message."""
+        if messages and self.received_at is None:
+            self.received_at = time.perf_counter()
+        super().process(messages)
+        if messages:
+            self.processed_at = time.perf_counter()
+
+
 def measure_backlogs(
-    workload: Workload, rows: Sequence[RawMessage], micro: Sequence[RawMessage]
+    workload: Workload,
+    rows: Sequence[RawMessage],
+    micro: Sequence[RawMessage],
+    engine_rates: dict[str, Any],
 ) -> dict[str, Any]:
     """:func:`measure_broker` of the row messages (``broker``) and of the micro-batches
-    (``broker_micro_batch``, with its rate as a ratio to the row events' rate)."""
-    results = {"broker": measure_broker(workload, rows)}
-    micro_run = measure_broker(workload, micro)
-    row_rate = results["broker"]["monitor"]["events_per_s"]
-    micro_run["monitor"]["ratio_to_row_events"] = (
-        micro_run["monitor"]["events_per_s"] / row_rate if row_rate else 0.0
+    (``broker_micro_batch``).
+
+    Each monitor's rate is also given as a ratio to the engine's own rate on the
+    same messages in this process (``ratio_to_engine``, from ``engine_rates``, the
+    report of :func:`~stream_monitor.tools.bench_engine.measure_throughput`), and
+    the micro-batches' as a ratio to the row events' (``ratio_to_row_events``).
+    """
+    runs = {"broker": measure_broker(workload, rows)}
+    runs["broker_micro_batch"] = measure_broker(workload, micro)
+    for name, engine in (("broker", "engine"), ("broker_micro_batch", "micro_batch_engine")):
+        monitor = runs[name]["monitor"]
+        monitor["ratio_to_engine"] = monitor["events_per_s"] / engine_rates[engine]["events_per_s"]
+    row_rate = runs["broker"]["monitor"]["events_per_s"]
+    micro_monitor = runs["broker_micro_batch"]["monitor"]
+    micro_monitor["ratio_to_row_events"] = (
+        micro_monitor["events_per_s"] / row_rate if row_rate else 0.0
     )
-    results["broker_micro_batch"] = micro_run
-    return results
+    return runs
 
 
 def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
@@ -46,9 +84,17 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     The produce rate is measured on its own. The monitor (the
     :class:`~stream_monitor.kafka.service.MonitorService` loop of ``stream-monitor
     run``: consume, decode, windows, periodic evaluation and commits) is timed
-    from its first counted event to its last, after joining the consumer group,
-    which is reported apart as ``startup_s``. Everything is produced before the
-    monitor starts, so this is a backlog read far faster than its event time:
+    from the arrival of its first consumed batch, before it is processed, to the
+    end of its processing of the batch that held the last event, so the first
+    batch counts in full. Joining the consumer group, up to the assignment of
+    the partitions, is reported apart as ``startup_s``, and the wait from the
+    assignment to the first batch (the first fetch and ``poll_timeout_s``) as
+    ``first_batch_s``. Once the service has stopped, every pane is
+    closed and judged (``evaluate(final=True)``), as at the end of the engine's
+    own pass, and that time (``close_s``) is added: without it a slow backlog,
+    where judging is most of the work, would leave out a share the engine's row
+    pays. Everything is produced before the monitor
+    starts, so this is a backlog read far faster than its event time:
     the row also gives the window ends judged on the way, those given up
     (``windows_skipped``, 0 unless judging fell behind), and the process's RSS
     before the monitor started and its peak while it ran (the peak is reset
@@ -82,37 +128,35 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             ),
         )
         engine = Engine(config)
-        service = MonitorService(config, engine)
+        service = TimedService(config, engine)
         reset_peak_rss()
         rss_before = process_memory()["rss_bytes"]
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         expected = workload.events
         started = time.perf_counter()
-        first = last = started
         thread.start()
         deadline = started + max(120.0, expected / 1000.0)
-        counted = 0
-        while counted < expected and time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and _seen(engine) < expected:
             time.sleep(0.002)
-            now = time.perf_counter()
-            seen = sum(list(engine.events_total.values())) + sum(
-                list(engine.invalid_total.values())
-            )
-            if seen and not counted:
-                first = now
-            if seen > counted:
-                counted, last = seen, now
         stop.set()
         thread.join(30)
+        closed = time.perf_counter()
+        engine.evaluate(final=True)
+        close_s = time.perf_counter() - closed
     counted_events = sum(engine.events_total.values())
+    assigned = service.assigned_at if service.assigned_at is not None else started
+    received = service.received_at if service.received_at is not None else assigned
+    processed = service.processed_at if service.processed_at is not None else received
     return {
         "produce": rate_row(len(messages), produce_s),
         "monitor": rate_row(
             counted_events,
-            max(last - first, 1e-9),
+            max(processed - received, 0.0) + close_s,
+            close_s=close_s,
             complete=counted_events >= expected,
-            startup_s=first - started,
+            startup_s=assigned - started,
+            first_batch_s=received - assigned,
             event_time_s=workload.events / workload.rate_per_s,
             judged_window_ends=engine.judge.judged_panes,
             windows_skipped=sum(state.skipped_total for state in engine.states.values()),
@@ -120,3 +164,8 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             peak_rss_bytes=process_memory()["peak_rss_bytes"],
         ),
     }
+
+
+def _seen(engine: Engine) -> int:
+    """Valid plus invalid events the engine counted so far (read from another thread)."""
+    return sum(list(engine.events_total.values())) + sum(list(engine.invalid_total.values()))

@@ -1,32 +1,44 @@
-"""``stream-monitor bench``: the engine's throughput in this process, against the decode floor.
+"""``stream-monitor bench``: the engine's throughput in this process, against two decode floors.
 
-* **decode floor**: ``orjson.loads`` of every message and nothing else, the
-  least any JSON consumer has to do;
+* **decode floor**: ``orjson.loads`` of every message into dicts and nothing
+  else, the least any JSON consumer that builds dicts has to do;
+* **typed decode floor**: ``msgspec`` decoding of the same bytes straight into
+  one typed struct per model (:func:`~stream_monitor.tools.measuring.typed_decoder`),
+  the least a schema-aware consumer has to do;
 * **engine**: :meth:`Engine.process` on batches of ``--batch`` rows, and
   :meth:`Engine.evaluate` once per batch (every window judged, drift events
   built), from bytes to statistics;
 * the same rows sent as **micro-batches** (one JSON array of
-  ``--micro-batch`` events per message).
+  ``--micro-batch`` events per message);
+* in rounds of their own, both floors and the engine on a **wide** workload
+  (many models and features, :func:`measure_wide`).
 
-Timings use :func:`time.perf_counter` and keep the best of ``--repeats`` runs.
+Timings use
+:func:`time.perf_counter` and keep the best of ``--repeats`` runs.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import orjson
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
-from stream_monitor.tools.measuring import best_of, rate_row
-from stream_monitor.tools.workload import Workload, batches, bench_config
+from stream_monitor.tools.measuring import best_times, rate_row, typed_decoder
+from stream_monitor.tools.workload import (
+    BenchTraffic,
+    Workload,
+    batches,
+    bench_config,
+    row_messages,
+)
 
 
 def decode_floor(messages: Sequence[RawMessage]) -> None:
@@ -60,52 +72,102 @@ def run_engine(config: MonitorConfig, engine_batches: Sequence[Sequence[RawMessa
     return run
 
 
+def typed_floor(decoder: msgspec.json.Decoder[Any], messages: Sequence[RawMessage]) -> None:
+    """``msgspec`` decoding of every message value into typed structs, and nothing else."""
+    deque(map(decoder.decode, map(_value, messages)), maxlen=0)
+
+
+def checked_run(
+    config: MonitorConfig, engine_batches: Sequence[Sequence[RawMessage]], events: int, name: str
+) -> EngineRun:
+    """:func:`run_engine`, which must count all ``events`` and reject none (else RuntimeError)."""
+    run = run_engine(config, engine_batches)
+    if run.events != events or run.rejected:
+        raise RuntimeError(
+            f"{name} messages: the engine counted {run.events} of {events} events "
+            f"and rejected {run.rejected}"
+        )
+    return run
+
+
+def engine_and_floors(
+    config: MonitorConfig,
+    messages: Sequence[RawMessage],
+    engine_batches: Sequence[Sequence[RawMessage]],
+    micro_batch: bool = False,
+) -> dict[str, Callable[[], object]]:
+    """The three timed measures of one kind of message: both decode floors, then the engine."""
+    decoder = typed_decoder(config, micro_batch)
+    return {
+        "decode_floor": lambda: decode_floor(messages),
+        "typed_decode_floor": lambda: typed_floor(decoder, messages),
+        "engine": lambda: run_engine(config, engine_batches),
+    }
+
+
+def floor_ratios(best: dict[str, float], engine_s: float, prefix: str = "") -> dict[str, float]:
+    """The engine's rate as a fraction of the orjson floor's and of the typed floor's."""
+    return {
+        "ratio_to_decode_floor": best[f"{prefix}decode_floor"] / engine_s,
+        "ratio_to_typed_floor": best[f"{prefix}typed_decode_floor"] / engine_s,
+    }
+
+
 def measure_throughput(
     workload: Workload, rows: Sequence[RawMessage], micro: Sequence[RawMessage]
 ) -> dict[str, Any]:
-    """Decode floor and engine rates of the row messages and of the micro-batch messages.
+    """Both decode floors and the engine, of the row messages and of the micro-batch messages.
 
-    Every repeat runs every measure once, in turn, so that a busy spell of the
-    machine hits all of them alike; each keeps its best time.
+    The engine's ratios are to the floors of the same bytes (the micro-batches' to
+    the micro-batch floors); all six measures share the rounds of :func:`best_times`.
     """
     config = bench_config(workload)
     n = workload.events
     row_batches = batches(rows, 1, workload.batch)
     micro_batches = batches(micro, workload.micro_batch, workload.batch)
-    checks = {"row": run_engine(config, row_batches), "micro": run_engine(config, micro_batches)}
-    for name, check in checks.items():
-        if check.events != n or check.rejected:
-            raise RuntimeError(
-                f"{name} messages: the engine counted {check.events} of {n} events "
-                f"and rejected {check.rejected}"
-            )
-    measures: dict[str, Callable[[], object]] = {
-        "decode_floor": lambda: decode_floor(rows),
-        "engine": lambda: run_engine(config, row_batches),
-        "micro_batch_decode_floor": lambda: decode_floor(micro),
-        "micro_batch_engine": lambda: run_engine(config, micro_batches),
-    }
-    best = dict.fromkeys(measures, math.inf)
-    for _ in range(workload.repeats):
-        for name, function in measures.items():
-            best[name] = min(best[name], best_of(1, function))
-    floor_s, engine_s, micro_s = best["decode_floor"], best["engine"], best["micro_batch_engine"]
+    check = checked_run(config, row_batches, n, "row")
+    checked_run(config, micro_batches, n, "micro")
+    measures = engine_and_floors(config, rows, row_batches)
+    for name, function in engine_and_floors(config, micro, micro_batches, True).items():
+        measures[f"micro_batch_{name}"] = function
+    best = best_times(measures, workload.repeats)
+    engine_s, micro_s = best["engine"], best["micro_batch_engine"]
     return {
-        "decode_floor": rate_row(n, floor_s),
+        "decode_floor": rate_row(n, best["decode_floor"]),
+        "typed_decode_floor": rate_row(n, best["typed_decode_floor"]),
         "engine": rate_row(
             n,
             engine_s,
-            ratio_to_decode_floor=floor_s / engine_s,
+            **floor_ratios(best, engine_s),
             batch_rows=workload.batch,
-            drift_events=checks["row"].drift_events,
-            windows=checks["row"].windows,
+            drift_events=check.drift_events,
+            windows=check.windows,
         ),
         "micro_batch_decode_floor": rate_row(n, best["micro_batch_decode_floor"]),
+        "micro_batch_typed_decode_floor": rate_row(n, best["micro_batch_typed_decode_floor"]),
         "micro_batch_engine": rate_row(
             n,
             micro_s,
+            **floor_ratios(best, micro_s, "micro_batch_"),
             ratio_to_row_engine=engine_s / micro_s,
-            ratio_to_decode_floor=floor_s / micro_s,
             rows_per_message=workload.micro_batch,
         ),
+    }
+
+
+def measure_wide(workload: Workload) -> dict[str, Any]:
+    """Both decode floors and the engine on row events of ``workload`` (the many-models,
+    many-features shape), generated here and timed in rounds of their own."""
+    traffic = BenchTraffic(workload, rate_per_s=workload.rate_per_s)
+    rows = row_messages(traffic.take(workload.events))
+    config = bench_config(workload)
+    n = workload.events
+    row_batches = batches(rows, 1, workload.batch)
+    checked_run(config, row_batches, n, "wide row")
+    best = best_times(engine_and_floors(config, rows, row_batches), workload.repeats)
+    return {
+        "workload": asdict(workload),
+        "decode_floor": rate_row(n, best["decode_floor"]),
+        "typed_decode_floor": rate_row(n, best["typed_decode_floor"]),
+        "engine": rate_row(n, best["engine"], **floor_ratios(best, best["engine"])),
     }

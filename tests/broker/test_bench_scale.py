@@ -20,7 +20,8 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
     with contextlib.redirect_stdout(out):
         status = main(
             ["bench", "--events", "6000", "--rate", "2", "--repeats", "1", "--no-memory",
-             "--broker", "--ingest-replicas", "1,2", "--restore-partitions", "", "--json"]
+             "--no-wide", "--broker", "--ingest-replicas", "1,2", "--restore-partitions", "",
+             "--json"]
         )  # fmt: skip
     assert status == 0
     report = orjson.loads(out.getvalue())

@@ -82,6 +82,9 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_dead_letters_dropped_total",
     "stream_monitor_drift_events_dropped_total",
     "stream_monitor_drift_critical_value",
+    "stream_monitor_confusion_matrix",
+    "stream_monitor_class_precision",
+    "stream_monitor_class_recall",
     "stream_monitor_model_info",
     "stream_monitor_build_info",
 }
@@ -115,6 +118,9 @@ METADATA = (
 )
 # Alerts that must stay silent while the monitor is scraped and reports stream_monitor_up.
 SILENT_ALERTS = {"StreamMonitorDown", "StreamMonitorAbsent"}
+# The classes of each model's confusion matrix: the drifting model is binary, the healthy one
+# stands in for a multiclass model (per-class precision and recall).
+CLASSES = {DRIFTING: ("0", "1"), HEALTHY: ("low", "high", "other")}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -194,6 +200,13 @@ class SyntheticMonitor:
         critical = GaugeMetricFamily(
             "stream_monitor_drift_critical_value", "crit", labels=[*wl, "metric", "feature"]
         )
+        confusion = GaugeMetricFamily(
+            "stream_monitor_confusion_matrix", "cm", labels=[*wl, "actual", "predicted"]
+        )
+        per_class = [
+            GaugeMetricFamily(f"stream_monitor_class_{name}", name, labels=[*wl, "class"])
+            for name in ("precision", "recall")
+        ]
         for model in (DRIFTING, HEALTHY):
             drifting = model == DRIFTING
             for window in WINDOWS:
@@ -221,8 +234,17 @@ class SyntheticMonitor:
                 threshold.add_metric([*key, "psi", "", "alert"], 0.25)
                 for q, value in (("0.5", 0.05), ("0.9", 0.2), ("0.99", 0.8 if drifting else 0.1)):
                     quantiles.add_metric([*key, q], value)
+                classes = CLASSES[model]
+                for actual in classes:
+                    for predicted in classes:
+                        count = 100 if actual == predicted else 10
+                        confusion.add_metric([*key, actual, predicted], count)
+                    if len(classes) > 2:
+                        for family in per_class:
+                            family.add_metric([*key, actual], 0.9)
         yield from gauges.values()
-        yield from (csi, null_ratio, new_cat, status, threshold, critical, quantiles)
+        yield from (csi, null_ratio, new_cat, status, threshold, critical, quantiles, confusion)
+        yield from per_class
 
         events = CounterMetricFamily("stream_monitor_events", "e", labels=["model", "version"])
         events.add_metric([DRIFTING, VERSION], 50 * t)

@@ -22,7 +22,7 @@ import pytest
 from stream_monitor.cli import main
 from stream_monitor.engine import Engine
 from stream_monitor.snapshot import WindowSample
-from stream_monitor.tools.bench import QUICK_EVENTS
+from stream_monitor.tools.bench import QUICK_EVENTS, format_table
 from stream_monitor.tools.bench_memory import memory_in_child
 from stream_monitor.tools.workload import (
     MEMORY_GROWTH_FACTOR,
@@ -40,6 +40,28 @@ BINS = 10
 TOP_K = 50
 
 
+FLOOR_RATIOS = {
+    "ratio_to_decode_floor": "decode_floor",
+    "ratio_to_typed_floor": "typed_decode_floor",
+}
+
+
+def assert_rates(row: dict[str, Any], events: int) -> None:
+    """A measured row: its events, and positive seconds and rates that agree with each other."""
+    assert row["events"] == events
+    for key in ("seconds", "events_per_s", "us_per_event"):
+        assert row[key] > 0, key
+    assert row["events_per_s"] == pytest.approx(events / row["seconds"])
+    assert row["us_per_event"] == pytest.approx(row["seconds"] / events * 1e6)
+
+
+def assert_floor_ratios(engine: dict[str, Any], floors: dict[str, Any], prefix: str = "") -> None:
+    """The engine's ratios to both floors are its rate over theirs (the same events)."""
+    for ratio, floor in FLOOR_RATIOS.items():
+        expected = engine["events_per_s"] / floors[prefix + floor]["events_per_s"]
+        assert engine[ratio] == pytest.approx(expected), ratio
+
+
 def test_quick_json_report_has_every_row() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -48,32 +70,76 @@ def test_quick_json_report_has_every_row() -> None:
     report = orjson.loads(out.getvalue())
     assert report["workload"]["events"] == QUICK_EVENTS
     assert report["workload"]["features"] == 23 and report["workload"]["categorical"] == 3
-    assert {"cpu", "nproc", "python", "numpy", "orjson"} <= set(report["machine"])
+    assert {"cpu", "nproc", "python", "numpy", "orjson", "msgspec"} <= set(report["machine"])
     results = report["results"]
-    for row in ("decode_floor", "engine", "micro_batch_decode_floor", "micro_batch_engine"):
-        assert results[row]["events"] == QUICK_EVENTS
-        for key in ("seconds", "events_per_s", "us_per_event"):
-            assert results[row][key] > 0, (row, key)
-    assert results["engine"]["ratio_to_decode_floor"] > 0
+    for kind in ("", "micro_batch_"):
+        for row in ("decode_floor", "typed_decode_floor", "engine"):
+            assert_rates(results[kind + row], QUICK_EVENTS)
+        assert_floor_ratios(results[kind + "engine"], results, kind)
     assert results["engine"]["drift_events"] > 0
-    assert results["micro_batch_engine"]["ratio_to_row_engine"] > 0
+    micro = results["micro_batch_engine"]
+    assert micro["ratio_to_row_engine"] == pytest.approx(
+        micro["events_per_s"] / results["engine"]["events_per_s"]
+    )
+
+    wide = results["wide"]
+    assert (wide["workload"]["models"], wide["workload"]["features"]) == (10, 50)
+    assert wide["workload"]["categorical"] == 5
+    for row in ("decode_floor", "typed_decode_floor", "engine"):
+        assert_rates(wide[row], QUICK_EVENTS)
+    assert_floor_ratios(wide["engine"], wide)
+
+    engine_target, wide_target, broker_target = report["targets"]
+    assert engine_target["ratio"] == results["engine"]["ratio_to_decode_floor"]
+    assert (engine_target["at_least"], engine_target["stretch"]) == (0.6, 0.8)
+    assert wide_target["ratio"] == wide["engine"]["ratio_to_decode_floor"]
+    assert wide_target["at_least"] == 0.4
+    for target in (engine_target, wide_target):
+        assert target["met"] == (target["ratio"] >= target["at_least"])
+    assert broker_target["at_least"] == 0.9
+    assert broker_target["ratio"] is None and broker_target["met"] is None  # no --broker
+
     memory = results["memory"]
     for key in ("rss_filled_bytes", "rss_bytes", "rss_after_growth_bytes", "peak_rss_bytes"):
         assert memory[key] > 0, key
     assert memory["engine_state_bytes"] > 0 and memory["panes"] > 0
     assert memory["counted_events"] == memory["events_after_growth"]
     assert memory["peak_rss_bytes"] >= memory["rss_bytes"]
+    assert memory["event_time_s"] == 5 * 60 + 300 + 60  # the quick windows: 5m, lateness, a pane
     assert "broker" not in results
+
+    table = format_table(report)
+    for text in (
+        "decode floor: msgspec typed, row events",
+        "decode floor: orjson.loads, micro-batches of 1,000",
+        f"{results['engine']['ratio_to_typed_floor']:.2f} of typed floor",
+        "wide workload: 10,000 events, 10 model(s), 50 features (5 categorical",
+        f"{wide['engine']['ratio_to_decode_floor']:.2f}  (at least 0.40: ",
+        "(at least 0.60, stretch 0.80: ",
+        "(at least 0.90: not measured)",
+    ):
+        assert text in table, text
 
 
 def test_table_names_every_measure() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        status = main(["bench", "--events", "3000", "--repeats", "1", "--no-memory"])
+        status = main(["bench", "--events", "3000", "--repeats", "1", "--no-memory", "--no-wide"])
     assert status == 0
     table = out.getvalue()
-    for text in ("decode floor", "engine: process + evaluate", "micro-batches of 1,000", "x row"):
-        assert text in table
+    for text in (
+        "decode floor: orjson.loads",
+        "decode floor: msgspec typed",
+        "engine: process + evaluate",
+        "micro-batches of 1,000",
+        "x row",
+        "of orjson floor",
+        "of typed floor",
+        "targets (ratios of rates measured in this run)",
+    ):
+        assert text in table, text
+    assert "wide workload:" not in table
+    assert table.count("not measured") == 2  # the wide workload's target and the broker's
 
 
 def test_bad_options_give_one_line() -> None:
