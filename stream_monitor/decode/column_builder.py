@@ -71,12 +71,7 @@ class ColumnBuilder:
         """
         fields = self.fields
         for key, (group_events, group_indexes) in groups.items():
-            rows = rows_of.get(key)
-            if rows is None:
-                kinds = self.models[key[0]].features.values()
-                rows = rows_of[key] = Rows(
-                    features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
-                )
+            rows = rows_of.get(key) or self.new_rows(rows_of, key)
             rows.indexes += group_indexes
             rows.predictions += field_values(group_events, fields.prediction)
             rows.timestamps += field_values(group_events, fields.timestamp)
@@ -91,6 +86,14 @@ class ColumnBuilder:
                     column += categorical_column(list(values))
                 else:
                     column += number_array(values)
+
+    def new_rows(self, rows_of: dict[tuple[str, str], Rows], key: tuple[str, str]) -> Rows:
+        """Empty :class:`Rows` for the model version ``key``, added to ``rows_of``."""
+        kinds = self.models[key[0]].features.values()
+        rows = rows_of[key] = Rows(
+            features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
+        )
+        return rows
 
     def _feature_values(
         self, model: str, feature_dicts: list[dict[str, Any]]

@@ -12,6 +12,13 @@ a fast path for the usual chunk (plain field names, known models, features
 objects) and falls back to checking event by event, with the same results.
 Bad input never raises: each rejected event becomes a :class:`Reject` with its
 reason (README, Bad input), and the caller counts, logs and dead-letters it.
+
+All of that is the careful path. Before it, the typed fast path
+(:mod:`~stream_monitor.decode.typed_path`) decodes each chunk's messages
+straight into typed records built from the config's schema and reads them into
+the same rows; each message it cannot take exactly as the careful path would
+goes through the careful path instead, in message order, so the result is the
+same to the bit either way.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from stream_monitor.decode.column_builder import ColumnBuilder, Rows
 from stream_monitor.decode.grouping import EventGrouper, LabelGroups
 from stream_monitor.decode.parsing import CHUNK_BYTES, MessageParser, chunks
 from stream_monitor.decode.paths import orjson_keys
+from stream_monitor.decode.typed import typed_schema
+from stream_monitor.decode.typed_path import TypedPath
 
 
 @dataclass
@@ -41,13 +50,20 @@ class DecodeResult:
 
 
 class Decoder:
-    """Turns raw messages into per-model columns; configured once, used for every batch."""
+    """Turns raw messages into per-model columns; configured once, used for every batch.
+
+    ``typed=False`` turns the typed fast path off: every message takes the careful path.
+    """
 
     #: JSON bytes parsed and read into columns at a time (:data:`CHUNK_BYTES`).
     chunk_bytes = CHUNK_BYTES
 
     def __init__(
-        self, models: Sequence[ModelConfig], fields: FieldMap, limits: LimitsConfig
+        self,
+        models: Sequence[ModelConfig],
+        fields: FieldMap,
+        limits: LimitsConfig,
+        typed: bool = True,
     ) -> None:
         self.models = {model.name: model for model in models}
         names = [f.name for f in dataclass_fields(fields)]
@@ -57,6 +73,8 @@ class Decoder:
         self.parser = MessageParser(limits)
         self.grouper = EventGrouper(self.models, self.fields)
         self.columns = ColumnBuilder(self.models, self.fields)
+        schema = typed_schema(models, fields) if typed else None
+        self.typed = TypedPath(schema, limits) if schema is not None else None
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         """Decode ``messages``; never raises on bad input.
@@ -80,12 +98,16 @@ class Decoder:
         values = [message.value for message in messages]
         rows_of: dict[tuple[str, str], Rows] = {}
         label_groups: LabelGroups = {}
+        typed = self.typed
         for start, stop in chunks(values, self.chunk_bytes):
-            rejects: list[Reject] = []
-            events, indexes = self.parser.parse(messages, values, start, stop, rejects)
-            result.events += len(events)
-            self._add_events(events, indexes, rows_of, label_groups, rejects)
-            result.rejects += rejects
+            runs = typed.runs(values, start, stop) if typed is not None else [(start, stop, None)]
+            for first, last, records in runs:
+                if records is None or typed is None:
+                    self._add_careful(
+                        messages, values, (first, last), rows_of, label_groups, result
+                    )
+                else:
+                    result.events += typed.add(self.columns, rows_of, records, first)
         for (model, version), rows in rows_of.items():
             batch = self.columns.model_batch(model, version, rows, messages, result.rejects)
             if len(batch):
@@ -95,6 +117,22 @@ class Decoder:
             if len(labels):
                 result.labels.append(labels)
         return result
+
+    def _add_careful(
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        span: tuple[int, int],
+        rows_of: dict[tuple[str, str], Rows],
+        label_groups: LabelGroups,
+        result: DecodeResult,
+    ) -> None:
+        """The careful path over the messages ``span`` (start, stop) of a chunk."""
+        rejects: list[Reject] = []
+        events, indexes = self.parser.parse(messages, values, *span, rejects)
+        result.events += len(events)
+        self._add_events(events, indexes, rows_of, label_groups, rejects)
+        result.rejects += rejects
 
     def _add_events(
         self,
