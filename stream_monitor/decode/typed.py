@@ -67,12 +67,13 @@ class TypedModel:
 class TypedSchema:
     """The struct types of all models and the type one message decodes to.
 
-    ``sentinel`` is a struct whose tag is no model's name: with a single model it
-    makes the tag required (msgspec accepts a lone tagged struct without its tag).
+    ``message_type`` is one record or a list of them (a micro-batch); besides
+    the models' structs it holds a struct whose tag is no model's name, which
+    makes the tag required with a single model (msgspec accepts a lone tagged
+    struct without its tag). Its records are no model's: the careful path takes them.
     """
 
     models: tuple[TypedModel, ...]
-    sentinel: type[msgspec.Struct]
     message_type: Any
 
 
@@ -95,7 +96,7 @@ def typed_schema(models: Sequence[ModelConfig], fields: FieldMap) -> TypedSchema
     )
     event = Union[(*(t.struct for t in typed), sentinel)]  # type: ignore[valid-type]
     message_type = Union[event, list[event]]  # type: ignore[valid-type]  # noqa: UP007
-    return TypedSchema(typed, sentinel, message_type)
+    return TypedSchema(typed, message_type)
 
 
 def typed_decoder(models: Sequence[ModelConfig], fields: FieldMap) -> msgspec.json.Decoder[Any]:

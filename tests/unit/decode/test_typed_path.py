@@ -66,6 +66,8 @@ TRICKY = [
     b'{"model": "m", "junk": [' + b"[" * 1030 + b"]" * 1030 + b'], "features": {}}',
     b'{"model": "m", "junk": ' + b"[" * 1022 + b"]" * 1022 + b', "features": {"x": 2}}',
     b'{"model": "\\u006d", "features": {"x": 1}, "prediction": 0.5, "timestamp": 5}',
+    b'{"mod\\u0065l": "m", "features": {"\\u0078": 1}, "\\u0070rediction": 0.5}',
+    b'{"model": "m", "features": {"x": 1}, "prediction": 0.5, "j\\u00": 1}',
     b'{"model": "m", "features": {"x": 1}, "prediction": 0.5, "timestamp": 5} ',
     b' {"model": "m", "features": {"x": 1}, "prediction": 0.5, "timestamp": 5}',
     b'{"model": "m", "features": {"x": 1}, "prediction": 0.5, "timestamp": 5}, {}',
