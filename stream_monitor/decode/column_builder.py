@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -51,6 +52,22 @@ class Rows:
     #: Per configured feature (config order): numbers (:func:`number_array`) of a
     #: numeric feature, :func:`categorical_column` values of a categorical one.
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
+
+    def sort_from(self, start: int) -> None:
+        """Put the rows from ``start`` on in message order (a micro-batch's rows keep theirs)."""
+        tail = self.indexes[start:]
+        if all(map(operator.le, tail, tail[1:])):
+            return
+        order = sorted(range(len(tail)), key=tail.__getitem__)
+        lists = [self.indexes, self.predictions, self.timestamps, self.labels, self.event_ids]
+        arrays = [self.latencies]
+        for column in self.features:
+            (arrays if isinstance(column, array.array) else lists).append(column)  # type: ignore[arg-type]
+        for values in lists:
+            values[start:] = [values[start + row] for row in order]
+        for numbers in arrays:
+            moved = np.frombuffer(numbers, dtype=np.float64)[start:][order]
+            numbers[start:] = array.array("d", moved.tobytes())
 
 
 class ColumnBuilder:

@@ -27,6 +27,7 @@ import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
+from operator import attrgetter
 from typing import Any
 
 from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
@@ -37,6 +38,8 @@ from stream_monitor.decode.parsing import CHUNK_BYTES, MessageParser, chunks
 from stream_monitor.decode.paths import orjson_keys
 from stream_monitor.decode.typed import typed_schema
 from stream_monitor.decode.typed_path import TypedPath
+
+_value = attrgetter("value")
 
 
 @dataclass
@@ -95,19 +98,19 @@ class Decoder:
 
     def _decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         result = DecodeResult()
-        values = [message.value for message in messages]
+        values: list[bytes | None] = list(map(_value, messages))
         rows_of: dict[tuple[str, str], Rows] = {}
         label_groups: LabelGroups = {}
         typed = self.typed
         for start, stop in chunks(values, self.chunk_bytes):
-            runs = typed.runs(values, start, stop) if typed is not None else [(start, stop, None)]
-            for first, last, records in runs:
-                if records is None or typed is None:
-                    self._add_careful(
-                        messages, values, (first, last), rows_of, label_groups, result
-                    )
-                else:
-                    result.events += typed.add(self.columns, rows_of, records, first)
+            span = range(start, stop)
+            decoded = typed.read(values[start:stop]) if typed is not None else None
+            if decoded is None or typed is None:
+                self._add_careful(messages, values, span, rows_of, label_groups, result)
+            elif all(decoded):  # records and micro-batches are true: every message typed
+                result.events += typed.add(self.columns, rows_of, decoded, span)
+            else:
+                self._add_mixed(messages, values, span, decoded, rows_of, label_groups, result)
         for (model, version), rows in rows_of.items():
             batch = self.columns.model_batch(model, version, rows, messages, result.rejects)
             if len(batch):
@@ -122,17 +125,57 @@ class Decoder:
         self,
         messages: Sequence[RawMessage],
         values: list[bytes | None],
-        span: tuple[int, int],
+        span: Sequence[int],
         rows_of: dict[tuple[str, str], Rows],
         label_groups: LabelGroups,
         result: DecodeResult,
     ) -> None:
-        """The careful path over the messages ``span`` (start, stop) of a chunk."""
+        """The careful path over the messages at ``span`` (increasing indexes of one chunk)."""
         rejects: list[Reject] = []
-        events, indexes = self.parser.parse(messages, values, *span, rejects)
+        if isinstance(span, range):
+            events, indexes = self.parser.parse(messages, values, span.start, span.stop, rejects)
+        else:
+            some = [messages[index] for index in span]
+            events, positions = self.parser.parse(
+                some, list(map(_value, some)), 0, len(some), rejects
+            )
+            indexes = [span[position] for position in positions]
+            rejects = [Reject(span[r.message_index], r.reason, r.detail) for r in rejects]
         result.events += len(events)
         self._add_events(events, indexes, rows_of, label_groups, rejects)
         result.rejects += rejects
+
+    def _add_mixed(
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        span: range,
+        decoded: list[Any],
+        rows_of: dict[tuple[str, str], Rows],
+        label_groups: LabelGroups,
+        result: DecodeResult,
+    ) -> None:
+        """A chunk of which the typed path read some messages (``decoded``, None elsewhere).
+
+        Its records are read at once, the other messages go through the careful
+        path at once; then the rows of this chunk, and the model versions first
+        seen in it, are put back in message order, as the careful path alone
+        would have left them.
+        """
+        assert self.typed is not None
+        kept = {key: len(rows.indexes) for key, rows in rows_of.items()}
+        records = [record for record in decoded if record is not None]
+        typed_at = [index for index, record in zip(span, decoded, strict=True) if record]
+        careful_at = [index for index, record in zip(span, decoded, strict=True) if not record]
+        result.events += self.typed.add(self.columns, rows_of, records, typed_at)
+        self._add_careful(messages, values, careful_at, rows_of, label_groups, result)
+        for key, rows in rows_of.items():
+            rows.sort_from(kept.get(key, 0))
+        new = list(rows_of)[len(kept) :]
+        first_seen = sorted(new, key=lambda key: rows_of[key].indexes[0])
+        if first_seen != new:
+            for key in first_seen:
+                rows_of[key] = rows_of.pop(key)
 
     def _add_events(
         self,

@@ -5,15 +5,17 @@
 it cannot take exactly as the careful path would: one that does not decode or
 validate (an unknown model, a string in a numeric feature, NaN literals, a
 label event), is not UTF-8, is too large, or is an empty or too large
-micro-batch. The decoder sends those through the careful path, message by
-message, in message order. :meth:`TypedPath.add` reads the decoded records into
-the same :class:`~stream_monitor.decode.column_builder.Rows` the careful path
-fills, with one C-level getter per field over a group's records and all numeric
-features into one 2-D array, so both paths give the same columns to the bit.
+micro-batch. The decoder sends those through the careful path and puts the
+chunk's rows back in message order. :meth:`TypedPath.add` reads the decoded
+records into the same :class:`~stream_monitor.decode.column_builder.Rows` the
+careful path fills, with one C-level getter per record for the fields and one
+for the features, every numeric feature into one 2-D array, so both paths give
+the same columns to the bit.
 
-A chunk where most messages need the careful path makes the next chunks skip
-the typed decoder (1, 3, 7, … up to :data:`MAX_SKIPPED_CHUNKS` of them), so a
-stream of bad messages costs little more than the careful path alone.
+A chunk where more than :data:`MAX_MISSED_SHARE` of the messages need the
+careful path makes the next chunks skip the typed decoder (1, 3, 7, … up to
+:data:`MAX_SKIPPED_CHUNKS` of them), so a stream of bad messages costs little
+more than the careful path alone.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ if TYPE_CHECKING:
     from stream_monitor.decode.column_builder import ColumnBuilder, Rows
     from stream_monitor.decode.typed import TypedModel, TypedSchema
 
-#: Most chunks skipped in a row after chunks where most messages needed the careful path.
+#: Share of a chunk's messages left to the careful path above which the next chunks skip the
+#: typed decoder: each costs a failed typed decode on top of the careful path, about what
+#: the typed path saves on three good messages.
+MAX_MISSED_SHARE = 0.25
+#: Most chunks skipped in a row after chunks where too many messages needed the careful path.
 MAX_SKIPPED_CHUNKS = 63
 #: What decoding a message may raise on bad input (msgspec's errors, nesting too deep).
 _DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, ValueError, TypeError)
@@ -107,23 +113,6 @@ class TypedPath:
         self._skip = 0
         self._backoff = 0
 
-    def runs(
-        self, values: Sequence[bytes | None], start: int, stop: int
-    ) -> list[tuple[int, int, list[Any] | None]]:
-        """The messages ``values[start:stop]`` as ``(first, stop, records)`` runs: the records of
-        consecutive messages read here, or None for those the careful path must take."""
-        decoded = self.read(values[start:stop])
-        if decoded is None:
-            return [(start, stop, None)]
-        return [
-            (
-                first,
-                last,
-                None if decoded[first - start] is None else decoded[first - start : last - start],
-            )
-            for first, last in _runs(decoded, start)
-        ]
-
     def read(self, values: Sequence[bytes | None]) -> list[Any] | None:
         """Each message's record (or micro-batch list of records), None where it needs the
         careful path; None for the whole chunk when the typed decoder skips it."""
@@ -134,7 +123,9 @@ class TypedPath:
             decoded = self._decode_all(values)
         else:
             decoded = [self._read_one(value) for value in values]
-        if 2 * decoded.count(None) > len(decoded):
+        # Records and micro-batches are true, so this counts the messages left to the careful path.
+        misses = len(decoded) - sum(map(bool, decoded))
+        if misses > MAX_MISSED_SHARE * len(decoded):
             self._backoff = min(2 * self._backoff + 1, MAX_SKIPPED_CHUNKS)
             self._skip = self._backoff
         else:
@@ -199,14 +190,14 @@ class TypedPath:
         columns: ColumnBuilder,
         rows_of: dict[tuple[str, str], Rows],
         decoded: list[Any],
-        first_index: int,
+        indexes: Sequence[int],
     ) -> int:
-        """Read the records ``decoded`` from messages ``first_index`` on into ``rows_of``.
+        """Read the records ``decoded`` of the messages at ``indexes`` into ``rows_of``.
 
         Returns the number of events read.
         """
-        records, indexes = _flatten(decoded, first_index)
-        for key, (group, group_indexes) in self._groups(records, indexes).items():
+        records, record_indexes = _flatten(decoded, indexes)
+        for key, (group, group_indexes) in self._groups(records, record_indexes).items():
             reader = self._readers[type(group[0])]
             rows = rows_of.get(key) or columns.new_rows(rows_of, key)
             rows.indexes += group_indexes
@@ -246,13 +237,14 @@ class TypedPath:
         }
 
 
-def _flatten(decoded: list[Any], first_index: int) -> tuple[list[Any], list[int]]:
-    """The records of ``decoded`` (micro-batches unpacked) and the index of each one's message."""
+def _flatten(decoded: list[Any], at: Sequence[int]) -> tuple[list[Any], list[int]]:
+    """The records of ``decoded`` (micro-batches unpacked) and the index of each one's message
+    (``at`` holds the messages' indexes)."""
     if list not in set(map(type, decoded)):
-        return decoded, list(range(first_index, first_index + len(decoded)))
+        return decoded, list(at)
     records: list[Any] = []
     indexes: list[int] = []
-    for index, value in enumerate(decoded, first_index):
+    for index, value in zip(at, decoded, strict=True):
         if type(value) is list:
             records += value
             indexes += [index] * len(value)
@@ -260,21 +252,3 @@ def _flatten(decoded: list[Any], first_index: int) -> tuple[list[Any], list[int]
             records.append(value)
             indexes.append(index)
     return records, indexes
-
-
-def _runs(decoded: list[Any], start: int) -> list[tuple[int, int]]:
-    """``(first, stop)`` ranges of messages from ``start`` on, split where ``decoded`` turns
-    from records to None (careful path) or back.
-
-    >>> _runs([1, 2, None, None, 3], 10)
-    [(10, 12), (12, 14), (14, 15)]
-    """
-    if None not in decoded:
-        return [(start, start + len(decoded))]
-    runs = []
-    first = 0
-    for index in range(1, len(decoded) + 1):
-        if index == len(decoded) or (decoded[index] is None) != (decoded[first] is None):
-            runs.append((start + first, start + index))
-            first = index
-    return runs

@@ -341,3 +341,41 @@ def test_limits_apply_on_the_typed_path() -> None:
     assert_same(typed, careful)
     assert [r.reason for r in typed.rejects] == ["batch_too_large", "oversized"]
     assert [len(b) for b in typed.batches] == [1]
+
+
+def test_rows_and_model_versions_keep_message_order_when_paths_interleave() -> None:
+    def event(model: str, version: str, x: bytes = b"1") -> bytes:
+        prediction = b'"a"' if model == "k" else b"0.5"
+        text = '{"model": "%s", "model_version": "%s", "features": {"x": %s}, "prediction": %s}'
+        return (text % (model, version, x.decode(), prediction.decode())).encode()
+
+    values = [
+        event("k", "v1"),
+        event("m", "v1", b"NaN"),  # careful, and first of (m, v1)
+        event("m", "v1", b"2"),
+        event("k", "v1", b'"7"'),  # careful
+        event("m", "v2", b"3"),
+        b'{"model": "m", "label": 1, "event_id": "e1"}',  # careful: a label event
+        b"[" + event("m", "v3", b"4") + b", " + event("m", "v1", b"5") + b"]",
+        event("m", "v3", b"Infinity"),  # careful
+        event("m", "v1", b"6"),
+    ]
+    messages = [RawMessage(v, timestamp_ms=1700000123000) for v in values]
+    decoder = Decoder(REASONS_CONFIG.models, REASONS_CONFIG.fields, REASONS_CONFIG.limits)
+    assert decoder.typed is not None
+    decoded = decoder.typed.read(values)
+    assert decoded is not None
+    assert [d is not None for d in decoded] == [1, 0, 1, 0, 1, 0, 1, 0, 1]
+    typed, careful = both(messages)
+    assert_same(typed, careful)
+    assert [(b.model, b.version) for b in typed.batches] == [
+        ("k", "v1"),
+        ("m", "v1"),
+        ("m", "v2"),
+        ("m", "v3"),
+    ]
+    by_key = {(b.model, b.version): b for b in typed.batches}
+    assert by_key["m", "v1"].message_index.tolist() == [1, 2, 6, 8]
+    assert by_key["m", "v1"].features["x"].tolist()[1:] == [2.0, 5.0, 6.0]
+    assert by_key["m", "v3"].message_index.tolist() == [6, 7]
+    assert [len(labels) for labels in typed.labels] == [1]
