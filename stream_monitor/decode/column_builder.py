@@ -53,18 +53,30 @@ class Rows:
     #: numeric feature, :func:`categorical_column` values of a categorical one.
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
 
+    def extend(self, other: Rows) -> None:
+        """Append the rows of ``other`` (of the same model)."""
+        self.indexes += other.indexes
+        self.predictions += other.predictions
+        self.timestamps += other.timestamps
+        self.latencies += other.latencies
+        self.labels += other.labels
+        self.event_ids += other.event_ids
+        for mine, theirs in zip(self.features, other.features, strict=True):
+            mine += theirs  # type: ignore[operator]
+
     def sort_from(self, start: int) -> None:
         """Put the rows from ``start`` on in message order (a micro-batch's rows keep theirs)."""
         tail = self.indexes[start:]
         if all(map(operator.le, tail, tail[1:])):
             return
-        order = sorted(range(len(tail)), key=tail.__getitem__)
+        order = np.argsort(np.asarray(tail), kind="stable")
+        take = operator.itemgetter(*order.tolist())
         lists = [self.indexes, self.predictions, self.timestamps, self.labels, self.event_ids]
         arrays = [self.latencies]
         for column in self.features:
             (arrays if isinstance(column, array.array) else lists).append(column)  # type: ignore[arg-type]
         for values in lists:
-            values[start:] = [values[start + row] for row in order]
+            values[start:] = take(values[start:])
         for numbers in arrays:
             moved = np.frombuffer(numbers, dtype=np.float64)[start:][order]
             numbers[start:] = array.array("d", moved.tobytes())

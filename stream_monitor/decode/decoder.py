@@ -24,7 +24,7 @@ same to the bit either way.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
@@ -158,24 +158,27 @@ class Decoder:
         """A chunk of which the typed path read some messages (``decoded``, None elsewhere).
 
         Its records are read at once, the other messages go through the careful
-        path at once; then the rows of this chunk, and the model versions first
-        seen in it, are put back in message order, as the careful path alone
-        would have left them.
+        path at once, each path into rows of its own; these are then joined in
+        message order, model versions first seen in the chunk in the order the
+        careful path alone would have seen them.
         """
         assert self.typed is not None
-        kept = {key: len(rows.indexes) for key, rows in rows_of.items()}
         records = [record for record in decoded if record is not None]
         typed_at = [index for index, record in zip(span, decoded, strict=True) if record]
         careful_at = [index for index, record in zip(span, decoded, strict=True) if not record]
-        result.events += self.typed.add(self.columns, rows_of, records, typed_at)
-        self._add_careful(messages, values, careful_at, rows_of, label_groups, result)
-        for key, rows in rows_of.items():
-            rows.sort_from(kept.get(key, 0))
-        new = list(rows_of)[len(kept) :]
-        first_seen = sorted(new, key=lambda key: rows_of[key].indexes[0])
-        if first_seen != new:
-            for key in first_seen:
-                rows_of[key] = rows_of.pop(key)
+        typed_rows: dict[tuple[str, str], Rows] = {}
+        careful_rows: dict[tuple[str, str], Rows] = {}
+        result.events += self.typed.add(self.columns, typed_rows, records, typed_at)
+        self._add_careful(messages, values, careful_at, careful_rows, label_groups, result)
+        for key in sorted(
+            typed_rows.keys() | careful_rows.keys(), key=_first_seen(typed_rows, careful_rows)
+        ):
+            rows = rows_of.get(key) or self.columns.new_rows(rows_of, key)
+            start = len(rows.indexes)
+            for part in (typed_rows.get(key), careful_rows.get(key)):
+                if part is not None:
+                    rows.extend(part)
+            rows.sort_from(start)
 
     def _add_events(
         self,
@@ -198,3 +201,16 @@ class Decoder:
                 label_group[0].extend(label_events)
                 label_group[1].extend(label_indexes)
         self.columns.add(rows_of, groups)
+
+
+def _first_seen(
+    *paths: dict[tuple[str, str], Rows],
+) -> Callable[[tuple[str, str]], tuple[int, int]]:
+    """Sort key of model versions by where each is first seen over ``paths`` (the rows each
+    path read from one chunk, disjoint messages): its first message, then its place among
+    the versions that message's path saw first in it (a micro-batch's order)."""
+
+    def first_seen(key: tuple[str, str]) -> tuple[int, int]:
+        return min((rows[key].indexes[0], list(rows).index(key)) for rows in paths if key in rows)
+
+    return first_seen

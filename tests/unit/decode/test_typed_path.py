@@ -10,6 +10,7 @@ only because everything fell back.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -379,3 +380,48 @@ def test_rows_and_model_versions_keep_message_order_when_paths_interleave() -> N
     assert by_key["m", "v1"].features["x"].tolist()[1:] == [2.0, 5.0, 6.0]
     assert by_key["m", "v3"].message_index.tolist() == [6, 7]
     assert [len(labels) for labels in typed.labels] == [1]
+
+
+def test_versions_first_seen_in_one_careful_micro_batch_keep_its_order() -> None:
+    # Message 0 goes through the careful path (its first element has no features) and sees
+    # version 7 before "unknown"; message 1, typed, sees "unknown" only.
+    values = [
+        b'[{"model": "m"}, {"model": "m", "features": {}, "prediction": 0.5, "model_version": 7},'
+        b' {"model": "m", "features": {}, "prediction": 0.5}]',
+        b'{"model": "m", "features": {"x": 1}, "prediction": 0.5}',
+    ]
+    messages = [RawMessage(v, timestamp_ms=1700000123000) for v in values]
+    typed, careful = both(messages)
+    assert_same(typed, careful)
+    assert [(b.version, b.message_index.tolist()) for b in typed.batches] == [
+        ("7", [0]),
+        ("unknown", [0, 1]),
+    ]
+
+
+NUMBERS = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 2**53 + 1])
+SCALARS = st.none() | st.booleans() | NUMBERS | st.integers() | st.floats() | st.text(max_size=3)
+EVENTS = st.fixed_dictionaries(
+    {"model": st.sampled_from(["m", "k"])},
+    optional={
+        "features": st.fixed_dictionaries({}, optional={"x": SCALARS, "c": SCALARS}),
+        "prediction": SCALARS,
+        "timestamp": SCALARS | st.just(1700000000),
+        "model_version": SCALARS | st.sampled_from(["v1", "v2"]),
+        "label": SCALARS,
+        "event_id": SCALARS,
+        "latency_ms": SCALARS,
+        "junk": SCALARS,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(EVENTS | st.lists(EVENTS, max_size=4), max_size=12),
+    st.sampled_from([1, 200, 600, 10**6]),
+)
+def test_events_of_any_values_decode_the_same(values: list[Any], chunk_bytes: int) -> None:
+    # json.dumps writes NaN and Infinity literals, and integers of any size.
+    messages = [RawMessage(json.dumps(v).encode(), timestamp_ms=1) for v in values]
+    assert_same(*both(messages, chunk_bytes=chunk_bytes))
