@@ -52,6 +52,8 @@ class Rows:
     #: Per configured feature (config order): numbers (:func:`number_array`) of a
     #: numeric feature, :func:`categorical_column` values of a categorical one.
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
+    #: False once rows of the typed and the careful path were joined (see :meth:`sort`).
+    ordered: bool = True
 
     def extend(self, other: Rows) -> None:
         """Append the rows of ``other`` (of the same model)."""
@@ -64,22 +66,23 @@ class Rows:
         for mine, theirs in zip(self.features, other.features, strict=True):
             mine += theirs  # type: ignore[operator]
 
-    def sort_from(self, start: int) -> None:
-        """Put the rows from ``start`` on in message order (a micro-batch's rows keep theirs)."""
-        tail = self.indexes[start:]
-        if all(map(operator.le, tail, tail[1:])):
+    def sort(self) -> None:
+        """Put the rows in message order (stable: the rows of one message keep their order,
+        as each message is read by one path)."""
+        self.ordered = True
+        if len(self.indexes) < 2:
             return
-        order = np.argsort(np.asarray(tail), kind="stable")
+        order = np.argsort(np.asarray(self.indexes), kind="stable")
         take = operator.itemgetter(*order.tolist())
         lists = [self.indexes, self.predictions, self.timestamps, self.labels, self.event_ids]
         arrays = [self.latencies]
         for column in self.features:
             (arrays if isinstance(column, array.array) else lists).append(column)  # type: ignore[arg-type]
         for values in lists:
-            values[start:] = take(values[start:])
+            values[:] = take(values)
         for numbers in arrays:
-            moved = np.frombuffer(numbers, dtype=np.float64)[start:][order]
-            numbers[start:] = array.array("d", moved.tobytes())
+            moved = np.frombuffer(numbers, dtype=np.float64)[order]
+            numbers[:] = array.array("d", moved.tobytes())
 
 
 class ColumnBuilder:
@@ -155,6 +158,8 @@ class ColumnBuilder:
     ) -> ModelBatch:
         """The columns of ``rows``, without the events whose prediction or timestamp is unusable."""
         config = self.models[model]
+        if not rows.ordered:
+            rows.sort()
         indexes = rows.indexes
         keep = np.ones(len(indexes), dtype=bool)
 

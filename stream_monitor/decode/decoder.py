@@ -158,9 +158,10 @@ class Decoder:
         """A chunk of which the typed path read some messages (``decoded``, None elsewhere).
 
         Its records are read at once, the other messages go through the careful
-        path at once, each path into rows of its own; these are then joined in
-        message order, model versions first seen in the chunk in the order the
-        careful path alone would have seen them.
+        path at once, each path into rows of its own; these are then joined,
+        model versions first seen in the chunk in the order the careful path
+        alone would have seen them (their rows are put in message order once
+        the whole batch is read: :meth:`Rows.sort`).
         """
         assert self.typed is not None
         records = [record for record in decoded if record is not None]
@@ -174,11 +175,11 @@ class Decoder:
             typed_rows.keys() | careful_rows.keys(), key=_first_seen(typed_rows, careful_rows)
         ):
             rows = rows_of.get(key) or self.columns.new_rows(rows_of, key)
-            start = len(rows.indexes)
-            for part in (typed_rows.get(key), careful_rows.get(key)):
-                if part is not None:
-                    rows.extend(part)
-            rows.sort_from(start)
+            parts = [path_rows[key] for path_rows in (typed_rows, careful_rows) if key in path_rows]
+            for part in parts:
+                rows.extend(part)
+            if len(parts) > 1:
+                rows.ordered = False
 
     def _add_events(
         self,

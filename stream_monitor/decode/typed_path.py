@@ -154,7 +154,7 @@ class TypedPath:
                 decoded.extend(map(self._decode, remaining))  # type: ignore[arg-type]  # plain: bytes
             except _DECODE_ERRORS:
                 decoded.append(None)
-        if not set(map(type, decoded)) <= self._event_types:
+        if not set(map(type, decoded)) - {type(None)} <= self._event_types:
             decoded = [self._checked(value) for value in decoded]
         return decoded
 
