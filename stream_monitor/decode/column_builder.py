@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -51,6 +52,37 @@ class Rows:
     #: Per configured feature (config order): numbers (:func:`number_array`) of a
     #: numeric feature, :func:`categorical_column` values of a categorical one.
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
+    #: False once rows of the typed and the careful path were joined (see :meth:`sort`).
+    ordered: bool = True
+
+    def extend(self, other: Rows) -> None:
+        """Append the rows of ``other`` (of the same model)."""
+        self.indexes += other.indexes
+        self.predictions += other.predictions
+        self.timestamps += other.timestamps
+        self.latencies += other.latencies
+        self.labels += other.labels
+        self.event_ids += other.event_ids
+        for mine, theirs in zip(self.features, other.features, strict=True):
+            mine += theirs  # type: ignore[operator]
+
+    def sort(self) -> None:
+        """Put the rows in message order (stable: the rows of one message keep their order,
+        as each message is read by one path)."""
+        self.ordered = True
+        if len(self.indexes) < 2:
+            return
+        order = np.argsort(np.asarray(self.indexes), kind="stable")
+        take = operator.itemgetter(*order.tolist())
+        lists = [self.indexes, self.predictions, self.timestamps, self.labels, self.event_ids]
+        arrays = [self.latencies]
+        for column in self.features:
+            (arrays if isinstance(column, array.array) else lists).append(column)  # type: ignore[arg-type]
+        for values in lists:
+            values[:] = take(values)
+        for numbers in arrays:
+            moved = np.frombuffer(numbers, dtype=np.float64)[order]
+            numbers[:] = array.array("d", moved.tobytes())
 
 
 class ColumnBuilder:
@@ -71,12 +103,7 @@ class ColumnBuilder:
         """
         fields = self.fields
         for key, (group_events, group_indexes) in groups.items():
-            rows = rows_of.get(key)
-            if rows is None:
-                kinds = self.models[key[0]].features.values()
-                rows = rows_of[key] = Rows(
-                    features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
-                )
+            rows = rows_of.get(key) or self.new_rows(rows_of, key)
             rows.indexes += group_indexes
             rows.predictions += field_values(group_events, fields.prediction)
             rows.timestamps += field_values(group_events, fields.timestamp)
@@ -91,6 +118,14 @@ class ColumnBuilder:
                     column += categorical_column(list(values))
                 else:
                     column += number_array(values)
+
+    def new_rows(self, rows_of: dict[tuple[str, str], Rows], key: tuple[str, str]) -> Rows:
+        """Empty :class:`Rows` for the model version ``key``, added to ``rows_of``."""
+        kinds = self.models[key[0]].features.values()
+        rows = rows_of[key] = Rows(
+            features=[array.array("d") if kind == "numeric" else [] for kind in kinds]
+        )
+        return rows
 
     def _feature_values(
         self, model: str, feature_dicts: list[dict[str, Any]]
@@ -123,6 +158,8 @@ class ColumnBuilder:
     ) -> ModelBatch:
         """The columns of ``rows``, without the events whose prediction or timestamp is unusable."""
         config = self.models[model]
+        if not rows.ordered:
+            rows.sort()
         indexes = rows.indexes
         keep = np.ones(len(indexes), dtype=bool)
 

@@ -12,14 +12,22 @@ a fast path for the usual chunk (plain field names, known models, features
 objects) and falls back to checking event by event, with the same results.
 Bad input never raises: each rejected event becomes a :class:`Reject` with its
 reason (README, Bad input), and the caller counts, logs and dead-letters it.
+
+All of that is the careful path. Before it, the typed fast path
+(:mod:`~stream_monitor.decode.typed_path`) decodes each chunk's messages
+straight into typed records built from the config's schema and reads them into
+the same rows; each message it cannot take exactly as the careful path would
+goes through the careful path instead, in message order, so the result is the
+same to the bit either way.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
+from operator import attrgetter
 from typing import Any
 
 from stream_monitor.config import FieldMap, LimitsConfig, ModelConfig
@@ -28,6 +36,10 @@ from stream_monitor.decode.column_builder import ColumnBuilder, Rows
 from stream_monitor.decode.grouping import EventGrouper, LabelGroups
 from stream_monitor.decode.parsing import CHUNK_BYTES, MessageParser, chunks
 from stream_monitor.decode.paths import orjson_keys
+from stream_monitor.decode.typed import typed_schema
+from stream_monitor.decode.typed_path import TypedPath
+
+_value = attrgetter("value")
 
 
 @dataclass
@@ -41,13 +53,20 @@ class DecodeResult:
 
 
 class Decoder:
-    """Turns raw messages into per-model columns; configured once, used for every batch."""
+    """Turns raw messages into per-model columns; configured once, used for every batch.
+
+    ``typed=False`` turns the typed fast path off: every message takes the careful path.
+    """
 
     #: JSON bytes parsed and read into columns at a time (:data:`CHUNK_BYTES`).
     chunk_bytes = CHUNK_BYTES
 
     def __init__(
-        self, models: Sequence[ModelConfig], fields: FieldMap, limits: LimitsConfig
+        self,
+        models: Sequence[ModelConfig],
+        fields: FieldMap,
+        limits: LimitsConfig,
+        typed: bool = True,
     ) -> None:
         self.models = {model.name: model for model in models}
         names = [f.name for f in dataclass_fields(fields)]
@@ -57,6 +76,8 @@ class Decoder:
         self.parser = MessageParser(limits)
         self.grouper = EventGrouper(self.models, self.fields)
         self.columns = ColumnBuilder(self.models, self.fields)
+        schema = typed_schema(models, fields) if typed else None
+        self.typed = TypedPath(schema, limits) if schema is not None else None
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         """Decode ``messages``; never raises on bad input.
@@ -77,15 +98,19 @@ class Decoder:
 
     def _decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         result = DecodeResult()
-        values = [message.value for message in messages]
+        values: list[bytes | None] = list(map(_value, messages))
         rows_of: dict[tuple[str, str], Rows] = {}
         label_groups: LabelGroups = {}
+        typed = self.typed
         for start, stop in chunks(values, self.chunk_bytes):
-            rejects: list[Reject] = []
-            events, indexes = self.parser.parse(messages, values, start, stop, rejects)
-            result.events += len(events)
-            self._add_events(events, indexes, rows_of, label_groups, rejects)
-            result.rejects += rejects
+            span = range(start, stop)
+            decoded = typed.read(values[start:stop]) if typed is not None else None
+            if decoded is None or typed is None:
+                self._add_careful(messages, values, span, rows_of, label_groups, result)
+            elif all(decoded):  # records and micro-batches are true: every message typed
+                result.events += typed.add(self.columns, rows_of, decoded, span)
+            else:
+                self._add_mixed(messages, values, span, decoded, rows_of, label_groups, result)
         for (model, version), rows in rows_of.items():
             batch = self.columns.model_batch(model, version, rows, messages, result.rejects)
             if len(batch):
@@ -95,6 +120,66 @@ class Decoder:
             if len(labels):
                 result.labels.append(labels)
         return result
+
+    def _add_careful(
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        span: Sequence[int],
+        rows_of: dict[tuple[str, str], Rows],
+        label_groups: LabelGroups,
+        result: DecodeResult,
+    ) -> None:
+        """The careful path over the messages at ``span`` (increasing indexes of one chunk)."""
+        rejects: list[Reject] = []
+        if isinstance(span, range):
+            events, indexes = self.parser.parse(messages, values, span.start, span.stop, rejects)
+        else:
+            some = [messages[index] for index in span]
+            events, positions = self.parser.parse(
+                some, list(map(_value, some)), 0, len(some), rejects
+            )
+            indexes = [span[position] for position in positions]
+            rejects = [Reject(span[r.message_index], r.reason, r.detail) for r in rejects]
+        result.events += len(events)
+        self._add_events(events, indexes, rows_of, label_groups, rejects)
+        result.rejects += rejects
+
+    def _add_mixed(
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        span: range,
+        decoded: list[Any],
+        rows_of: dict[tuple[str, str], Rows],
+        label_groups: LabelGroups,
+        result: DecodeResult,
+    ) -> None:
+        """A chunk of which the typed path read some messages (``decoded``, None elsewhere).
+
+        Its records are read at once, the other messages go through the careful
+        path at once, each path into rows of its own; these are then joined,
+        model versions first seen in the chunk in the order the careful path
+        alone would have seen them (their rows are put in message order once
+        the whole batch is read: :meth:`Rows.sort`).
+        """
+        assert self.typed is not None
+        records = [record for record in decoded if record is not None]
+        typed_at = [index for index, record in zip(span, decoded, strict=True) if record]
+        careful_at = [index for index, record in zip(span, decoded, strict=True) if not record]
+        typed_rows: dict[tuple[str, str], Rows] = {}
+        careful_rows: dict[tuple[str, str], Rows] = {}
+        result.events += self.typed.add(self.columns, typed_rows, records, typed_at)
+        self._add_careful(messages, values, careful_at, careful_rows, label_groups, result)
+        for key in sorted(
+            typed_rows.keys() | careful_rows.keys(), key=_first_seen(typed_rows, careful_rows)
+        ):
+            rows = rows_of.get(key) or self.columns.new_rows(rows_of, key)
+            parts = [path_rows[key] for path_rows in (typed_rows, careful_rows) if key in path_rows]
+            for part in parts:
+                rows.extend(part)
+            if len(parts) > 1:
+                rows.ordered = False
 
     def _add_events(
         self,
@@ -117,3 +202,16 @@ class Decoder:
                 label_group[0].extend(label_events)
                 label_group[1].extend(label_indexes)
         self.columns.add(rows_of, groups)
+
+
+def _first_seen(
+    *paths: dict[tuple[str, str], Rows],
+) -> Callable[[tuple[str, str]], tuple[int, int]]:
+    """Sort key of model versions by where each is first seen over ``paths`` (the rows each
+    path read from one chunk, disjoint messages): its first message, then its place among
+    the versions that message's path saw first in it (a micro-batch's order)."""
+
+    def first_seen(key: tuple[str, str]) -> tuple[int, int]:
+        return min((rows[key].indexes[0], list(rows).index(key)) for rows in paths if key in rows)
+
+    return first_seen

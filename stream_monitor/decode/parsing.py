@@ -37,7 +37,11 @@ def chunks(values: Sequence[bytes | None], budget: int) -> list[tuple[int, int]]
     >>> chunks([b"ab", b"c", None, b"defg", b"h"], 3)
     [(0, 3), (3, 4), (4, 5)]
     """
-    ends = list(accumulate([len(value) if value else 0 for value in values]))
+    try:
+        sizes = list(map(len, values))  # type: ignore[arg-type]
+    except TypeError:  # a None value
+        sizes = [len(value) if value else 0 for value in values]
+    ends = list(accumulate(sizes))
     ranges = []
     start = 0
     while start < len(ends):

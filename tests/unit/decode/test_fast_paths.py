@@ -186,7 +186,7 @@ class GeneralDecoder(Decoder):
     """The decoder with every fast path turned off: message by message, event by event."""
 
     def __init__(self, models: Any, fields: FieldMap, limits: LimitsConfig) -> None:
-        super().__init__(models, fields, limits)
+        super().__init__(models, fields, limits, typed=False)
         self.parser = GeneralParser(self.limits)
         self.grouper = GeneralGrouper(self.models, self.fields)
         self.columns = GeneralColumns(self.models, self.fields)
