@@ -3,7 +3,8 @@
 * **decode floor**: ``orjson.loads`` of every message into dicts and nothing
   else, the least any JSON consumer that builds dicts has to do;
 * **typed decode floor**: ``msgspec`` decoding of the same bytes straight into
-  one typed struct per model (:func:`~stream_monitor.tools.measuring.typed_decoder`),
+  one typed struct per model (:func:`~stream_monitor.decode.typed.typed_decoder`,
+  the decoder the engine's typed path uses),
   the least a schema-aware consumer has to do;
 * **engine**: :meth:`Engine.process` on batches of ``--batch`` rows, and
   :meth:`Engine.evaluate` once per batch (every window judged, drift events
@@ -30,8 +31,9 @@ import orjson
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
+from stream_monitor.decode.typed import typed_decoder
 from stream_monitor.engine import Engine
-from stream_monitor.tools.measuring import best_times, rate_row, typed_decoder
+from stream_monitor.tools.measuring import best_times, rate_row
 from stream_monitor.tools.workload import (
     BenchTraffic,
     Workload,
@@ -94,10 +96,9 @@ def engine_and_floors(
     config: MonitorConfig,
     messages: Sequence[RawMessage],
     engine_batches: Sequence[Sequence[RawMessage]],
-    micro_batch: bool = False,
 ) -> dict[str, Callable[[], object]]:
     """The three timed measures of one kind of message: both decode floors, then the engine."""
-    decoder = typed_decoder(config, micro_batch)
+    decoder = typed_decoder(config.models, config.fields)
     return {
         "decode_floor": lambda: decode_floor(messages),
         "typed_decode_floor": lambda: typed_floor(decoder, messages),
@@ -128,7 +129,7 @@ def measure_throughput(
     check = checked_run(config, row_batches, n, "row")
     checked_run(config, micro_batches, n, "micro")
     measures = engine_and_floors(config, rows, row_batches)
-    for name, function in engine_and_floors(config, micro, micro_batches, True).items():
+    for name, function in engine_and_floors(config, micro, micro_batches).items():
         measures[f"micro_batch_{name}"] = function
     best = best_times(measures, workload.repeats)
     engine_s, micro_s = best["engine"], best["micro_batch_engine"]

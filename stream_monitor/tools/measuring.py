@@ -1,5 +1,4 @@
-"""What every benchmark measures with: best wall times, rates, the typed decoder of the typed
-decode floor, process memory, the machine."""
+"""What every benchmark measures with: best wall times, rates, process memory, the machine."""
 
 from __future__ import annotations
 
@@ -12,13 +11,11 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 import numpy as np
 import orjson
-
-from stream_monitor.config import MonitorConfig
 
 
 def best_of(repeats: int, function: Callable[[], object]) -> float:
@@ -43,51 +40,6 @@ def best_times(measures: Mapping[str, Callable[[], object]], repeats: int) -> di
         for name, function in measures.items():
             best[name] = min(best[name], best_of(1, function))
     return best
-
-
-def typed_decoder(config: MonitorConfig, micro_batch: bool = False) -> msgspec.json.Decoder[Any]:
-    """A ``msgspec`` decoder of ``config``'s inference events into typed structs, for the typed
-    decode floor; with ``micro_batch``, of a JSON array of them.
-
-    One struct per model, tagged by its ``model`` field; its features in a nested
-    struct, numeric ones ``float | None``, categorical ones ``str | int | float |
-    bool | None``, absent ones None. Default field names only (``fields:`` is not
-    read); unknown fields are ignored. The lead will switch this to the decode
-    package's builder of typed structs once it lands.
-    """
-    members: list[type[msgspec.Struct]] = []
-    for model in config.models:
-        features = msgspec.defstruct(
-            f"Features{len(members)}",
-            [
-                (
-                    name,
-                    (float | None) if kind == "numeric" else (str | int | float | bool | None),
-                    None,
-                )
-                for name, kind in model.features.items()
-            ],
-        )
-        prediction: Any = (str | int) if model.task == "multiclass" else float
-        members.append(
-            msgspec.defstruct(
-                f"Event{len(members)}",
-                [
-                    ("features", features),
-                    ("prediction", prediction),
-                    ("event_id", str | None, None),
-                    ("model_version", str | int | None, None),
-                    ("timestamp", float | str | None, None),
-                    ("probabilities", dict[str, float] | None, None),
-                    ("label", bool | int | float | str | None, None),
-                    ("latency_ms", float | None, None),
-                ],
-                tag_field="model",
-                tag=model.name,
-            )
-        )
-    event: Any = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
-    return msgspec.json.Decoder(list[event] if micro_batch else event)
 
 
 def rate_row(events: int, seconds: float, **extra: Any) -> dict[str, Any]:
