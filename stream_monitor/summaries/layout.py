@@ -98,7 +98,8 @@ class CounterLayout:
         self.quality: QualitySlots = quality_slots(model, reference, start)
         start += self.quality.width
         self.width = start
-        self._stability_columns = StabilityColumns(
+        #: The prediction's and every feature's bins, in order (PSI, then each CSI).
+        self.stability_columns = StabilityColumns(
             [self.prediction, *self.features.values()], self.epsilon
         )
         blocked: dict[str, NumericBins] = {}
@@ -175,7 +176,7 @@ class CounterLayout:
     def stability(self, vector: np.ndarray) -> StabilityStats:
         """PSI, CSI, null and new-category ratios of a window vector."""
         events = int(vector[EVENTS_SLOT])
-        index, present = self._stability_columns.read(vector)
+        index, present = self.stability_columns.read(vector)
         csi: dict[str, float] = {}
         null_ratio: dict[str, float] = {}
         new_ratio: dict[str, float] = {}
