@@ -139,7 +139,8 @@ class PaneCounts:
     rows only (``rows``, none of them ``-1``); float sums as ``(rows, slots)``
     contributions, of every row or of ``rows``. :meth:`deltas` shifts each
     position to its row's pane and counts them all in one ``np.bincount``
-    (every position one more, so that ``-1`` lands in a slot that is dropped),
+    (with several panes, or where a position is ``-1``, every position one
+    more, so that ``-1`` lands in a slot that is dropped),
     then adds the sums with one weighted ``np.bincount`` per call of
     :meth:`add_sums`, in row order. Counts are exact; each sum slot adds its
     rows' contributions in row order, so rows that contribute nothing may be
@@ -183,6 +184,12 @@ class PaneCounts:
         offsets = self.offsets if rows is None else self.offsets[rows]
         self._out[slot :: self.width] += np.bincount(offsets // self.width, minlength=self.n_panes)
 
+    def add_counts(self, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Add ``counts`` to distinct ``slots`` (one pane only: counted without positions)."""
+        if self.n_panes != 1:
+            raise ValueError("counts without positions need rows of one pane")
+        self._out[slots] += counts
+
     def add_sums(self, slots: np.ndarray, sums: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Add float contributions ``sums`` of every row (or of ``rows``) to ``slots``."""
         if not len(slots):
@@ -194,15 +201,18 @@ class PaneCounts:
     def deltas(self) -> np.ndarray:
         """The ``(n_panes, width)`` deltas of everything counted and added."""
         total = self._out.size
-        if self._every_row or self._some_rows:
+        if self.n_panes == 1 and (self._every_row or self._some_rows):
+            flat = np.concatenate([*self._every_row, *self._some_rows])
+            try:  # positions are rarely -1 (a NaN latency): count them as they are
+                self._out += np.bincount(flat, minlength=total)
+            except ValueError:
+                self._out += np.bincount(flat + 1, minlength=total + 1)[1:]
+        elif self._every_row or self._some_rows:
             every = np.concatenate(self._every_row) if self._every_row else _NO_POSITIONS
-            if self.n_panes > 1 and every.size:
+            if every.size:
                 shifted = np.tile(self.offsets, every.size // self.rows) + every + 1
                 every = np.where(every >= 0, shifted, 0)
-            else:
-                every = every + 1
-            some = [p + 1 for p in self._some_rows]
-            flat = np.concatenate([every, *some]) if some else every
+            flat = np.concatenate([every, *(p + 1 for p in self._some_rows)])
             self._out += np.bincount(flat, minlength=total + 1)[1:]
         return self._out.reshape(self.n_panes, self.width)
 
