@@ -18,7 +18,9 @@ shared the work.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from operator import attrgetter, countOf
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,8 +29,8 @@ from stream_monitor.config import ModelConfig, MonitorConfig
 from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
 from stream_monitor.decode.decoder import Decoder
 from stream_monitor.evaluate import DriftEvent
-from stream_monitor.judging import WindowJudge, log_skipped_windows, sample_window
-from stream_monitor.snapshot import ModelInfo, SeriesKey, Snapshot, WindowSample
+from stream_monitor.judging import WindowCopy, WindowJudge, log_skipped_windows
+from stream_monitor.snapshot import ModelInfo, SeriesKey, Snapshot
 from stream_monitor.state.joining import LabelJoiner
 from stream_monitor.state.keys import PaneKey, PartitionCheckpoint, PartitionKey, VersionKey
 from stream_monitor.state.ledger import PartitionLedger
@@ -67,7 +69,9 @@ class Engine:
         self.store = StateStore(config, self.states, self.joiner, self.invalid_total, clock)
         self.judge = WindowJudge(VersionJudge)
         self.judging = True
-        self._snapshot = Snapshot()
+        self._counters = Snapshot()
+        self._unsampled: list[WindowCopy] = []
+        self._snapshot: Snapshot | None = self._counters
 
     def process(self, messages: Sequence[RawMessage], now_s: float | None = None) -> list[Reject]:
         """Decode and count ``messages``; returns the rejected events.
@@ -224,10 +228,12 @@ class Engine:
 
         The events are those of every pane closed since the last call, in order.
         ``final`` (end of the input, as in ``replay``) closes every pane seen.
+        The snapshot's window statistics are computed when it is first read
+        (:meth:`snapshot`), from copies of the windows as they are now.
         """
         self.settle(now_s, final)
         events = self.judge.take_events()
-        samples: list[WindowSample] = []
+        copies: list[WindowCopy] = []
         histograms = {}
         for state in self.states.values():
             if state.layout is None or state.windows is None:
@@ -237,13 +243,14 @@ class Engine:
             histograms[(state.model.name, state.version)] = state.layout.latency_histogram(
                 state.cumulative
             )
-            samples += [sample_window(state, state.windows, w)[0] for w in state.window_sizes]
+            copies += [WindowCopy.of(state, state.windows, w) for w in state.window_sizes]
         comparisons, shares = live_comparisons(self.states.values())
-        self._snapshot = Snapshot(
+        self._snapshot = None
+        self._unsampled = copies
+        self._counters = Snapshot(
             events_total=dict(self.events_total),
             invalid_total={**dict.fromkeys(REASONS, 0), **self.invalid_total},
             drift_events_total=dict(self.judge.drift_events_total),
-            windows=tuple(samples),
             severities=self.judge.board.severities(),
             thresholds=self.judge.board.thresholds(),
             critical_values=self.judge.board.critical_values(),
@@ -252,15 +259,7 @@ class Engine:
             windows_skipped_total={
                 key: state.skipped_total for key, state in self.states.items() if state.judging
             },
-            model_info=tuple(
-                ModelInfo(
-                    state.model.name,
-                    state.version,
-                    reference_name(state.model, state.reference),
-                    state.model.metadata,
-                )
-                for state in self.states.values()
-            ),
+            model_info=model_info(self.states.values()),
             version_comparisons=comparisons,
             traffic_shares=shares,
         )
@@ -275,13 +274,33 @@ class Engine:
         )
 
     def snapshot(self) -> Snapshot:
-        """The snapshot published by the last :meth:`evaluate`."""
+        """The snapshot published by the last :meth:`evaluate`, its windows sampled on first read.
+
+        Read it off the scrape thread (the service does, right after evaluating).
+        """
+        if self._snapshot is None:
+            windows = tuple(copy.sample() for copy in self._unsampled)
+            self._snapshot = replace(self._counters, windows=windows)
+            self._unsampled = []
         return self._snapshot
 
     def progress(self) -> list[VersionProgress]:
         """How far each model version is from its first verdict (warm-up, window events)."""
         closing_s, ledgers = self.store.closing_watermark(), list(self.store.ledgers.values())
         return [version_progress(state, ledgers, closing_s) for state in self.states.values()]
+
+
+def model_info(states: Iterable[ModelVersionState]) -> tuple[ModelInfo, ...]:
+    """What each live version is: its model, version, reference and the model's metadata."""
+    return tuple(
+        ModelInfo(
+            state.model.name,
+            state.version,
+            reference_name(state.model, state.reference),
+            state.model.metadata,
+        )
+        for state in states
+    )
 
 
 def reference_name(model: ModelConfig, reference: Reference | None) -> str:
@@ -291,23 +310,31 @@ def reference_name(model: ModelConfig, reference: Reference | None) -> str:
     return reference.digest or reference.source
 
 
-def _by_partition(messages: Sequence[RawMessage]) -> dict[PartitionKey, list[int]]:
+def _by_partition(messages: Sequence[RawMessage]) -> Mapping[PartitionKey, Sequence[int]]:
     """Message indexes grouped by source partition, in arrival order.
 
     >>> m = [RawMessage(b"", None, "t", p, 0) for p in (1, 0, 1)]
     >>> _by_partition(m), _by_partition(m[:1])
-    ({('t', 1): [0, 2], ('t', 0): [1]}, {('t', 1): [0]})
+    ({('t', 1): [0, 2], ('t', 0): [1]}, {('t', 1): range(0, 1)})
     """
-    keys = [(message.topic, message.partition) for message in messages]
-    if not keys:
+    if not messages:
         return {}
-    if keys.count(keys[0]) == len(keys):  # one partition: the common case
-        return {keys[0]: list(range(len(keys)))}
+    first, size = messages[0], len(messages)
+    if (
+        countOf(map(_partition_of, messages), first.partition) == size
+        and countOf(map(_topic_of, messages), first.topic) == size
+    ):  # one partition, the common case: C-level passes, no tuple per message
+        return {(first.topic, first.partition): range(size)}
     groups: dict[PartitionKey, list[int]] = {}
-    for index, key in enumerate(keys):
+    for index, message in enumerate(messages):
+        key = (message.topic, message.partition)
         group = groups.get(key)
         if group is None:
             groups[key] = [index]
         else:
             group.append(index)
     return groups
+
+
+_partition_of = attrgetter("partition")
+_topic_of = attrgetter("topic")

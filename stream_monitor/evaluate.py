@@ -311,7 +311,8 @@ class SeverityBoard:
         self._thresholds[key] = (thresholds.warn, thresholds.alert)
         severity = severity_of(check.value, thresholds)
         if evidence is not None and levels is not None:
-            severity = min(severity, evidence.allowed(levels), key=LEVELS.__getitem__)
+            if severity != "ok":  # past a line: significant too? (a p-value only here)
+                severity = min(severity, evidence.allowed(levels), key=LEVELS.__getitem__)
             critical = evidence.critical("alert")
             if critical is None:
                 self._critical.pop(key, None)

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -185,13 +185,24 @@ def sample_window(
     state: ModelVersionState, windows: SlidingWindows, window: str
 ) -> tuple[WindowSample, WindowInfo]:
     """The statistics of ``window`` as ``windows`` hold it now."""
+    first, last = windows.span(window)
+    return sample_vector(state, window, first, last, windows.window(window), state.watermark_s)
+
+
+def sample_vector(
+    state: ModelVersionState,
+    window: str,
+    first: int,
+    last: int,
+    vector: np.ndarray,
+    watermark_s: float,
+) -> tuple[WindowSample, WindowInfo]:
+    """The statistics of ``window`` of ``state``: panes ``first..last`` summed in ``vector``."""
     layout = state.layout
     assert layout is not None
-    first, last = windows.span(window)
-    vector = windows.window(window)
     stats = layout.stability(vector)
     start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
-    covered_s = max(state.pane_s, min(end_s - start_s, state.watermark_s - start_s))
+    covered_s = max(state.pane_s, min(end_s - start_s, watermark_s - start_s))
     sample = WindowSample(
         state.model.name,
         state.version,
@@ -211,6 +222,34 @@ def sample_window(
         model.metadata, tuple(model.features),
     )  # fmt: skip
     return sample, info
+
+
+class WindowCopy(NamedTuple):
+    """A live window as one evaluation left it (its vector copied), sampled only when read.
+
+    A snapshot's windows are read far less often than the engine evaluates (a
+    replay evaluates after every batch and reads them once), so an evaluation
+    keeps copies of the window vectors and the snapshot samples them when it is
+    first read: the same numbers, computed once per read snapshot.
+    """
+
+    state: ModelVersionState
+    window: str
+    first: int
+    last: int
+    vector: np.ndarray
+    watermark_s: float
+
+    @classmethod
+    def of(cls, state: ModelVersionState, windows: SlidingWindows, window: str) -> WindowCopy:
+        """Copy ``window`` of ``windows`` as it is now."""
+        first, last = windows.span(window)
+        vector = windows.window(window).copy()
+        return cls(state, window, first, last, vector, state.watermark_s)
+
+    def sample(self) -> WindowSample:
+        """The window's statistics (:func:`sample_vector`)."""
+        return sample_vector(*self)[0]
 
 
 def window_noise(state: ModelVersionState, vector: np.ndarray, sample: WindowSample) -> WindowNoise:

@@ -36,6 +36,8 @@ from stream_monitor.summaries.binning import NumericBins
 from stream_monitor.summaries.noise import (
     change_noise,
     chi2_isf,
+    chi2_sf,
+    min_expected_count,
     normal_isf,
     per_test_alpha,
     stability_noise,
@@ -60,14 +62,23 @@ class SignificanceLevels:
 
 @dataclass(frozen=True)
 class Evidence:
-    """A judged value's sampling noise: its p-value and the critical value of each level."""
+    """A judged value's sampling noise: its p-value and the critical value of each level.
 
-    p_value: float
+    The p-value is computed when first asked for (a value short of its
+    warn line, most of them, never needs it).
+    """
+
+    p_value_of: Callable[[], float]
     critical_warn: float
     critical_alert: float
     reference_events: int
     #: The bins that moved most (PSI/CSI), computed only when an event needs them.
     explain_of: Callable[[], list[dict[str, Any]]] | None = None
+
+    @functools.cached_property
+    def p_value(self) -> float:
+        """Probability of a value at least this far from the reference with no change."""
+        return float(self.p_value_of())
 
     def explain(self) -> list[dict[str, Any]] | None:
         """The bins with the largest contribution (None where the statistic has no bins)."""
@@ -122,14 +133,31 @@ def min_window_events(model: ModelConfig, layout: CounterLayout) -> int:
 def stability_evidence(
     layout: CounterLayout, vector: np.ndarray, levels: SignificanceLevels
 ) -> dict[str | None, Evidence]:
-    """The noise of the prediction's PSI (key None) and of each feature's CSI."""
+    """The noise of the prediction's PSI (key None) and of each feature's CSI.
+
+    Columns whose bins all expect enough window events (none merged: most
+    columns of most windows) are read together (:class:`CleanColumns`), with
+    :func:`~stream_monitor.summaries.noise.stability_noise`'s arithmetic; the
+    others go through it one by one. p-values are computed when asked for.
+    """
     columns: list[tuple[str | None, ColumnSlots]] = [(None, layout.prediction)]
     columns += list(layout.features.items())
     drift = layout.model.drift
-    return {
-        name: column_evidence(slots, slots.reference.counts, slots.counts(vector), levels, drift)
-        for name, slots in columns
-    }
+    clean = CleanColumns(layout, vector, levels)
+    found = {}
+    for index, (name, slots) in enumerate(columns):
+        reference, window = clean.column(index)
+        if not clean.clean[index]:
+            found[name] = column_evidence(slots, reference, window, levels, drift)
+            continue
+        found[name] = Evidence(
+            functools.partial(clean.p_value, index),
+            clean.critical(index, levels.warn),
+            clean.critical(index, levels.alert),
+            int(clean.n[index]),
+            functools.partial(explain_bins, slots, reference, window, drift.epsilon),
+        )
+    return found
 
 
 def column_evidence(
@@ -155,12 +183,66 @@ def column_evidence(
         scale = 1 / reference.sum() + 1 / window.sum()
         alert = scale * chi2_isf(levels.alert, warn.bins - 1)
     return Evidence(
-        float(warn.p_value),
+        functools.partial(getattr, warn, "p_value"),
         float(warn.critical_value),
         float(alert),
         int(reference.sum()),
         functools.partial(explain_bins, slots, reference, window, drift.epsilon),
     )
+
+
+class CleanColumns:
+    """The PSI/CSI noise of every column at once, where no bin needs merging.
+
+    A column is clean when both totals are positive, it has two bins or more
+    and every bin expects at least ``min_expected`` window events: then
+    :func:`~stream_monitor.summaries.noise.stability_noise` merges nothing, and
+    its statistic, critical value and p-value are computed here with the same
+    operations on the same numbers (each column's terms summed by ``np.sum`` on
+    its own slice), so they are equal to the bit.
+    """
+
+    def __init__(
+        self, layout: CounterLayout, vector: np.ndarray, levels: SignificanceLevels
+    ) -> None:
+        columns = layout.stability_columns
+        index = columns.index
+        drift = layout.model.drift
+        self.bounds = index.bounds
+        self.reference = np.asarray(index.reference_counts)
+        self.window = vector[columns.slots]  # a copy: windows slide
+        self.n = np.add.reduceat(self.reference, index.starts)  # whole counts: exact sums
+        self.m = np.add.reduceat(self.window, index.starts)
+        min_expected = drift.min_expected_per_bin
+        if min_expected is None:
+            min_expected = min_expected_count(levels.warn)
+        n_bins, m_bins = np.repeat(self.n, index.sizes), np.repeat(self.m, index.sizes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = m_bins * self.reference / n_bins
+            sparse = np.add.reduceat((expected < min_expected).view(np.int8), index.starts)
+            e = np.maximum(self.reference / n_bins, drift.epsilon)
+            a = np.maximum(self.window / m_bins, drift.epsilon)
+            terms = (a - e) * np.log(a / e)
+            self.scale = (1.0 / self.n + 1.0 / self.m).tolist()
+        self.sizes = index.sizes
+        self.clean = (self.n > 0) & (self.m > 0) & (sparse == 0) & (index.sizes >= 2)
+        self.statistic = [
+            float(terms[first:last].sum()) if ok else math.nan
+            for ok, (first, last) in zip(self.clean.tolist(), self.bounds, strict=True)
+        ]
+
+    def column(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The reference and window counts of column ``index``."""
+        first, last = self.bounds[index]
+        return self.reference[first:last], self.window[first:last]
+
+    def critical(self, index: int, alpha: float) -> float:
+        """The critical value of column ``index`` at level ``alpha``."""
+        return float(self.scale[index] * chi2_isf(alpha, int(self.sizes[index]) - 1))
+
+    def p_value(self, index: int) -> float:
+        """The p-value of column ``index``'s statistic."""
+        return chi2_sf(self.statistic[index] / self.scale[index], int(self.sizes[index]) - 1)
 
 
 def explain_bins(
@@ -244,7 +326,7 @@ def change_evidence(
     total_se = math.hypot(se, base_se)
     sign = 1.0 if rise else -1.0
     return Evidence(
-        float(warn.p_value),
+        functools.partial(float, warn.p_value),
         float(base + sign * warn.critical_value),
         float(base + sign * normal_isf(levels.alert) * total_se),
         base_events,

@@ -11,7 +11,6 @@ import numpy as np
 
 from stream_monitor.config import ConceptDriftConfig, LimitsConfig, ModelConfig, WindowConfig
 from stream_monitor.decode.batches import ModelBatch, Reject, concat_batches
-from stream_monitor.decode.columns import label_column
 from stream_monitor.state.errors import ErrorStreams
 from stream_monitor.state.ledger import PartitionLedger
 from stream_monitor.state.version_panes import VersionPanes
@@ -23,6 +22,7 @@ from stream_monitor.state.windows import (
     pane_of,
     panes_for,
 )
+from stream_monitor.summaries.quality_labels import quality_labels
 from stream_monitor.summaries.reference import Reference, build_reference
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class ModelVersionState:
         if len(batch) == 0:
             return Counted(rejects)
         pane_index = pane_of(batch.event_ts, self.pane_s)
-        labels = label_column(self.model.task, batch.labels)
+        labels = quality_labels(self.model.task, batch.labels)
         self.panes.add(ledger, pane_index, partial(self.layout.pane_deltas, labels=labels), batch)
         ledger.advance(self.key, float(batch.event_ts.max()))
         self.panes.advance(ledger.watermark(self.key))
@@ -223,7 +223,7 @@ class ModelVersionState:
         window is not counted in the panes.
         """
         assert self.layout is not None and self.panes is not None
-        column = label_column(self.model.task, labels)
+        column = quality_labels(self.model.task, labels)
         self._feed_errors(ledger, predictions, column, panes)
         oldest = self.panes.windows.oldest_pane
         kept = panes >= oldest if oldest is not None else np.ones(len(panes), dtype=bool)

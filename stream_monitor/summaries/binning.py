@@ -67,19 +67,62 @@ class NumericBinsBlock:
             edges[: len(b.edges), column, 0] = b.edges
         self._edges = edges
         self._null_index = np.array([[b.null_index] for b in bins], dtype=np.int64)
+        #: Each column's padded edges (a row each), and where :meth:`histogram` finds its
+        #: bins and null count in its ``(columns, ranks + 2)`` table.
+        self._column_edges = np.ascontiguousarray(edges[:, :, 0].T)
+        width = ranks + 2
+        self._histogram_take = np.concatenate(
+            [c * width + np.r_[np.arange(b.size), width - 1] for c, b in enumerate(bins)]
+        )
 
     def index(self, values: np.ndarray) -> np.ndarray:
         """Bin index (int64) of each value of each column (one row of ``values`` per column)."""
+        return self.positions(values, np.zeros((len(self._null_index), 1), dtype=np.int64))
+
+    def histogram(self, values: np.ndarray) -> np.ndarray:
+        """What :meth:`index` counts, column by column: each bin's count, then the nulls.
+
+        One flat int64 array, ``size + 1`` entries per column in order. Each
+        column is sorted (NaN last), and the count of values ``<= edge`` is a
+        binary search of the edge in it; bin ``i`` holds
+        ``edges[i-1] < x <= edges[i]``, so its count is the difference of two
+        of them. No position per value: for rows that all fall in one pane.
+
+        >>> block = NumericBinsBlock([NumericBins([0.0, 1.0]), NumericBins([5.0])])
+        >>> values = np.array([[-5.0, 0.5, 1.0, np.nan], [4.0, 5.0, 6.0, 7.0]])
+        >>> block.histogram(values).tolist()
+        [1, 2, 0, 1, 2, 2, 0]
+        """
+        ordered = np.sort(values, axis=1)
+        nulls = np.count_nonzero(np.isnan(values), axis=1)
+        columns, rows = values.shape
+        table = np.empty((columns, self._column_edges.shape[1] + 2), dtype=np.int64)
+        table[:, 0] = 0
+        for column, (row, edges) in enumerate(zip(ordered, self._column_edges, strict=True)):
+            table[column, 1:-1] = np.searchsorted(row, edges, side="right")
+        table[:, -1] = rows - nulls
+        counts = np.diff(table, axis=1)  # the last bin reaches the non-null count
+        counts = np.concatenate((counts, nulls[:, None]), axis=1)
+        return counts.ravel()[self._histogram_take]
+
+    def positions(self, values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """:meth:`index` plus each column's ``starts`` (a column of int64), in one int64 pass.
+
+        >>> block = NumericBinsBlock([NumericBins([0.0, 1.0]), NumericBins([5.0])])
+        >>> values = np.array([[-5.0, 0.5, 1.0, np.nan], [4.0, 5.0, 6.0, 7.0]])
+        >>> block.positions(values, np.array([[10], [20]])).tolist()
+        [[10, 11, 11, 13], [20, 20, 21, 21]]
+        """
         counts = np.zeros(values.shape, dtype=np.int8)
         below = np.empty(values.shape, dtype=bool)
         for edge in self._edges:
             np.less(edge, values, out=below)
             counts += below.view(np.int8)
-        index = counts.astype(np.int64)
+        positions = np.add(counts, starts, dtype=np.int64)
         null = np.isnan(values)
         if null.any():
-            index = np.where(null, self._null_index, index)
-        return index
+            np.copyto(positions, starts + self._null_index, where=null)
+        return positions
 
 
 class CategoricalBins:

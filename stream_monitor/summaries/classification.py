@@ -260,35 +260,55 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
         """Absolute positions of the log-loss and squared-error sums and of their squares."""
         return self.counters_start + np.arange(LOG_LOSS_SUM, SQUARED_ERROR_SQ_SUM + 1)
 
-    def _valid(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
-        valid: np.ndarray = np.isfinite(score) & ((label == 0) | (label == 1))
-        return valid
-
-    def positions(self, score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Histogram-bin and confusion-count positions of each row (``-1`` if not counted)."""
+    def _labeled(
+        self, score: np.ndarray, label: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows counted (finite score, label 0 or 1), their scores and their labels."""
         score = as_float_column(score)
         label = as_float_column(label)
-        valid = self._valid(score, label)
+        rows = np.flatnonzero(np.isfinite(score) & ((label == 0) | (label == 1)))
+        return rows, score[rows], label[rows]
+
+    def _positions_of(self, score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Histogram-bin and confusion-count positions of counted rows."""
         positive = label == 1
-        clipped = np.clip(np.nan_to_num(score), 0.0, 1.0)
+        clipped = np.clip(score, 0.0, 1.0)
         bins = np.minimum((clipped * self.score_bins).astype(np.int64), self.score_bins - 1)
         hist = self.start + np.where(positive, self.score_bins, 0) + bins
         predicted = score >= self.threshold
         kind = np.where(predicted, np.where(positive, TP, FP), np.where(positive, FN, TN))
-        confusion = self.counters_start + kind
-        return np.where(valid, hist, -1), np.where(valid, confusion, -1)
+        return hist, self.counters_start + kind
+
+    def _sums_of(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Log loss, squared error and their squares of counted rows, ``(rows, 4)``."""
+        p = np.clip(score, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+        log_loss = -(label * np.log(p) + (1.0 - label) * np.log1p(-p))
+        squared = (np.clip(score, 0.0, 1.0) - label) ** 2
+        return np.stack([log_loss, squared, log_loss * log_loss, squared * squared], axis=1)
+
+    def counted(
+        self, score: np.ndarray, label: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """The rows counted, their positions and their sums (only labeled rows are worked on)."""
+        rows, score, label = self._labeled(score, label)
+        return rows, self._positions_of(score, label), self._sums_of(score, label)
+
+    def positions(self, score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Histogram-bin and confusion-count positions of each row (``-1`` if not counted)."""
+        rows, score_of, label_of = self._labeled(score, label)
+        every = []
+        for counted in self._positions_of(score_of, label_of):
+            column = np.full(len(score), -1, dtype=np.int64)
+            column[rows] = counted
+            every.append(column)
+        return every[0], every[1]
 
     def sums(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Per-row log loss, squared error and their squares, ``(rows, 4)`` (0: not counted)."""
-        score = as_float_column(score)
-        label = as_float_column(label)
-        valid = self._valid(score, label)
-        y = np.where(valid, label, 0.0)
-        p = np.clip(np.nan_to_num(score), LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-        log_loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
-        squared = (np.clip(np.nan_to_num(score), 0.0, 1.0) - y) ** 2
-        columns = np.stack([log_loss, squared, log_loss * log_loss, squared * squared], axis=1)
-        return np.where(valid[:, None], columns, 0.0)
+        rows, score_of, label_of = self._labeled(score, label)
+        every = np.zeros((len(score), 4))
+        every[rows] = self._sums_of(score_of, label_of)
+        return every
 
     def histograms(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positive and negative score histograms in ``vector``."""

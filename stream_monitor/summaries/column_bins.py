@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from stream_monitor.summaries.reference import ColumnProfile
 
 
+#: The new-value mask of a numeric column: nothing is ever new.
+_NOTHING_NEW = np.zeros(0, dtype=bool)
+
+
 @dataclass(frozen=True)
 class ColumnStats:
     """One column's counts in a vector and its stability index against the reference."""
@@ -61,13 +65,28 @@ class ColumnSlots(SlotSummary, SlotRange):
 
     def positions(self, values: np.ndarray | list[str | None]) -> tuple[np.ndarray, ...]:
         """Vector positions to count for each value (one array per counter kind)."""
+        index, new = self.bin_positions(values)
+        if isinstance(self.bins, NumericBins):
+            return (index,)
+        return index, np.where(new, self.new_slot, -1)
+
+    def bin_positions(self, values: np.ndarray | list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """The bin position of each value, and a mask of the new ones (empty when numeric).
+
+        :meth:`positions`, with the rare new values as a mask rather than a position each.
+        """
         if isinstance(self.bins, NumericBins):
             index = self.bins.index(np.asarray(values))
             index += self.start
-            return (index,)
+            return index, _NOTHING_NEW
         index, new = self.bins.index(values)  # type: ignore[arg-type]
         index += self.start
-        return index, np.where(new, self.start + self.size + 1, -1)
+        return index, new
+
+    @property
+    def new_slot(self) -> int:
+        """Position of the count of values never seen in the reference (categorical columns)."""
+        return self.start + self.size + 1
 
     def counts(self, vector: np.ndarray) -> np.ndarray:
         """Bin counts of this column in ``vector``."""

@@ -101,8 +101,10 @@ class LogBuckets:
     def index(self, values_ms: np.ndarray) -> np.ndarray:
         """Bucket of each latency in ms (``-1`` for NaN, infinite or negative values)."""
         x = np.asarray(values_ms, dtype=np.float64)
+        inside = (x >= self.min_ms) & (x <= self.max_ms)
+        if inside.all():  # the common case: every latency within the sketch's range
+            return self._key(x) - self._key_min + 1
         valid = np.isfinite(x) & (x >= 0.0)
-        inside = valid & (x >= self.min_ms) & (x <= self.max_ms)
         keys = self._key(np.where(inside, x, self.min_ms)) - self._key_min + 1
         out = np.where(inside, keys, -1)
         out[valid & (x < self.min_ms)] = 0
@@ -126,15 +128,25 @@ class LogBuckets:
         smallest (at least the first). The result is that value's bucket's
         representative, within relative error ``alpha`` for values in range.
         """
-        if not 0.0 <= q <= 1.0:
+        return self.quantiles(counts, (q,))[0]
+
+    def quantiles(self, counts: np.ndarray, qs: Sequence[float]) -> list[float]:
+        """:meth:`quantile` of each of ``qs``, from one cumulative sum of ``counts``.
+
+        >>> b = LogBuckets()
+        >>> counts = np.bincount(b.index(np.arange(1.0, 101.0)), minlength=b.size)
+        >>> b.quantiles(counts, (0.5, 0.99)) == [b.quantile(counts, 0.5), b.quantile(counts, 0.99)]
+        True
+        """
+        if not all(0.0 <= q <= 1.0 for q in qs):
             raise ValueError("q must be in [0, 1]")
         cumulative = np.cumsum(np.asarray(counts, dtype=np.float64))
         n = cumulative[-1] if cumulative.size else 0.0
         if n <= 0:
-            return float("nan")
-        rank = max(1.0, math.ceil(q * n))
-        bucket = int(np.searchsorted(cumulative, rank, side="left"))
-        return self.value(min(bucket, self.size - 1))
+            return [float("nan")] * len(qs)
+        ranks = [max(1.0, math.ceil(q * n)) for q in qs]
+        buckets = np.searchsorted(cumulative, ranks, side="left").tolist()
+        return [self.value(min(bucket, self.size - 1)) for bucket in buckets]
 
 
 class LatencySlots(SlotSummary, SlotRange):
@@ -187,20 +199,28 @@ class LatencySlots(SlotSummary, SlotRange):
 
     def positions(self, latency_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sketch-bucket and Prometheus-bucket positions of each value (``-1``: not counted)."""
-        x = np.asarray(latency_ms, dtype=np.float64)
-        sketch = self.buckets.index(x)
-        valid = sketch >= 0
-        prom = np.searchsorted(self.bounds_s, np.where(valid, x, 0.0) / 1000.0, side="left")
-        return (
-            np.where(valid, self.start + sketch, -1),
-            np.where(valid, self.histogram_start + prom, -1),
-        )
+        return self.counted(latency_ms)[1]
 
     def sums(self, latency_ms: np.ndarray) -> np.ndarray:
         """Per-row latency in seconds, shape ``(rows, 1)`` (0 where not counted)."""
+        return self.counted(latency_ms)[2]
+
+    def counted(
+        self, latency_ms: np.ndarray
+    ) -> tuple[None, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """Every row, with its :meth:`positions` and :meth:`sums` from one validity mask."""
         x = np.asarray(latency_ms, dtype=np.float64)
-        valid = np.isfinite(x) & (x >= 0.0)
-        return np.where(valid, x, 0.0)[:, None] / 1000.0
+        sketch = self.buckets.index(x)
+        valid = sketch >= 0
+        if valid.all():
+            prom = np.searchsorted(self.bounds_s, x / 1000.0, side="left")
+            return None, (self.start + sketch, self.histogram_start + prom), x[:, None] / 1000.0
+        prom = np.searchsorted(self.bounds_s, np.where(valid, x, 0.0) / 1000.0, side="left")
+        positions = (
+            np.where(valid, self.start + sketch, -1),
+            np.where(valid, self.histogram_start + prom, -1),
+        )
+        return None, positions, np.where(valid, x, 0.0)[:, None] / 1000.0
 
     def counts(self, vector: np.ndarray) -> np.ndarray:
         """The sketch's bucket counts in ``vector``."""
@@ -210,8 +230,8 @@ class LatencySlots(SlotSummary, SlotRange):
         self, vector: np.ndarray, qs: Sequence[float] = DEFAULT_QUANTILES
     ) -> dict[float, float]:
         """Quantiles of ``vector``'s latencies, in seconds (NaN when empty)."""
-        counts = self.counts(vector)
-        return {q: self.buckets.quantile(counts, q) / 1000.0 for q in qs}
+        found = self.buckets.quantiles(self.counts(vector), qs)
+        return {q: value / 1000.0 for q, value in zip(qs, found, strict=True)}
 
     def histogram(self, vector: np.ndarray) -> LatencyHistogram:
         """Cumulative Prometheus buckets and sum of ``vector``.

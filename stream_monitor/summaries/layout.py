@@ -5,7 +5,8 @@ each column (the prediction, then every feature) has its bins, a null slot and,
 for categorical columns, a new-category slot; then the latency sketch and the
 quality summary of the model's task (:mod:`stream_monitor.summaries.slots`).
 Updating a batch is one ``np.bincount`` over the positions of every event in
-every column, plus a weighted one for the float sums; merging panes, windows,
+every column (:class:`~stream_monitor.summaries.slots.PaneCounts`), plus a
+weighted one for each summary's float sums; merging panes, windows,
 replicas or restarts is vector addition.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode.batches import ModelBatch
-from stream_monitor.decode.columns import label_column, numeric_column
+from stream_monitor.decode.columns import numeric_column
 from stream_monitor.snapshot import ConfusionMatrix, LatencyHistogram, LatencyStats, StabilityStats
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
@@ -34,9 +35,10 @@ from stream_monitor.summaries.classification import (
 from stream_monitor.summaries.column_bins import ColumnSlots
 from stream_monitor.summaries.latency import LatencySlots
 from stream_monitor.summaries.psi import StabilityIndex
+from stream_monitor.summaries.quality_labels import quality_labels
 from stream_monitor.summaries.reference import Reference
 from stream_monitor.summaries.regression import RegressionSlots
-from stream_monitor.summaries.slots import pane_deltas
+from stream_monitor.summaries.slots import PaneCounts
 
 QualitySlots = BinaryQualitySlots | RegressionSlots | MulticlassQualitySlots
 
@@ -96,8 +98,8 @@ class CounterLayout:
         self.quality: QualitySlots = quality_slots(model, reference, start)
         start += self.quality.width
         self.width = start
-        self._sum_slots = np.concatenate((self.latency.sum_slots, self.quality.sum_slots))
-        self._stability_columns = StabilityColumns(
+        #: The prediction's and every feature's bins, in order (PSI, then each CSI).
+        self.stability_columns = StabilityColumns(
             [self.prediction, *self.features.values()], self.epsilon
         )
         blocked: dict[str, NumericBins] = {}
@@ -108,7 +110,28 @@ class CounterLayout:
         self._blocked = list(blocked)
         self._block = NumericBinsBlock(list(blocked.values())) if blocked else None
         self._block_starts = np.array([[self.features[n].start] for n in blocked], np.int64)
+        #: The slots of :meth:`NumericBinsBlock.histogram`'s counts: each column's bins and null.
+        self._block_slots = (
+            np.concatenate(
+                [
+                    np.arange(self.features[n].start, self.features[n].start + b.size + 1)
+                    for n, b in blocked.items()
+                ]
+            )
+            if blocked
+            else np.zeros(0, dtype=np.int64)
+        )
         self._unblocked = [(n, slots) for n, slots in self.features.items() if n not in blocked]
+        bins = self.prediction.bins
+        #: A numeric prediction's bins as a block of one (its histogram for one pane).
+        self._prediction_block = (
+            NumericBinsBlock([bins])
+            if isinstance(bins, NumericBins) and len(bins.edges) <= MAX_BLOCK_EDGES
+            else None
+        )
+        self._prediction_slots = np.arange(
+            self.prediction.start, self.prediction.start + bins.size + 1
+        )
 
     def pane_deltas(
         self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int, labels: Any = None
@@ -116,39 +139,40 @@ class CounterLayout:
         """Count ``batch`` into ``n_panes`` vectors; ``pane_rows[i]`` is row i's pane (0-based).
 
         Rows with an inline label are counted in the quality summary too; ``labels``
-        is the batch's :func:`label_column` when the caller already has it.
+        is the batch's :func:`quality_labels` when the caller already has it.
+        Every position goes to one :class:`PaneCounts`: the events slot and new
+        categories as counts of rows, the quality summary for its labeled rows only.
         """
-        positions = [np.full(len(batch), EVENTS_SLOT, dtype=np.int64)]
-        positions.extend(self.prediction.positions(batch.prediction))
+        counts = PaneCounts(self.width, pane_rows, n_panes)
+        counts.count_rows(EVENTS_SLOT)
+        if n_panes == 1 and self._prediction_block is not None:
+            scores = np.asarray(batch.prediction, dtype=np.float64)[None, :]
+            counts.add_counts(self._prediction_slots, self._prediction_block.histogram(scores))
+        else:
+            _count_column(counts, self.prediction, batch.prediction)
         if self._block is not None:
             values = np.array([batch.features[name] for name in self._blocked], dtype=np.float64)
-            positions.extend(self._block.index(values) + self._block_starts)
+            if n_panes == 1:  # the common case: sorted columns, no position per value
+                counts.add_counts(self._block_slots, self._block.histogram(values))
+            else:
+                counts.count(self._block.positions(values, self._block_starts))
         for name, slots in self._unblocked:
-            positions.extend(slots.positions(batch.features[name]))
-        positions.extend(self.latency.positions(batch.latency_ms))
+            _count_column(counts, slots, batch.features[name])
+        _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
-            labels = label_column(self.model.task, batch.labels)
-        prediction = quality_column(self.model.task, batch.prediction)
-        positions.extend(self.quality.positions(prediction, labels))
-        sums = np.concatenate(
-            (self.latency.sums(batch.latency_ms), self.quality.sums(prediction, labels)),
-            axis=1,
+            labels = quality_labels(self.model.task, batch.labels)
+        _count_summary(
+            counts, self.quality, quality_column(self.model.task, batch.prediction), labels
         )
-        return pane_deltas(self.width, pane_rows, n_panes, positions, self._sum_slots, sums)
+        return counts.deltas()
 
     def label_deltas(
         self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
     ) -> np.ndarray:
-        """Count joined labels (their :func:`label_column`) into the quality summary only."""
-        predictions = quality_column(self.model.task, predictions)
-        return pane_deltas(
-            self.width,
-            pane_rows,
-            n_panes,
-            self.quality.positions(predictions, column),
-            self.quality.sum_slots,
-            self.quality.sums(predictions, column),
-        )
+        """Count joined labels (their :func:`quality_labels`) into the quality summary only."""
+        counts = PaneCounts(self.width, pane_rows, n_panes)
+        _count_summary(counts, self.quality, quality_column(self.model.task, predictions), column)
+        return counts.deltas()
 
     def events(self, vector: np.ndarray) -> int:
         """Events counted in a window vector."""
@@ -190,7 +214,7 @@ class CounterLayout:
     def stability(self, vector: np.ndarray) -> StabilityStats:
         """PSI, CSI, null and new-category ratios of a window vector."""
         events = int(vector[EVENTS_SLOT])
-        index, present = self._stability_columns.read(vector)
+        index, present = self.stability_columns.read(vector)
         csi: dict[str, float] = {}
         null_ratio: dict[str, float] = {}
         new_ratio: dict[str, float] = {}
@@ -201,6 +225,22 @@ class CounterLayout:
                 total = present[column]
                 new_ratio[name] = slots.new_values(vector) / total if total else 0.0
         return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
+
+
+def _count_column(counts: PaneCounts, slots: ColumnSlots, values: Any) -> None:
+    """Count a column's bins, and its new values (rare) as rows of the new-value slot."""
+    positions, new = slots.bin_positions(values)
+    counts.count(positions)
+    if new.any():
+        counts.count_rows(slots.new_slot, new)
+
+
+def _count_summary(counts: PaneCounts, summary: QualitySlots | LatencySlots, *columns: Any) -> None:
+    """Count the rows ``summary`` counts of ``columns``, and add their sums."""
+    rows, positions, sums = summary.counted(*columns)
+    for column in positions:
+        counts.count(column, rows)
+    counts.add_sums(summary.sum_slots, sums, rows)
 
 
 class StabilityColumns:

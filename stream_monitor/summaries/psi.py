@@ -51,6 +51,8 @@ class StabilityIndex:
         self.starts = ends - sizes
         self.bounds = list(zip(self.starts.tolist(), ends.tolist(), strict=True))
         counts = np.concatenate([np.asarray(c, dtype=np.float64) for c in reference_counts])
+        #: Every column's reference counts, concatenated.
+        self.reference_counts = counts
         self.expected, _ = self.proportions(counts)
 
     def proportions(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,9 @@ from stream_monitor.significance import (
     stability_evidence,
 )
 from stream_monitor.snapshot import SeriesKey
+from stream_monitor.summaries.binning import NumericBins
 from stream_monitor.summaries.layout import CounterLayout
-from stream_monitor.summaries.noise import chi2_isf
+from stream_monitor.summaries.noise import chi2_isf, stability_noise
 from stream_monitor.summaries.reference import build_reference
 from stream_monitor.tools.synthetic import SyntheticTraffic
 from tests.conftest import FRAUD_MODEL, as_messages
@@ -34,7 +35,9 @@ LEVELS = SignificanceLevels(warn=1e-3, alert=1e-5)
 
 
 def evidence(p_value: float) -> Evidence:
-    return Evidence(p_value, 0.05, 0.08, 50_000, lambda: [{"bin": "a", "contribution": 0.2}])
+    return Evidence(
+        lambda: p_value, 0.05, 0.08, 50_000, lambda: [{"bin": "a", "contribution": 0.2}]
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,6 +125,40 @@ def test_stability_evidence_matches_the_chi_square_rule_and_explains_the_moved_b
     assert [e["contribution"] for e in explained] == sorted(
         (e["contribution"] for e in explained), reverse=True
     )
+
+
+@pytest.mark.parametrize("scale", [0, 3, 40, 5_000, 10**6])
+def test_stability_evidence_of_all_columns_equals_the_noise_of_each_to_the_bit(
+    fraud_layout: CounterLayout, scale: int
+) -> None:
+    layout = fraud_layout
+    drift = layout.model.drift
+    columns = [(None, layout.prediction), *layout.features.items()]
+    rng = np.random.default_rng(scale)
+    for _ in range(20):
+        vector = rng.integers(0, scale + 1, layout.width).astype(np.float64)
+        for _, slots in columns[:: 1 + int(rng.integers(0, 3))]:
+            vector[slots.start] = 0.0  # an empty bin here and there: some columns merge
+        found = stability_evidence(layout, vector, LEVELS)
+        for name, slots in columns:
+            reference = np.asarray(slots.reference.counts, dtype=np.float64)
+            window = np.array(slots.counts(vector), dtype=np.float64)
+            ordered = isinstance(slots.bins, NumericBins)
+            noise = [
+                stability_noise(
+                    reference, window, level, drift.epsilon, drift.min_expected_per_bin, ordered
+                )
+                for level in (LEVELS.warn, LEVELS.alert)
+            ]
+            evidence = found[name]
+            expected_alert = noise[0].critical_value
+            if noise[0].bins >= 2 and math.isfinite(expected_alert):
+                scale_of = 1 / reference.sum() + 1 / window.sum()
+                expected_alert = scale_of * chi2_isf(LEVELS.alert, noise[0].bins - 1)
+            got = [evidence.p_value, evidence.critical_warn, evidence.critical_alert]
+            want = [noise[0].p_value, noise[0].critical_value, expected_alert]
+            assert np.array(got).tobytes() == np.array(want).tobytes(), (name, got, want)
+            assert evidence.reference_events == int(reference.sum())
 
 
 def test_bins_read_as_intervals_or_categories_and_min_events_follow_the_bins(

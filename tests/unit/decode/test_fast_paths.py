@@ -23,7 +23,7 @@ from stream_monitor.config import FieldMap, LimitsConfig
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import ModelBatch, RawMessage
 from stream_monitor.decode.column_builder import ColumnBuilder
-from stream_monitor.decode.columns import numeric_column
+from stream_monitor.decode.columns import label_column, numeric_column
 from stream_monitor.decode.decoder import Decoder, DecodeResult
 from stream_monitor.decode.grouping import EventGrouper
 from stream_monitor.decode.parsing import MessageParser
@@ -33,11 +33,7 @@ from stream_monitor.summaries.binning import (
     NumericBins,
     NumericBinsBlock,
 )
-from stream_monitor.summaries.layout import (
-    CounterLayout,
-    StabilityColumns,
-    label_column,
-)
+from stream_monitor.summaries.layout import CounterLayout, StabilityColumns
 from stream_monitor.summaries.psi import psi
 from stream_monitor.summaries.reference import ColumnProfile, build_reference
 from stream_monitor.summaries.slots import pane_deltas

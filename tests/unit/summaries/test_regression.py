@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from stream_monitor.summaries.layout import label_column
+from stream_monitor.decode.columns import label_column
 from stream_monitor.summaries.regression import RegressionSlots, r2
 from tests.unit.summaries.test_summary_laws import assert_laws
 
