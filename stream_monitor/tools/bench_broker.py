@@ -28,10 +28,17 @@ from stream_monitor.tools.workload import Workload, bench_config
 class TimedService(MonitorService):
     """The loop of ``stream-monitor run``, noting when the broker assigned its partitions, when
     the first consumed batch arrived and when the processing of each batch ended
-    (``time.perf_counter`` seconds)."""
+    (``time.perf_counter`` seconds); ``done`` is set once ``expected`` events are counted.
 
-    def __init__(self, config: MonitorConfig, engine: Engine) -> None:
+    The service itself says when it is done, so no other thread polls the
+    engine meanwhile (a watcher waking every few milliseconds takes the GIL from
+    the loop it times).
+    """
+
+    def __init__(self, config: MonitorConfig, engine: Engine, expected: int) -> None:
         super().__init__(config, engine)
+        self.expected = expected
+        self.done = threading.Event()
         self.assigned_at: float | None = None
         self.received_at: float | None = None
         self.processed_at: float | None = None
@@ -48,6 +55,8 @@ class TimedService(MonitorService):
         super().process(messages)
         if messages:
             self.processed_at = time.perf_counter()
+            if _seen(self.engine) >= self.expected:
+                self.done.set()
 
 
 def measure_backlogs(
@@ -128,17 +137,15 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
             ),
         )
         engine = Engine(config)
-        service = TimedService(config, engine)
+        expected = workload.events
+        service = TimedService(config, engine, expected)
         reset_peak_rss()
         rss_before = process_memory()["rss_bytes"]
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        expected = workload.events
         started = time.perf_counter()
         thread.start()
-        deadline = started + max(120.0, expected / 1000.0)
-        while time.perf_counter() < deadline and _seen(engine) < expected:
-            time.sleep(0.002)
+        service.done.wait(max(120.0, expected / 1000.0))
         stop.set()
         thread.join(30)
         closed = time.perf_counter()
@@ -167,5 +174,5 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
 
 
 def _seen(engine: Engine) -> int:
-    """Valid plus invalid events the engine counted so far (read from another thread)."""
+    """Valid plus invalid events the engine counted so far."""
     return sum(list(engine.events_total.values())) + sum(list(engine.invalid_total.values()))
