@@ -130,6 +130,23 @@ class CompareVersionsConfig:
 
 
 @dataclass(frozen=True)
+class EstimationConfig:
+    """Quality estimated from the scores before labels arrive (binary models).
+
+    ``min_labeled_per_bin``: labeled reference events each calibration group
+    holds at least. ``error``: (warn, alert) of the absolute difference between
+    an estimated metric and its realized value. The estimate's tests have their
+    own false-alert budgets, so that they do not move the other tests' lines.
+    """
+
+    enabled: bool = True
+    min_labeled_per_bin: int = 100
+    error: tuple[float, float] = (0.05, 0.10)
+    false_alerts_per_day: float = 0.02
+    false_warnings_per_day: float = 0.2
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One monitored model: its task, features, reference and descriptive metadata."""
 
@@ -148,6 +165,8 @@ class ModelConfig:
     metadata: dict[str, str] = field(default_factory=dict)
     #: ``compare_versions:`` (see :mod:`stream_monitor.versions`); None: versions not compared.
     compare_versions: CompareVersionsConfig | None = None
+    #: ``estimation:`` (see :mod:`stream_monitor.estimation`), binary models only.
+    estimation: EstimationConfig = EstimationConfig()
 
     @property
     def prediction_type(self) -> str:

@@ -37,6 +37,7 @@ from stream_monitor.config import (
     TopicConfig,
     WindowConfig,
 )
+from stream_monitor.estimation_config import with_estimation
 from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
 from stream_monitor.model_metadata import parse_metadata
 
@@ -340,8 +341,7 @@ def _concept_drift(reader: _Reader) -> ConceptDriftConfig:
 
 
 def _model(reader: _Reader, drift: DriftConfig, quality: QualityConfig) -> ModelConfig:
-    name = reader.string("name", None, required=True)
-    assert name is not None
+    name = str(reader.string("name", None, required=True))
     task = reader.string("task", None, required=True)
     if task not in TASKS:
         raise ConfigError(f"{reader.key('task')}: must be one of {', '.join(TASKS)}, got {task!r}")
@@ -382,8 +382,8 @@ def _model(reader: _Reader, drift: DriftConfig, quality: QualityConfig) -> Model
         quality=_quality(reader.child("quality"), quality),
         metadata=parse_metadata(reader.get("metadata"), reader.key("metadata")),
     )
-    key = "compare_versions"
-    model = with_compare_versions(model, reader.get(key), reader.key(key))
+    for key, add in (("compare_versions", with_compare_versions), ("estimation", with_estimation)):
+        model = add(model, reader.get(key), reader.key(key))
     reader.finish()
     return model
 

@@ -28,6 +28,7 @@ import numpy as np
 from stream_monitor.config import ModelConfig, MonitorConfig
 from stream_monitor.decode.batches import REASONS, LabelBatch, ModelBatch, RawMessage, Reject
 from stream_monitor.decode.decoder import Decoder
+from stream_monitor.estimation import judge_estimates
 from stream_monitor.evaluate import DriftEvent
 from stream_monitor.judging import WindowCopy, WindowJudge, log_skipped_windows
 from stream_monitor.snapshot import ModelInfo, SeriesKey, Snapshot
@@ -67,7 +68,7 @@ class Engine:
         self.states: dict[VersionKey, ModelVersionState] = {}
         self.joiner = LabelJoiner(config, self.states, self.invalid_total)
         self.store = StateStore(config, self.states, self.joiner, self.invalid_total, clock)
-        self.judge = WindowJudge(VersionJudge)
+        self.judge = WindowJudge(VersionJudge, judge_estimates)
         self.judging = True
         self._counters = Snapshot()
         self._unsampled: list[WindowCopy] = []

@@ -24,6 +24,9 @@ from stream_monitor.config import ModelConfig, Thresholds
 from stream_monitor.metric_names import (
     CONCEPT_DRIFT,
     CSI,
+    ESTIMATED_METRICS,
+    ESTIMATED_PREFIX,
+    ESTIMATION_ERROR,
     LATENCY_P99,
     NEW_CATEGORY_RATIO,
     NULL_RATIO,
@@ -65,7 +68,20 @@ def drift_metrics(model: ModelConfig) -> list[str]:
     if model.compare_versions is not None:
         metrics += [VERSION_PSI, VERSION_CSI]
         metrics += [VERSION_PREFIX + metric for metric in model.compare_versions.quality]
-    return metrics
+    estimated = estimated_rules(model)
+    metrics += [ESTIMATED_PREFIX + metric for metric in estimated]
+    return metrics + ([ESTIMATION_ERROR] if estimated else [])
+
+
+def estimated_rules(model: ModelConfig) -> tuple[str, ...]:
+    """The quality rules of ``model`` also judged on its label-free estimate (binary models).
+
+    >>> estimated_rules(ModelConfig("m", "binary", {"x": "numeric"}))
+    ('auc', 'accuracy', 'f1')
+    """
+    if model.task != "binary" or not model.estimation.enabled:
+        return ()
+    return tuple(metric for metric in ESTIMATED_METRICS if metric in model.quality.rules)
 
 
 def window_checks(
@@ -211,16 +227,20 @@ class DriftEvent:
     features: list[str] = field(default_factory=list)
     #: ``version_*`` metrics: the version compared against (absent from other events).
     champion: str | None = None
+    #: ``estimated_*`` metrics: true, a label-free estimate (absent from other events).
+    estimated: bool | None = None
 
     def to_json(self) -> bytes:
         """The event as the JSON value of a Kafka message."""
         return orjson.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as a dict (``champion`` only on ``version_*`` events)."""
+        """The event as a dict (``champion`` only on ``version_*`` events, ``estimated`` only
+        on ``estimated_*`` ones)."""
         found = asdict(self)
-        if found["champion"] is None:
-            del found["champion"]
+        for name in ("champion", "estimated"):
+            if found[name] is None:
+                del found[name]
         return found
 
 
@@ -354,6 +374,7 @@ class SeverityBoard:
             explain=evidence.explain() if evidence is not None else None,
             metadata=dict(window.metadata),
             features=list(window.features),
+            estimated=True if key.metric.startswith(ESTIMATED_PREFIX) else None,
         )
 
     def judge_window(

@@ -43,16 +43,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Judges one window's label-free estimate: (board, state, window, sample, now) -> events.
+EstimateJudge = Callable[
+    [SeverityBoard, "ModelVersionState", WindowInfo, WindowSample, float], list[DriftEvent]
+]
+
 
 class WindowJudge:
     """Judges the windows of closed panes; holds the severities and the events not yet taken.
 
     ``version_judge`` builds, on the severity board, what judges a model's
-    challengers against its champion (models with ``compare_versions``).
+    challengers against its champion (models with ``compare_versions``);
+    ``estimate_judge`` judges a window's label-free quality estimate
+    (:func:`stream_monitor.estimation.judge_estimates`).
     """
 
     def __init__(
-        self, version_judge: Callable[[SeverityBoard], VersionJudge] | None = None
+        self,
+        version_judge: Callable[[SeverityBoard], VersionJudge] | None = None,
+        estimate_judge: EstimateJudge | None = None,
     ) -> None:
         self.board = SeverityBoard()
         #: Drift events emitted, by (model, version, metric, severity).
@@ -62,6 +71,7 @@ class WindowJudge:
         self.judged_panes = 0
         self._events: list[DriftEvent] = []
         self.versions = version_judge(self.board) if version_judge is not None else None
+        self.estimates = estimate_judge
 
     def register(self, model: ModelConfig, version: str) -> None:
         """Start the drift-event counters of a new model version at zero."""
@@ -153,6 +163,8 @@ class WindowJudge:
             noise.levels,
             state.model.drift.persistence_panes,
         )
+        if self.estimates is not None:
+            events += self.estimates(self.board, state, info, sample, now_s)
         assert state.judged is not None
         if events and state.judged.skipped:
             events[0] = replace(events[0], unjudged=unjudged_ranges(state))
@@ -203,6 +215,8 @@ def sample_vector(
     stats = layout.stability(vector)
     start_s, end_s = first * state.pane_s, (last + 1) * state.pane_s
     covered_s = max(state.pane_s, min(end_s - start_s, watermark_s - start_s))
+    quality = layout.quality_values(vector)
+    estimate, estimation_error = layout.estimated_values(vector, quality)
     sample = WindowSample(
         state.model.name,
         state.version,
@@ -211,10 +225,12 @@ def sample_vector(
         end_s,
         stats.events / covered_s,
         stats,
-        layout.quality_values(vector),
+        quality,
         layout.latency_stats(vector),
         layout.detections(vector),
         layout.confusion_matrix(vector),
+        estimate,
+        estimation_error,
     )
     model = state.model
     info = WindowInfo(

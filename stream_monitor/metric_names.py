@@ -23,6 +23,12 @@ VERSION_CSI = "version_csi"
 #: A challenger's quality against the champion's is the drift metric ``version_<quality metric>``.
 VERSION_PREFIX = "version_"
 
+#: Label-free estimates of a binary classifier's quality are the drift metrics
+#: ``estimated_<metric>``; the estimate minus the realized value is ``estimation_error``.
+ESTIMATED_PREFIX = "estimated_"
+ESTIMATED_METRICS = ("auc", "accuracy", "precision", "recall", "f1")
+ESTIMATION_ERROR = "estimation_error"
+
 #: Quality metrics judged as a drop from the reference value (absolute difference).
 DROP_METRICS = ("auc", "gini", "ks", "accuracy", "precision", "recall", "f1", "r2")
 #: Quality metrics judged as a relative rise over the reference value (0.2 = 20% worse).

@@ -88,6 +88,10 @@ class WindowSample:
     detections: float
     #: Classification models only.
     confusion: ConfusionMatrix | None = None
+    #: Binary models with a calibration map: the quality expected from every event's score.
+    estimate: Mapping[str, float] = field(default_factory=dict)
+    #: The estimate minus the realized value, per metric the window's labels give.
+    estimation_error: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from stream_monitor import __version__
 from stream_monitor.evaluate import LEVELS
 from stream_monitor.metric_names import QUALITY_METRICS
 from stream_monitor.model_metadata import METADATA_KEYS
+from stream_monitor.sinks.estimate_metrics import estimate_families
 from stream_monitor.sinks.version_metrics import version_families
 from stream_monitor.snapshot import Snapshot
 
@@ -60,6 +61,7 @@ class SnapshotCollector(Collector):
         yield from _counters(snapshot)
         yield from _windows(snapshot)
         yield from _quality(snapshot)
+        yield from estimate_families(snapshot)
         yield from _confusion(snapshot)
         yield from _latency(snapshot)
         yield from _severities(snapshot)

@@ -33,6 +33,7 @@ from stream_monitor.summaries.classification import (
     MulticlassQualitySlots,
 )
 from stream_monitor.summaries.column_bins import ColumnSlots
+from stream_monitor.summaries.estimate import EstimateSlots, estimation_errors
 from stream_monitor.summaries.latency import LatencySlots
 from stream_monitor.summaries.psi import StabilityIndex
 from stream_monitor.summaries.quality_labels import quality_labels
@@ -57,6 +58,14 @@ def quality_slots(model: ModelConfig, reference: Reference, start: int) -> Quali
     low, high = reference.prediction.minimum, reference.prediction.maximum
     shift = (low + high) / 2.0 if low is not None and high is not None else 0.0
     return RegressionSlots(start, y_shift=shift)
+
+
+def estimate_slots(model: ModelConfig, reference: Reference, start: int) -> EstimateSlots | None:
+    """The estimate's summary at ``start``: a binary model whose reference has a calibration map."""
+    calibration = reference.calibration
+    if model.task != "binary" or not model.estimation.enabled or calibration is None:
+        return None
+    return EstimateSlots(start, calibration, model.threshold)
 
 
 def number_column(values: Any) -> np.ndarray:
@@ -97,6 +106,9 @@ class CounterLayout:
         start += self.latency.width
         self.quality: QualitySlots = quality_slots(model, reference, start)
         start += self.quality.width
+        #: Every event's score through the reference's calibration map (binary models with one).
+        self.estimate = estimate_slots(model, reference, start)
+        start += self.estimate.width if self.estimate is not None else 0
         self.width = start
         #: The prediction's and every feature's bins, in order (PSI, then each CSI).
         self.stability_columns = StabilityColumns(
@@ -161,9 +173,10 @@ class CounterLayout:
         _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
             labels = quality_labels(self.model.task, batch.labels)
-        _count_summary(
-            counts, self.quality, quality_column(self.model.task, batch.prediction), labels
-        )
+        prediction = quality_column(self.model.task, batch.prediction)
+        _count_summary(counts, self.quality, prediction, labels)
+        if self.estimate is not None:
+            _count_summary(counts, self.estimate, prediction)
         return counts.deltas()
 
     def label_deltas(
@@ -203,6 +216,16 @@ class CounterLayout:
             return None
         return self.quality.confusion_matrix(vector)
 
+    def estimated_values(
+        self, vector: np.ndarray, quality: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The label-free estimate of a vector's quality, and its error against ``quality``
+        (the realized values); both empty without a calibration map."""
+        if self.estimate is None:
+            return {}, {}
+        estimate = self.estimate.value(vector).metrics()
+        return estimate, estimation_errors(estimate, quality)
+
     def latency_stats(self, vector: np.ndarray) -> LatencyStats:
         """Latency count and quantiles of a window vector."""
         return self.latency.value(vector)
@@ -235,7 +258,9 @@ def _count_column(counts: PaneCounts, slots: ColumnSlots, values: Any) -> None:
         counts.count_rows(slots.new_slot, new)
 
 
-def _count_summary(counts: PaneCounts, summary: QualitySlots | LatencySlots, *columns: Any) -> None:
+def _count_summary(
+    counts: PaneCounts, summary: QualitySlots | LatencySlots | EstimateSlots, *columns: Any
+) -> None:
     """Count the rows ``summary`` counts of ``columns``, and add their sums."""
     rows, positions, sums = summary.counted(*columns)
     for column in positions:

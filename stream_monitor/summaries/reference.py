@@ -21,7 +21,9 @@ import orjson
 
 from stream_monitor.config import ModelConfig
 from stream_monitor.decode.batches import ModelBatch
+from stream_monitor.decode.columns import label_column, numeric_column
 from stream_monitor.summaries.binning import CategoricalBins, NumericBins
+from stream_monitor.summaries.calibration import CalibrationMap, build_calibration
 
 FORMAT = "stream-monitor/reference"
 SCHEMA_VERSION = 1
@@ -119,6 +121,8 @@ class Reference:
     source: str
     digest: str = ""
     quality: dict[str, float] = field(default_factory=dict)
+    #: A binary model's positive share per score bin (None: no labels, no estimate).
+    calibration: CalibrationMap | None = None
 
     @property
     def description(self) -> str:
@@ -126,8 +130,8 @@ class Reference:
         return f"{self.source}@{self.digest}" if self.digest else self.source
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, the baseline file format."""
-        return {
+        """A JSON-ready dict, the baseline file format (``calibration`` only when there is one)."""
+        data = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -138,6 +142,9 @@ class Reference:
             "features": {name: _column_dict(p) for name, p in self.features.items()},
             "quality": self.quality,
         }
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reference:
@@ -150,6 +157,9 @@ class Reference:
             source=data.get("source", ""),
             digest=data.get("digest", ""),
             quality={str(k): float(v) for k, v in data.get("quality", {}).items()},
+            calibration=(
+                CalibrationMap.from_dict(data["calibration"]) if "calibration" in data else None
+            ),
         )
 
 
@@ -170,7 +180,11 @@ def build_reference(
     digest: str = "",
     max_known_categories: int = 10_000,
 ) -> Reference:
-    """Profile ``batches`` of ``model`` (the rows of every batch, concatenated)."""
+    """Profile ``batches`` of ``model`` (the rows of every batch, concatenated).
+
+    A binary model's labeled rows also give its calibration map (see
+    :mod:`stream_monitor.summaries.estimate`).
+    """
 
     def column(get: Any, kind: str) -> ColumnProfile:
         parts = [get(batch) for batch in batches]
@@ -190,7 +204,26 @@ def build_reference(
         },
         source=source,
         digest=digest,
+        calibration=reference_calibration(model, batches),
     )
+
+
+def reference_calibration(
+    model: ModelConfig, batches: Sequence[ModelBatch]
+) -> CalibrationMap | None:
+    """The calibration map of a binary model's reference rows (None: not estimated)."""
+    if model.task != "binary" or not model.estimation.enabled or not batches:
+        return None
+    scores = np.concatenate(
+        [
+            b.prediction.astype(np.float64, copy=False)
+            if isinstance(b.prediction, np.ndarray)
+            else numeric_column(list(b.prediction))
+            for b in batches
+        ]
+    )
+    labels = np.concatenate([label_column("binary", b.labels) for b in batches])
+    return build_calibration(scores, labels, model.score_bins, model.estimation.min_labeled_per_bin)
 
 
 def file_digest(path: Path) -> str:
