@@ -29,12 +29,14 @@ from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
 from stream_monitor.summaries.binning import NumericBins
+from stream_monitor.summaries.calibration import build_calibration
 from stream_monitor.summaries.classification import (
     OTHER_CLASS,
     BinaryQualitySlots,
     MulticlassQualitySlots,
 )
 from stream_monitor.summaries.column_bins import ColumnSlots
+from stream_monitor.summaries.estimate import EstimateSlots
 from stream_monitor.summaries.latency import LatencySlots
 from stream_monitor.summaries.reference import ColumnProfile, categorical_profile
 from stream_monitor.summaries.regression import RegressionSlots
@@ -255,6 +257,38 @@ def regression_check(quality: Any, columns: Columns) -> None:
     assert quality.mean_error == pytest.approx(np.mean(prediction - y), abs=1e-9)
 
 
+ESTIMATE_BINS = 100
+ESTIMATE_MAP = build_calibration(
+    *binary_data(4000, np.random.default_rng(5)), ESTIMATE_BINS, min_labeled=100
+)
+assert ESTIMATE_MAP is not None
+
+
+def estimate_data(n: int, rng: np.random.Generator) -> Columns:
+    score = rng.beta(2.5, 3.0, n)
+    score[rng.random(n) < 0.03] = np.nan  # no score: not counted
+    return (score,)
+
+
+def estimate_check(quality: Any, columns: Columns) -> None:
+    (score,) = columns
+    present = score[np.isfinite(score)]
+    counts = np.histogram(present, bins=ESTIMATE_BINS, range=(0.0, 1.0))[0]
+    p = ESTIMATE_MAP.shares
+    above = (np.arange(ESTIMATE_BINS) + 0.5) / ESTIMATE_BINS >= THRESHOLD  # on a bin edge
+    tp, fp = np.sum(counts * p * above), np.sum(counts * (1 - p) * above)
+    fn, tn = np.sum(counts * p * ~above), np.sum(counts * (1 - p) * ~above)
+    assert quality.events == len(present)  # exact
+    for name, value in {"tp": tp, "fp": fp, "fn": fn, "tn": tn}.items():
+        assert getattr(quality, name) == pytest.approx(value, rel=1e-9), name
+    assert quality.accuracy == pytest.approx((tp + tn) / len(present), rel=1e-9)
+    assert quality.f1 == pytest.approx(2 * tp / (2 * tp + fp + fn), rel=1e-9)
+    y = np.r_[np.ones(ESTIMATE_BINS), np.zeros(ESTIMATE_BINS)]
+    middles = np.tile((np.arange(ESTIMATE_BINS) + 0.5) / ESTIMATE_BINS, 2)
+    auc = skm.roc_auc_score(y, middles, sample_weight=np.r_[counts * p, counts * (1 - p)])
+    assert quality.auc == pytest.approx(auc, rel=1e-9)
+
+
 REGISTRY: dict[str, Entry] = {
     "numeric column": Entry(
         ColumnSlots("x", 3, NumericBins(NUMERIC_EDGES), NUMERIC_REFERENCE),
@@ -270,6 +304,7 @@ REGISTRY: dict[str, Entry] = {
     "binary": Entry(BinaryQualitySlots(5, threshold=THRESHOLD), binary_data, binary_check),
     "multiclass": Entry(MulticlassQualitySlots(2, CLASSES), multiclass_data, multiclass_check),
     "regression": Entry(RegressionSlots(4, y_shift=50.0), regression_data, regression_check),
+    "estimate": Entry(EstimateSlots(6, ESTIMATE_MAP, THRESHOLD), estimate_data, estimate_check),
 }
 
 
