@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from stream_monitor.metric_names import DROP_METRICS, RISE_METRICS
+from stream_monitor.metric_names import DROP_METRICS, ESTIMATED_METRICS, RISE_METRICS
 from stream_monitor.sinks.prometheus import IdentityCollector
 from stream_monitor.sinks.version_metrics import version_families
 from stream_monitor.snapshot import ModelInfo, Snapshot, VersionComparison
@@ -89,6 +89,9 @@ KNOWN_METRICS = {f"stream_monitor_{name}" for name in WINDOW_GAUGES} | {
     "stream_monitor_build_info",
 }
 KNOWN_METRICS |= set(VERSION_METRICS)
+# The label-free estimate of binary models whose reference has labels.
+KNOWN_METRICS |= {f"stream_monitor_estimated_{name}" for name in ESTIMATED_METRICS}
+KNOWN_METRICS |= {"stream_monitor_estimation_error"}
 
 # Concrete values for the dashboard's variables (multi-value variables expand to a regex).
 GRAFANA_VARIABLES = {
@@ -207,6 +210,11 @@ class SyntheticMonitor:
             GaugeMetricFamily(f"stream_monitor_class_{name}", name, labels=[*wl, "class"])
             for name in ("precision", "recall")
         ]
+        estimated = {
+            name: GaugeMetricFamily(f"stream_monitor_estimated_{name}", name, labels=wl)
+            for name in ESTIMATED_METRICS
+        }
+        error = GaugeMetricFamily("stream_monitor_estimation_error", "e", labels=[*wl, "metric"])
         for model in (DRIFTING, HEALTHY):
             drifting = model == DRIFTING
             for window in WINDOWS:
@@ -234,6 +242,12 @@ class SyntheticMonitor:
                 threshold.add_metric([*key, "psi", "", "alert"], 0.25)
                 for q, value in (("0.5", 0.05), ("0.9", 0.2), ("0.99", 0.8 if drifting else 0.1)):
                     quantiles.add_metric([*key, q], value)
+                if drifting:  # the binary model: its label-free estimate and its error
+                    for name, family in estimated.items():
+                        family.add_metric(key, 0.6)
+                        error.add_metric([*key, name], -0.1)
+                    for level, line in (("warn", 0.05), ("alert", 0.1)):
+                        threshold.add_metric([*key, "estimation_error", "auc", level], line)
                 classes = CLASSES[model]
                 for actual in classes:
                     for predicted in classes:
@@ -245,6 +259,7 @@ class SyntheticMonitor:
         yield from gauges.values()
         yield from (csi, null_ratio, new_cat, status, threshold, critical, quantiles, confusion)
         yield from per_class
+        yield from (*estimated.values(), error)
 
         events = CounterMetricFamily("stream_monitor_events", "e", labels=["model", "version"])
         events.add_metric([DRIFTING, VERSION], 50 * t)
