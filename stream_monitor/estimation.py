@@ -13,7 +13,7 @@ kinds of test, for each quality rule of the model that can be estimated
   ``quality.min_labeled_events`` labels, the absolute difference between the
   estimate and the realized value, judged with ``estimation.error``'s lines and
   a two-sided z-test whose standard error adds the realized value's sampling
-  noise and the map's.
+  noise at the labeled count if the estimate holds, and the map's.
 
 Both have their own false-alert budgets (``estimation.false_alerts_per_day``,
 ``estimation.false_warnings_per_day``), spread over these tests alone.
@@ -119,7 +119,7 @@ def estimate_checks(
             checks.append(Check(ESTIMATED_PREFIX + metric, None, value, lines, evidence))
     if sample.quality.get("labeled", 0) < model.quality.min_labeled_events:
         return checks
-    realized_se = layout.quality.standard_errors(vector)
+    realized_se = slots.realized_standard_errors(vector, sample.quality["labeled"])
     labeled = sum(slots.calibration.labeled)
     for metric in rules:
         error = sample.estimation_error.get(metric)

@@ -28,6 +28,7 @@ import numpy as np
 from stream_monitor.metric_names import ESTIMATED_METRICS
 from stream_monitor.state.vectors import SlotRange
 from stream_monitor.summaries.calibration import CalibrationMap, score_bin
+from stream_monitor.summaries.noise import auc_se_binned, f1_se, proportion_se
 from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
 
@@ -195,6 +196,41 @@ def estimate_standard_errors(
     return window, mapped
 
 
+def realized_standard_errors(
+    histogram: np.ndarray, shares: np.ndarray, above: np.ndarray, labeled: float
+) -> dict[str, float]:
+    """The sampling noise of each realized metric on ``labeled`` events, if the estimate holds.
+
+    Under the hypothesis that the map is right, ``labeled`` events drawn from the
+    window have the estimate's expected confusion counts and score histograms,
+    scaled to their number: binomial errors for accuracy, precision and recall,
+    the delta method for F1, DeLong's for AUC, each taken at the expected counts
+    (the observed ones can be 0 by chance, and a standard error of 0 would make
+    any difference significant).
+
+    >>> se = realized_standard_errors(np.array([50.0, 50.0]), np.array([0.2, 0.8]),
+    ...                               np.array([0.0, 1.0]), labeled=100)
+    >>> round(se["accuracy"], 4), round(se["precision"], 4), round(se["recall"], 4)
+    (0.04, 0.0566, 0.0566)
+    """
+    h = np.asarray(histogram, dtype=np.float64)
+    m = float(h.sum())
+    if m <= 0 or labeled <= 0:
+        return dict.fromkeys(ESTIMATED_METRICS, math.nan)
+    scale = labeled / m
+    pos, neg = h * shares * scale, h * (1.0 - shares) * scale
+    tp, fp = float(pos @ above), float(neg @ above)
+    fn = float(pos.sum()) - tp
+    quality = expected_quality(h, shares, above)
+    return {
+        "auc": auc_se_binned(neg, pos),
+        "accuracy": proportion_se(quality.accuracy, labeled),
+        "precision": proportion_se(quality.precision, tp + fp),
+        "recall": proportion_se(quality.recall, tp + fn),
+        "f1": f1_se(tp, fp, fn),
+    }
+
+
 class EstimateSlots(SlotSummary, SlotRange):
     """The score histogram of every event (labeled or not), read through a calibration map.
 
@@ -253,6 +289,10 @@ class EstimateSlots(SlotSummary, SlotRange):
     def standard_errors(self, vector: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
         """:func:`estimate_standard_errors` of ``vector``'s histogram."""
         return estimate_standard_errors(self.histogram(vector), self.calibration, self.above)
+
+    def realized_standard_errors(self, vector: np.ndarray, labeled: float) -> dict[str, float]:
+        """:func:`realized_standard_errors` of ``labeled`` events of ``vector``'s window."""
+        return realized_standard_errors(self.histogram(vector), self.shares, self.above, labeled)
 
     def reference_standard_errors(self) -> dict[str, float]:
         """The window part of :func:`estimate_standard_errors` for the reference's histogram."""

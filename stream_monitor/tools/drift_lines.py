@@ -37,7 +37,10 @@ from stream_monitor.evaluate import LEVELS
 from stream_monitor.metric_names import CONCEPT_DRIFT, LATENCY_P99, NEW_CATEGORY_RATIO, NULL_RATIO
 
 #: Metrics that are shares of events, shown as percentages.
-PERCENT_METRICS = frozenset({NULL_RATIO, NEW_CATEGORY_RATIO, "accuracy", "precision", "recall"})
+PERCENT_METRICS = frozenset(
+    {NULL_RATIO, NEW_CATEGORY_RATIO}
+    | {p + name for p in ("", "estimated_") for name in ("accuracy", "precision", "recall")}
+)
 #: How a severity is marked at the start of a line (all marks are five characters wide).
 MARKS = {"ok": "  ok ", "warn": " WARN", "alert": "ALERT"}
 
