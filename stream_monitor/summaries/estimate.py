@@ -261,6 +261,7 @@ class EstimateSlots(SlotSummary, SlotRange):
         self._reference = expected_quality(
             np.asarray(calibration.histogram, np.float64), self.shares, self.above
         )
+        self._reference_errors: dict[str, float] | None = None
 
     @property
     def width(self) -> int:
@@ -296,5 +297,8 @@ class EstimateSlots(SlotSummary, SlotRange):
 
     def reference_standard_errors(self) -> dict[str, float]:
         """The window part of :func:`estimate_standard_errors` for the reference's histogram."""
-        histogram = np.asarray(self.calibration.histogram, np.float64)
-        return estimate_standard_errors(histogram, self.calibration, self.above)[0]
+        if self._reference_errors is None:
+            histogram = np.asarray(self.calibration.histogram, np.float64)
+            found = estimate_standard_errors(histogram, self.calibration, self.above)[0]
+            self._reference_errors = found
+        return self._reference_errors
