@@ -7,8 +7,9 @@ kinds of test, for each quality rule of the model that can be estimated
 
 - ``estimated_<metric>``: a drop of the estimate from the reference's own
   estimate, judged with the rule's lines and a one-sided z-test whose standard
-  errors come from the multinomial noise of both histograms (the map is shared,
-  so its error cancels);
+  errors come from the multinomial noise of the reference's score histogram, at
+  the reference's size and at the window's (the no-change hypothesis; the map is
+  shared, so its own error cancels);
 - ``estimation_error`` (``feature``: the metric): once a window holds
   ``quality.min_labeled_events`` labels, the absolute difference between the
   estimate and the realized value, judged with ``estimation.error``'s lines and
@@ -103,22 +104,27 @@ def estimate_checks(
         return []
     checks: list[Check] = []
     reference = slots.reference.metrics()
-    window_se, map_se = slots.standard_errors(vector)
-    if sample.stats.events >= min_window_events(model, layout):
+    events = sample.stats.events
+    if events >= min_window_events(model, layout):
         reference_se = slots.reference_standard_errors()
+        # With no change the window's histogram is a sample of the reference's score mix:
+        # its noise is the reference's at the window's size (robust to a window whose own
+        # counts are degenerate, e.g. no score above the threshold by chance).
+        scale = math.sqrt(slots.reference.events / events)
         for metric in rules:
             value, base = sample.estimate.get(metric, math.nan), reference[metric]
             if not (math.isfinite(value) and math.isfinite(base)):
                 continue
             warn, alert = model.quality.rules[metric]
             evidence = change_evidence(
-                value, base, False, window_se[metric], reference_se[metric],
+                value, base, False, reference_se[metric] * scale, reference_se[metric],
                 slots.reference.events, levels,
             )  # fmt: skip
             lines = Thresholds(base - warn, base - alert, "below")
             checks.append(Check(ESTIMATED_PREFIX + metric, None, value, lines, evidence))
     if sample.quality.get("labeled", 0) < model.quality.min_labeled_events:
         return checks
+    _, map_se = slots.standard_errors(vector)
     realized_se = slots.realized_standard_errors(vector, sample.quality["labeled"])
     labeled = sum(slots.calibration.labeled)
     for metric in rules:

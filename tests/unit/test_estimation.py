@@ -274,3 +274,24 @@ def test_baseline_files_carry_the_map_and_old_ones_still_load(tmp_path: Path) ->
     path.write_bytes(orjson.dumps(old))
     with pytest.raises(ReferenceError, match="baseline is incomplete"):
         load_reference(path, model)
+
+
+def test_no_change_raises_nothing_from_the_estimate() -> None:
+    """Thirty minutes like the reference, labels inline (the error is judged too): no
+    ``estimated_*`` or ``estimation_error`` event, at 500 to 2500 events a minute."""
+    engine, _ = engine_with_baseline()
+    rng = np.random.default_rng(21)
+    found: list[DriftEvent] = []
+    judged = 0
+    for minute in range(30):
+        batch, labels = generate(500 if minute % 2 else 2500, rng, minute)
+        for event, label in zip(batch, labels, strict=True):
+            event["label"] = int(label)
+        engine.process(as_messages(batch))
+        found += engine.evaluate(now_s=T0)
+        judged += len(engine.snapshot().windows)
+    assert judged >= 50
+    severities = engine.snapshot().severities
+    estimate_series = [k for k in severities if k.metric.startswith(("estimated_", "estimation"))]
+    assert len(estimate_series) >= 12  # three estimated metrics and three errors, two windows
+    assert [e for e in found if e.metric.startswith(("estimated_", "estimation"))] == []
