@@ -58,9 +58,14 @@ def dead_letter_producer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[
     }
 
 
+#: Short-lived admin clients log warnings and errors only, through Python logging (their
+#: notices, such as the queue purged when they close, say nothing to a person).
+QUIET_ADMIN: dict[str, Any] = {"log_level": 4, "logger": client_log}
+
+
 def admin_settings(kafka: KafkaConfig) -> dict[str, Any]:
     """Admin client settings: the bootstrap servers and the user's client settings."""
-    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client}
+    return {"bootstrap.servers": kafka.bootstrap_servers, **QUIET_ADMIN, **kafka.client}
 
 
 def lag_from_statistics(stats: dict[str, Any]) -> dict[tuple[str, int], int]:

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_monitor.kafka.admin import create_topics
+from stream_monitor.kafka.settings import QUIET_ADMIN
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -87,7 +88,7 @@ class EmbeddedBroker:
                 self.stop()
                 raise EmbeddedBrokerError(f"broker not listening after {timeout_s:g}s")
             time.sleep(0.05)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, **QUIET_ADMIN})
         try:
             admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
         except KafkaException as exc:
@@ -105,7 +106,7 @@ class EmbeddedBroker:
     def create_topics(self, names: Iterable[str], partitions: int = 1) -> None:
         """Create topics (existing ones are left as they are)."""
         create_topics(
-            {"bootstrap.servers": self.bootstrap_servers},
+            {"bootstrap.servers": self.bootstrap_servers, **QUIET_ADMIN},
             [NewTopic(name, num_partitions=partitions) for name in names],
         )
 

@@ -555,7 +555,7 @@ def test_hostile_input_is_counted_and_dead_lettered_byte_for_byte(
     with running(service) as (thread, errors):
         wait_for(
             lambda: not thread.is_alive() or consumed_all(engine, events_topic, end_offsets),
-            60,
+            180,  # about 12 s on an idle 2-core machine
             "every message to be read",
         )
         assert consumed_all(engine, events_topic, end_offsets), (

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,6 +185,16 @@ def test_each_line_counts_what_its_snapshot_exports_while_events_flow(
     produce(broker.bootstrap_servers, events_topic, BAD_MESSAGES, partition=1)
     monkeypatch.setattr(service_module, "StatusLine", RecordingStatusLine)
     RecordingStatusLine.formed = []
+    process = service_module.MonitorService.process
+
+    def slowly(self: service_module.MonitorService, messages: list[Any]) -> None:
+        """Each batch of 50 takes at least 50 ms: the backlog lasts past several lag reports
+        (statistics every second), however fast the machine reads it."""
+        process(self, messages)
+        if messages:
+            time.sleep(0.05)
+
+    monkeypatch.setattr(service_module.MonitorService, "process", slowly)
     service, stop, thread = start_service(config, Engine(config))
     try:
         wait_for(
