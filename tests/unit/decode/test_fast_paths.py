@@ -347,6 +347,8 @@ def per_column_pane_deltas(
     positions.extend(layout.latency.positions(batch.latency_ms))
     labels = label_column(layout.model.task, batch.labels)
     positions.extend(layout.quality.positions(batch.prediction, labels))
+    if layout.estimate is not None:  # the label-free estimate's score histogram
+        positions.extend(layout.estimate.positions(batch.prediction))
     sum_slots = np.concatenate((layout.latency.sum_slots, layout.quality.sum_slots))
     sums = np.concatenate(
         (layout.latency.sums(batch.latency_ms), layout.quality.sums(batch.prediction, labels)),
