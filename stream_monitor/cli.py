@@ -67,8 +67,11 @@ def input_file(path: str) -> Path:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file (and the baselines it names)."""
+    """Validate a config file (and the baselines it names, and the Kafka client settings)."""
+    from stream_monitor.kafka.connection import check_client_settings
+
     config, baselines = _load(args.file)
+    check_client_settings(config.kafka)
     print(
         f"ok: {len(config.models)} model(s) ({', '.join(m.name for m in config.models)}), "
         f"windows {', '.join(config.windows.sizes)}, {len(baselines)} baseline file(s)"

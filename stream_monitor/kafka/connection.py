@@ -201,6 +201,20 @@ class KafkaConnection:
         )
 
 
+def check_client_settings(kafka: KafkaConfig) -> None:
+    """Build and close each client ``run`` builds, so that librdkafka judges the settings;
+    :class:`ClientSettingsError` names a refused key. Nothing is consumed or produced,
+    and the clients log nothing (they may not reach the broker before they close)."""
+    quiet = {"log_level": 0}
+    consumer = _built(Consumer, kafka, "consumer", consumer_settings(kafka, **quiet))
+    consumer.close()
+    built = [producer_settings(kafka, **quiet)]
+    if kafka.topics.dead_letter:
+        built.append(dead_letter_producer_settings(kafka, **quiet))
+    for settings in built:
+        _built(Producer, kafka, "producer", settings).flush(0)
+
+
 def _built(
     make: Callable[[dict[str, Any]], T], kafka: KafkaConfig, role: str, settings: dict[str, Any]
 ) -> T:

@@ -105,6 +105,24 @@ def test_a_setting_librdkafka_refuses_gives_one_line_naming_the_key(tmp_path: Pa
     )
 
 
+def test_check_config_finds_the_setting_run_would_refuse(tmp_path: Path) -> None:
+    with closed_port() as port:
+        kafka = {"bootstrap_servers": f"127.0.0.1:{port}", "client": {}}
+        good = write_config(tmp_path / "good.yaml", {"models": [FRAUD_MODEL], "kafka": kafka})
+        kafka["client"] = {"fetch.max.bytes": 1000, "message.max.bytes": 100000}
+        bad = write_config(tmp_path / "bad.yaml", {"models": [FRAUD_MODEL], "kafka": kafka})
+        accepted = cli("check-config", str(good), timeout=60)
+        refused = cli("check-config", str(bad), timeout=60)
+    assert accepted.returncode == 0 and accepted.stdout.startswith("ok: 1 model(s)")
+    assert accepted.stderr == ""  # the clients did not log their refused connections
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert one_line(refused) == (
+        "stream-monitor check-config: kafka.client.fetch.max.bytes: "
+        "`fetch.max.bytes` must be >= `message.max.bytes`"
+    )
+
+
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
     """The one line a user error gives on stderr (after any log lines), no traceback."""
     assert "Traceback" not in result.stderr, result.stderr
