@@ -13,7 +13,7 @@ from __future__ import annotations
 import array
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -176,10 +176,7 @@ class ColumnBuilder:
         keep &= ~bad
 
         event_ts = self._event_times(rows.timestamps, indexes, messages, rejects, keep)
-        columns: dict[str, np.ndarray | list[str | None]] = {
-            name: column if isinstance(column, list) else float_column(column)
-            for name, column in zip(config.features, rows.features, strict=True)
-        }
+        columns = _feature_columns(config.features, rows.features, len(indexes))
         batch = ModelBatch(
             model=model,
             version=version,
@@ -249,6 +246,20 @@ class ColumnBuilder:
             else:
                 seconds[row] = parsed
         return seconds
+
+
+def _feature_columns(
+    names: Iterable[str], features: list[array.array[float] | list[str | None]], rows: int
+) -> dict[str, np.ndarray | list[str | None]]:
+    """Each feature's column by name: the numeric ones rows of one float64 block, NaN for
+    non-finite (checked in one pass over the block, not one per feature)."""
+    numeric = [column for column in features if type(column) is not list]
+    joined = bytearray().join(numeric)  # type: ignore[arg-type]  # array('d') is a buffer
+    block = iter(float_column(joined).reshape(len(numeric), rows))
+    return {
+        name: column if type(column) is list else next(block)
+        for name, column in zip(names, features, strict=True)
+    }
 
 
 def _prediction_reason(value: Any) -> str:

@@ -84,7 +84,7 @@ def number_array(values: Sequence[Any]) -> array.array[float]:
         return array.array("d", numeric_column(list(values)).tobytes())
 
 
-def float_column(numbers: array.array[float]) -> np.ndarray:
+def float_column(numbers: array.array[float] | bytearray) -> np.ndarray:
     """The float64 column of :func:`number_array` results (joined), NaN for non-finite."""
     return _finite_or_nan(np.frombuffer(numbers, dtype=np.float64))
 

@@ -37,7 +37,7 @@ from stream_monitor.decode.grouping import EventGrouper, LabelGroups
 from stream_monitor.decode.parsing import CHUNK_BYTES, MessageParser, chunks
 from stream_monitor.decode.paths import orjson_keys
 from stream_monitor.decode.typed import typed_schema
-from stream_monitor.decode.typed_path import TypedPath
+from stream_monitor.decode.typed_path import TYPED_CHUNK_BYTES, TypedPath
 
 _value = attrgetter("value")
 
@@ -58,8 +58,12 @@ class Decoder:
     ``typed=False`` turns the typed fast path off: every message takes the careful path.
     """
 
-    #: JSON bytes parsed and read into columns at a time (:data:`CHUNK_BYTES`).
+    #: JSON bytes the careful path parses and reads into columns at a time (:data:`CHUNK_BYTES`).
     chunk_bytes = CHUNK_BYTES
+    #: JSON bytes the typed path decodes and reads at a time: its records are compact and
+    #: read a feature at a time, so larger chunks cost less per event (fewer, longer
+    #: columns per model version), most of all with many models and features.
+    typed_chunk_bytes = TYPED_CHUNK_BYTES
 
     def __init__(
         self,
@@ -101,16 +105,13 @@ class Decoder:
         values: list[bytes | None] = list(map(_value, messages))
         rows_of: dict[tuple[str, str], Rows] = {}
         label_groups: LabelGroups = {}
-        typed = self.typed
-        for start, stop in chunks(values, self.chunk_bytes):
-            span = range(start, stop)
-            decoded = typed.read(values[start:stop]) if typed is not None else None
-            if decoded is None or typed is None:
+        if self.typed is None:
+            for start, stop in chunks(values, self.chunk_bytes):
+                span = range(start, stop)
                 self._add_careful(messages, values, span, rows_of, label_groups, result)
-            elif all(decoded):  # records and micro-batches are true: every message typed
-                result.events += typed.add(self.columns, rows_of, decoded, span)
-            else:
-                self._add_mixed(messages, values, span, decoded, rows_of, label_groups, result)
+        else:
+            for start, stop in chunks(values, self.typed_chunk_bytes):
+                self._add_typed(messages, values, range(start, stop), rows_of, label_groups, result)
         for (model, version), rows in rows_of.items():
             batch = self.columns.model_batch(model, version, rows, messages, result.rejects)
             if len(batch):
@@ -120,6 +121,27 @@ class Decoder:
             if len(labels):
                 result.labels.append(labels)
         return result
+
+    def _add_typed(
+        self,
+        messages: Sequence[RawMessage],
+        values: list[bytes | None],
+        span: range,
+        rows_of: dict[tuple[str, str], Rows],
+        label_groups: LabelGroups,
+        result: DecodeResult,
+    ) -> None:
+        """One typed chunk: read by the typed path, by the careful path where it cannot."""
+        assert self.typed is not None
+        decoded = self.typed.read(values[span.start : span.stop])
+        if decoded is None:  # the typed decoder skips this chunk
+            for start, stop in chunks(values[span.start : span.stop], self.chunk_bytes):
+                careful = range(span.start + start, span.start + stop)
+                self._add_careful(messages, values, careful, rows_of, label_groups, result)
+        elif all(decoded):  # records and micro-batches are true: every message typed
+            result.events += self.typed.add(self.columns, rows_of, decoded, span)
+        else:
+            self._add_mixed(messages, values, span, decoded, rows_of, label_groups, result)
 
     def _add_careful(
         self,

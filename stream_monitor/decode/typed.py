@@ -53,14 +53,12 @@ class TypedModel:
 
     ``paths`` maps each field (``FieldMap`` attribute name) to its attribute
     path, dotted through nested structs (an :func:`operator.attrgetter` path).
-    The features struct holds the ``numeric`` numeric features first, then the
-    categorical ones, each kind in config order.
+    The features struct holds the model's features in config order.
     """
 
     name: str
     struct: type[msgspec.Struct]
     paths: dict[str, str]
-    numeric: int
 
 
 @dataclass(frozen=True)
@@ -134,12 +132,13 @@ def _key_tree(fields: FieldMap) -> _Tree | None:
 
 def _typed_model(model: ModelConfig, tree: _Tree, model_key: str) -> TypedModel:
     """The struct type of ``model`` laid out as ``tree``, tagged ``model_key: model.name``."""
-    numeric = [name for name, kind in model.features.items() if kind == "numeric"]
-    categorical = [name for name, kind in model.features.items() if kind != "numeric"]
-    names = numeric + categorical
+    names = list(model.features)
     features = msgspec.defstruct(
         "Features",
-        [(f"f{i}", Number if i < len(numeric) else Scalar, None) for i in range(len(names))],
+        [
+            (f"f{i}", Number if model.features[name] == "numeric" else Scalar, None)
+            for i, name in enumerate(names)
+        ],
         rename={f"f{i}": name for i, name in enumerate(names)},
         kw_only=True,
         gc=False,
@@ -155,7 +154,7 @@ def _typed_model(model: ModelConfig, tree: _Tree, model_key: str) -> TypedModel:
         kw_only=True,
         gc=False,
     )
-    return TypedModel(name=model.name, struct=root, paths=paths, numeric=len(numeric))
+    return TypedModel(name=model.name, struct=root, paths=paths)
 
 
 def _members(

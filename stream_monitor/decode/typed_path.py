@@ -20,10 +20,9 @@ more than the careful path alone.
 
 from __future__ import annotations
 
-import array
+import struct
 from collections.abc import Sequence
-from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,6 +36,10 @@ if TYPE_CHECKING:
     from stream_monitor.decode.column_builder import ColumnBuilder, Rows
     from stream_monitor.decode.typed import TypedModel, TypedSchema
 
+#: JSON bytes decoded and read at a time (the careful path's chunks are smaller, as its
+#: dicts are read while fresh in the CPU cache): one model version's records are read a
+#: feature at a time, so a chunk should hold many of each, however many models share it.
+TYPED_CHUNK_BYTES = 2 * 1024 * 1024
 #: Share of a chunk's messages left to the careful path above which the next chunks skip the
 #: typed decoder: each costs a failed typed decode on top of the careful path, about what
 #: the typed path saves on three good messages.
@@ -56,7 +59,6 @@ class _ModelReader:
 
     def __init__(self, model: TypedModel) -> None:
         self.name = model.name
-        self.numeric = model.numeric
         self.features = attrgetter(model.paths["features"])
         paths = [model.paths[name] for name in _ROW_FIELDS]
         attributes = model.struct.__struct_fields__
@@ -80,24 +82,27 @@ class _ModelReader:
         return [columns[position] for position in self._positions]
 
     def add_features(self, rows: Rows, records: list[Any]) -> None:
-        """Append the features of ``records`` to ``rows``: all numeric features at once into
-        one 2-D float array (None becomes NaN), then the categorical ones as text."""
-        values = list(map(astuple, map(self.features, records)))
-        numeric = [column for column in rows.features if isinstance(column, array.array)]
-        categorical = [column for column in rows.features if isinstance(column, list)]
-        width = self.numeric
-        if width:
-            numbers = values if not categorical else map(itemgetter(slice(width)), values)
-            block = np.fromiter(
-                chain.from_iterable(numbers), dtype=np.float64, count=len(values) * width
-            )
-            columns = block.reshape(len(values), width).T
-            for numbers_column, feature in zip(numeric, columns, strict=True):
-                numbers_column.frombytes(feature.tobytes())
-        if categorical:
-            texts = zip(*map(itemgetter(slice(width, None)), values), strict=True)
-            for texts_column, texts_of_feature in zip(categorical, texts, strict=True):
-                texts_column += categorical_column(list(texts_of_feature))
+        """Append the features of ``records`` to ``rows``, a feature at a time: numeric
+        ones packed as doubles (:func:`_doubles`), categorical ones as text."""
+        features = zip(*map(astuple, map(self.features, records)), strict=True)
+        for column, values in zip(rows.features, features, strict=True):
+            if isinstance(column, list):
+                column += categorical_column(list(values))
+            else:
+                column.frombytes(_doubles(values))
+
+
+def _doubles(values: tuple[float | bool | None, ...]) -> bytes:
+    """The float64 bytes of a numeric feature's values (None becomes NaN).
+
+    :mod:`struct` converts floats and booleans several times faster than
+    numpy's or ``array``'s generic paths; a column with a null takes numpy's,
+    which reads None as NaN.
+    """
+    try:
+        return struct.pack(f"{len(values)}d", *values)
+    except struct.error:
+        return np.fromiter(values, dtype=np.float64, count=len(values)).tobytes()
 
 
 class TypedPath:
@@ -213,28 +218,38 @@ class TypedPath:
     def _groups(
         self, records: list[Any], indexes: list[int]
     ) -> dict[tuple[str, str], tuple[list[Any], list[int]]]:
-        """Records by (model, version), in order of first appearance, as the careful path does."""
+        """Records by (model, version), in order of first appearance, as the careful path does.
+
+        Each record's group is a number (its model's, then its version name's),
+        so that grouping is a stable sort of integers.
+        """
         types = list(map(type, records))
         versions = list(map(self._version, records))
-        unique_versions = set(versions)
-        names = {v: "unknown" if v is None else str(v) for v in unique_versions}
-        unique_types = set(types)
-        if len(unique_types) == 1 and len(names) == 1:
-            key = (self._readers[types[0]].name, names[versions[0]])
-            return {key: (records, indexes)}
-        rows_of: dict[tuple[str, str], list[int]] = {}
-        model_names = {kind: self._readers[kind].name for kind in unique_types}
-        for row, key in enumerate(
-            zip(map(model_names.__getitem__, types), map(names.__getitem__, versions), strict=True)
-        ):
-            rows = rows_of.get(key)
-            if rows is None:
-                rows = rows_of[key] = []
-            rows.append(row)
-        return {
-            key: ([records[i] for i in rows], [indexes[i] for i in rows])
-            for key, rows in rows_of.items()
-        }
+        models = [self._readers[kind].name for kind in dict.fromkeys(types)]
+        # Versions by name: None reads "unknown", and 7 and "7" are one version.
+        names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
+        version_names = list(dict.fromkeys(names.values()))
+        if len(models) == 1 and len(version_names) == 1:
+            return {(models[0], version_names[0]): (records, indexes)}
+        model_number = {kind: n for n, kind in enumerate(dict.fromkeys(types))}
+        name_number = {name: n for n, name in enumerate(version_names)}
+        version_number = {value: name_number[name] for value, name in names.items()}
+        count = len(records)
+        codes = np.fromiter(map(model_number.__getitem__, types), np.int64, count)
+        codes *= len(version_names)
+        codes += np.fromiter(map(version_number.__getitem__, versions), np.int64, count)
+        present, first, sizes = np.unique(codes, return_index=True, return_counts=True)
+        order = np.argsort(codes, kind="stable").tolist()  # each group's rows, in message order
+        ends = np.cumsum(sizes).tolist()
+        groups: dict[tuple[str, str], tuple[list[Any], list[int]]] = {}
+        for group in np.argsort(first).tolist():  # in order of first appearance
+            rows = order[ends[group] - sizes[group] : ends[group]]
+            model, version = divmod(int(present[group]), len(version_names))
+            groups[(models[model], version_names[version])] = (
+                list(map(records.__getitem__, rows)),
+                list(map(indexes.__getitem__, rows)),
+            )
+        return groups
 
 
 def _flatten(decoded: list[Any], at: Sequence[int]) -> tuple[list[Any], list[int]]:

@@ -138,7 +138,9 @@ def both(
     careful = Decoder(config.models, config.fields, config.limits, typed=False)
     assert typed.typed is not None and careful.typed is None
     if chunk_bytes is not None:
+        # Typed chunks three careful ones long: a skipped typed chunk is read in careful ones.
         typed.chunk_bytes = careful.chunk_bytes = chunk_bytes
+        typed.typed_chunk_bytes = 3 * chunk_bytes
     return typed.decode(messages), careful.decode(messages)
 
 
