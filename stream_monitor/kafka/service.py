@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from stream_monitor.engine import Engine
 
 log = logging.getLogger(__name__)
+#: Bytes of message values that make a consumed batch worth taking at once (see
+#: :func:`_substantial`): about a thousand events.
+SUBSTANTIAL_BYTES = 256 * 1024
 
 
 class PanePublisher(Protocol):
@@ -217,11 +220,12 @@ class MonitorService:
             self.config.metrics.status_interval_s,
             last_evaluation,
         )
+        at_once = False
         try:
             while not stop.is_set():
-                self.process(
-                    self.connection.consumer.consume(kafka.batch_size, kafka.poll_timeout_s)
-                )
+                messages = self._consume(at_once)
+                self.process(messages)
+                at_once = _substantial(messages, kafka.batch_size)
                 if self.checkpoints.due():
                     self.checkpoint()
                     last_evaluation = time.monotonic()
@@ -233,6 +237,18 @@ class MonitorService:
             self.checkpoint()
         finally:
             self.connection.close()
+
+    def _consume(self, at_once: bool) -> list[Message]:
+        """The next batch: up to ``kafka.batch_size`` messages, waiting up to
+        ``kafka.poll_timeout_s`` for them to gather; ``at_once``, only for the first (then
+        whatever the client has fetched already; see :func:`_substantial`)."""
+        consumer, kafka = self.connection.consumer, self.config.kafka
+        if not at_once:
+            return consumer.consume(kafka.batch_size, kafka.poll_timeout_s)
+        first = consumer.poll(kafka.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *(consumer.consume(kafka.batch_size - 1, 0) if kafka.batch_size > 1 else [])]
 
     def process(self, messages: list[Message]) -> None:
         """Run one consumed batch through the engine; dead-letter what it rejects."""
@@ -287,6 +303,20 @@ class MonitorService:
             log.warning("%s (will retry)", exc)
             return False
         return True
+
+
+def _substantial(messages: list[Message], batch_size: int) -> bool:
+    """Whether a consumed batch was worth taking at once: ``batch_size`` messages, or
+    :data:`SUBSTANTIAL_BYTES` of values (a micro-batch of a thousand events is).
+
+    After such a batch the loop takes the next as soon as its first message is
+    there: ``consume()`` waits for ``batch_size`` messages until its timeout,
+    and micro-batches fill the client's fetch queue long before they number
+    that many, so a backlog of them would be read with an idle timeout before
+    every batch. After a smaller batch the next one gathers for up to
+    ``poll_timeout_s``, so that a slow stream is not read a few events at a time.
+    """
+    return len(messages) >= batch_size or sum(map(len, messages)) >= SUBSTANTIAL_BYTES
 
 
 def judge_and_emit(

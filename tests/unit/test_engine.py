@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
+import pytest
 
-from stream_monitor.engine import Engine
+from stream_monitor import engine as engine_module
+from stream_monitor.decode.batches import RawMessage, Reject
+from stream_monitor.engine import Engine, _pieces
 from stream_monitor.summaries.reference import build_reference
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 from tests.conftest import as_messages, make_config
@@ -97,3 +101,37 @@ def test_version_cap_and_future_events_are_rejected() -> None:
     ]
     assert engine.invalid_total["too_many_versions"] == 2
     assert sorted(v for _, v in engine.states) == ["v0", "v1"]
+
+
+def test_a_batch_of_large_messages_is_counted_in_pieces_as_if_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = stream(minutes=12, drift_from=6)
+    size = 400  # events per micro-batch message
+    messages = [
+        RawMessage(orjson.dumps(events[start : start + size]), 1, offset=n)
+        for n, start in enumerate(range(0, len(events), size))
+    ]
+    messages[5] = RawMessage(b"{not json", 1, offset=5)
+    messages[-3] = RawMessage(b"[]", 1, offset=len(messages) - 3)
+    monkeypatch.setattr(engine_module, "PIECE_BYTES", 3 * len(messages[0].value or b""))
+    assert len(_pieces(messages, range(len(messages)))) >= 4
+    whole, one_by_one = Engine(make_config()), Engine(make_config())
+    rejects = whole.process(messages)
+    each = [
+        Reject(index, r.reason, r.detail)
+        for index, message in enumerate(messages)
+        for r in one_by_one.process([message])
+    ]
+    assert [(r.message_index, r.reason) for r in rejects] == [
+        (r.message_index, r.reason) for r in each
+    ]
+    assert {r.message_index for r in rejects} == {5, len(messages) - 3}
+    assert whole.events_total == one_by_one.events_total
+    for key, state in whole.states.items():
+        other = one_by_one.states[key]
+        assert state.windows is not None and other.windows is not None
+        for name in state.window_sizes:
+            np.testing.assert_allclose(
+                state.windows.window(name), other.windows.window(name), rtol=1e-12, atol=0
+            )
