@@ -8,6 +8,9 @@ from typing import Any
 
 from stream_monitor.config import KafkaConfig
 
+#: How long the consumer waits to fetch again once its fetch queue is full (librdkafka's
+#: default is 1,000 ms).
+FETCH_QUEUE_BACKOFF_MS = 50
 #: librdkafka's own log lines go through Python logging under this name.
 client_log = logging.getLogger("stream_monitor.librdkafka")
 
@@ -24,6 +27,9 @@ def consumer_settings(kafka: KafkaConfig, **callbacks: Any) -> dict[str, Any]:
         "max.poll.interval.ms": kafka.max_poll_interval_ms,
         "heartbeat.interval.ms": max(100, min(3000, kafka.session_timeout_ms // 3)),
         "statistics.interval.ms": kafka.statistics_interval_ms,
+        # librdkafka postpones fetching for 1 s once its queue is full; a backlog of large
+        # messages fills it at once, and the loop would then drain it and wait.
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "logger": client_log,
         **kafka.client,
         **kafka.consumer,

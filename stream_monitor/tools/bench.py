@@ -357,10 +357,19 @@ def scale_out_rows(report: dict[str, Any]) -> list[str]:
         measure_row(
             f"--role ingest x{run['replicas']}, {report['partitions']} partitions",
             {**run, "us_per_event": 1e6 / run["events_per_s"] if run["events_per_s"] else 0},
-            f"{run['ratio_to_first']:.2f}x one replica" + _timed_out(run),
+            f"{run['ratio_to_first']:.2f}x one replica" + _shares(run) + _timed_out(run),
         )
         for run in report["runs"]
     ]
+
+
+def _shares(run: dict[str, Any]) -> str:
+    """Each replica's share of the events, and the runs it took (beyond one replica)."""
+    if run["replicas"] < 2:
+        return ""
+    shares = "/".join(f"{share:.0%}" for share in run["shares"])
+    tries = f", {run['attempts']} runs" if run["attempts"] > 1 else ""
+    return f"; shares {shares}{tries}"
 
 
 def memory_rows(mem: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from stream_monitor.cli import main
 from stream_monitor.tools.bench import restore_rows
 from stream_monitor.tools.bench_restore import measure_restore
+from stream_monitor.tools.bench_scale import ATTEMPTS
 from stream_monitor.tools.workload import BenchTraffic, Workload, bench_config_data, row_messages
 
 
@@ -31,6 +32,10 @@ def test_broker_bench_times_one_and_two_ingest_replicas() -> None:
         assert run["complete"], run  # every replica count read the whole topic
         assert run["events"] == 6000
         assert run["events_per_s"] > 0 and run["seconds"] > 0
+        # each replica's share of the events; a run where one read too little is run again
+        assert len(run["shares"]) == run["replicas"], run
+        assert sum(run["shares"]) == pytest.approx(1.0), run
+        assert 1 <= run["attempts"] <= (1 if run["replicas"] == 1 else ATTEMPTS), run
     for name in ("broker", "broker_micro_batch"):
         monitor = report["results"][name]["monitor"]
         assert monitor["complete"] and monitor["events"] == 6000, (name, monitor)
