@@ -18,7 +18,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from stream_monitor.config import CompareVersionsConfig, ConfigError, ModelConfig, Thresholds
+from stream_monitor.config import (
+    CompareVersionsConfig,
+    ConfigError,
+    ModelConfig,
+    Thresholds,
+    warn_alert_levels,
+)
 from stream_monitor.metric_names import TASK_QUALITY
 
 #: The keys of a ``compare_versions:`` block.
@@ -68,34 +74,11 @@ def parse_compare_versions(
                 f"(expected one of {', '.join(metrics)})"
             )
         default = quality.get(metric, (0.05, 0.10))
-        found = _lines(lines, f"{key}.quality.{metric}", Thresholds(*default))
+        found = warn_alert_levels(lines, f"{key}.quality.{metric}", Thresholds(*default))
         quality[metric] = (found.warn, found.alert)
     return CompareVersionsConfig(
         champion=str(champion),
-        psi=_lines(value.get("psi"), f"{key}.psi", model.drift.psi),
-        csi=_lines(value.get("csi"), f"{key}.csi", model.drift.csi),
+        psi=warn_alert_levels(value.get("psi"), f"{key}.psi", model.drift.psi),
+        csi=warn_alert_levels(value.get("csi"), f"{key}.csi", model.drift.csi),
         quality=quality,
     )
-
-
-def _lines(value: Any, key: str, default: Thresholds) -> Thresholds:
-    """A ``{warn, alert}`` pair of non-negative numbers, alert at least warn."""
-    if value is None:
-        return Thresholds(default.warn, default.alert)
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping {{warn: ..., alert: ...}}, got {value!r}")
-    levels = {}
-    for name in value:
-        if name not in ("warn", "alert"):
-            raise ConfigError(f"{key}.{name}: unknown key (expected warn or alert)")
-    for name in ("warn", "alert"):
-        level = value.get(name, getattr(default, name))
-        if isinstance(level, bool) or not isinstance(level, int | float) or level < 0:
-            raise ConfigError(f"{key}.{name}: expected a number of at least 0, got {level!r}")
-        levels[name] = float(level)
-    if levels["alert"] < levels["warn"]:
-        raise ConfigError(
-            f"{key}.alert: alert level {levels['alert']:g} is less severe than "
-            f"warn {levels['warn']:g}"
-        )
-    return Thresholds(levels["warn"], levels["alert"])

@@ -2,10 +2,13 @@
 
 They are built and validated from one YAML file by
 :mod:`stream_monitor.config_file`; every problem found is a :class:`ConfigError`.
+:func:`warn_alert_levels` is the check of a ``{warn, alert}`` pair that the
+sections read by modules of their own share.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,37 @@ class Thresholds:
     warn: float
     alert: float
     direction: str = "above"
+
+
+def warn_alert_levels(
+    value: Any, key: str, default: Thresholds, maximum: float = math.inf
+) -> Thresholds:
+    """A ``{warn, alert}`` mapping at ``key`` (``default`` for what it leaves out): numbers
+    within [0, ``maximum``], alert at least warn."""
+    if value is None:
+        return Thresholds(default.warn, default.alert)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping {{warn: ..., alert: ...}}, got {value!r}")
+    for name in value:
+        if name not in ("warn", "alert"):
+            raise ConfigError(f"{key}.{name}: unknown key (expected warn or alert)")
+    bounds = "of at least 0" if maximum == math.inf else f"within [0, {maximum:g}]"
+    levels = {}
+    for name in ("warn", "alert"):
+        level = value.get(name, getattr(default, name))
+        if (
+            isinstance(level, bool)
+            or not isinstance(level, int | float)
+            or not 0 <= level <= maximum
+        ):
+            raise ConfigError(f"{key}.{name}: expected a number {bounds}, got {level!r}")
+        levels[name] = float(level)
+    if levels["alert"] < levels["warn"]:
+        raise ConfigError(
+            f"{key}.alert: alert level {levels['alert']:g} is less severe than "
+            f"warn {levels['warn']:g}"
+        )
+    return Thresholds(levels["warn"], levels["alert"])
 
 
 @dataclass(frozen=True)

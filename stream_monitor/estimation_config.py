@@ -15,7 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from stream_monitor.config import ConfigError, EstimationConfig, ModelConfig, Thresholds
+from stream_monitor.config import (
+    ConfigError,
+    EstimationConfig,
+    ModelConfig,
+    Thresholds,
+    warn_alert_levels,
+)
 
 #: The keys of an ``estimation:`` block.
 KEYS = (
@@ -62,7 +68,7 @@ got 0
         raise ConfigError(
             f"{key}.min_labeled_per_bin: expected an integer of at least 1, got {per_bin!r}"
         )
-    error = _error_lines(value.get("error"), f"{key}.error", base.error)
+    error = warn_alert_levels(value.get("error"), f"{key}.error", Thresholds(*base.error), 1.0)
     budgets = {}
     for name in ("false_alerts_per_day", "false_warnings_per_day"):
         budget = value.get(name, getattr(base, name))
@@ -75,26 +81,3 @@ got 0
         error=(error.warn, error.alert),
         **budgets,
     )
-
-
-def _error_lines(value: Any, key: str, default: tuple[float, float]) -> Thresholds:
-    """The ``{warn, alert}`` lines of the estimation error: numbers in [0, 1], alert >= warn."""
-    if value is None:
-        return Thresholds(*default)
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping {{warn: ..., alert: ...}}, got {value!r}")
-    for name in value:
-        if name not in ("warn", "alert"):
-            raise ConfigError(f"{key}.{name}: unknown key (expected warn or alert)")
-    levels = dict(zip(("warn", "alert"), default, strict=True))
-    for name in levels:
-        level = value.get(name, levels[name])
-        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level <= 1:
-            raise ConfigError(f"{key}.{name}: expected a number within [0, 1], got {level!r}")
-        levels[name] = float(level)
-    if levels["alert"] < levels["warn"]:
-        raise ConfigError(
-            f"{key}.alert: alert level {levels['alert']:g} is less severe than "
-            f"warn {levels['warn']:g}"
-        )
-    return Thresholds(levels["warn"], levels["alert"])
