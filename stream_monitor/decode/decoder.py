@@ -133,9 +133,10 @@ class Decoder:
     ) -> None:
         """One typed chunk: read by the typed path, by the careful path where it cannot."""
         assert self.typed is not None
-        decoded = self.typed.read(values[span.start : span.stop])
+        chunk = values[span.start : span.stop]
+        decoded = self.typed.read(chunk)
         if decoded is None:  # the typed decoder skips this chunk
-            for start, stop in chunks(values[span.start : span.stop], self.chunk_bytes):
+            for start, stop in chunks(chunk, self.chunk_bytes):
                 careful = range(span.start + start, span.start + stop)
                 self._add_careful(messages, values, careful, rows_of, label_groups, result)
         elif all(decoded):  # records and micro-batches are true: every message typed

@@ -50,8 +50,9 @@ MAX_SKIPPED_CHUNKS = 63
 _DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, ValueError, TypeError)
 
 
-#: The fields read into rows, in the order :meth:`_ModelReader.fields` gives their values.
-_ROW_FIELDS = ("prediction", "timestamp", "latency_ms", "label", "event_id")
+#: The fields read into rows, in the order :meth:`_ModelReader.fields` gives their values
+#: (``features``: each record's features struct).
+_ROW_FIELDS = ("prediction", "timestamp", "latency_ms", "label", "event_id", "features")
 
 
 class _ModelReader:
@@ -59,7 +60,6 @@ class _ModelReader:
 
     def __init__(self, model: TypedModel) -> None:
         self.name = model.name
-        self.features = attrgetter(model.paths["features"])
         paths = [model.paths[name] for name in _ROW_FIELDS]
         attributes = model.struct.__struct_fields__
         #: Where each row field sits in the record's tuple, when all are top-level.
@@ -81,10 +81,10 @@ class _ModelReader:
         columns = list(zip(*map(astuple, records), strict=True))
         return [columns[position] for position in self._positions]
 
-    def add_features(self, rows: Rows, records: list[Any]) -> None:
-        """Append the features of ``records`` to ``rows``, a feature at a time: numeric
-        ones packed as doubles (:func:`_doubles`), categorical ones as text."""
-        features = zip(*map(astuple, map(self.features, records)), strict=True)
+    def add_features(self, rows: Rows, structs: Sequence[Any]) -> None:
+        """Append the records' features structs ``structs`` to ``rows``, a feature at a time:
+        numeric ones packed as doubles (:func:`_doubles`), categorical ones as text."""
+        features = zip(*map(astuple, structs), strict=True)
         for column, values in zip(rows.features, features, strict=True):
             if isinstance(column, list):
                 column += categorical_column(list(values))
@@ -206,13 +206,13 @@ class TypedPath:
             reader = self._readers[type(group[0])]
             rows = rows_of.get(key) or columns.new_rows(rows_of, key)
             rows.indexes += group_indexes
-            prediction, timestamp, latency, label, event_id = reader.fields(group)
+            prediction, timestamp, latency, label, event_id, features = reader.fields(group)
             rows.predictions += prediction
             rows.timestamps += timestamp
             rows.latencies += number_array(latency)
             rows.labels += label
             rows.event_ids += event_id
-            reader.add_features(rows, group)
+            reader.add_features(rows, features)
         return len(records)
 
     def _groups(
@@ -225,13 +225,14 @@ class TypedPath:
         """
         types = list(map(type, records))
         versions = list(map(self._version, records))
-        models = [self._readers[kind].name for kind in dict.fromkeys(types)]
+        kinds = list(dict.fromkeys(types))
+        models = [self._readers[kind].name for kind in kinds]
         # Versions by name: None reads "unknown", and 7 and "7" are one version.
         names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
         version_names = list(dict.fromkeys(names.values()))
         if len(models) == 1 and len(version_names) == 1:
             return {(models[0], version_names[0]): (records, indexes)}
-        model_number = {kind: n for n, kind in enumerate(dict.fromkeys(types))}
+        model_number = {kind: n for n, kind in enumerate(kinds)}
         name_number = {name: n for n, name in enumerate(version_names)}
         version_number = {value: name_number[name] for value, name in names.items()}
         count = len(records)
@@ -240,10 +241,11 @@ class TypedPath:
         codes += np.fromiter(map(version_number.__getitem__, versions), np.int64, count)
         present, first, sizes = np.unique(codes, return_index=True, return_counts=True)
         order = np.argsort(codes, kind="stable").tolist()  # each group's rows, in message order
-        ends = np.cumsum(sizes).tolist()
+        ends = np.cumsum(sizes)
+        starts, ends = (ends - sizes).tolist(), ends.tolist()
         groups: dict[tuple[str, str], tuple[list[Any], list[int]]] = {}
         for group in np.argsort(first).tolist():  # in order of first appearance
-            rows = order[ends[group] - sizes[group] : ends[group]]
+            rows = order[starts[group] : ends[group]]
             model, version = divmod(int(present[group]), len(version_names))
             groups[(models[model], version_names[version])] = (
                 list(map(records.__getitem__, rows)),
