@@ -25,6 +25,7 @@ import numpy as np
 
 from stream_monitor.snapshot import ConfusionMatrix
 from stream_monitor.state.vectors import SlotRange
+from stream_monitor.summaries.calibration import score_bin
 from stream_monitor.summaries.noise import auc_se_binned, f1_se, mean_se, proportion_se
 from stream_monitor.summaries.slots import SlotSummary, as_float_column
 
@@ -272,9 +273,9 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
     def _positions_of(self, score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Histogram-bin and confusion-count positions of counted rows."""
         positive = label == 1
-        clipped = np.clip(score, 0.0, 1.0)
-        bins = np.minimum((clipped * self.score_bins).astype(np.int64), self.score_bins - 1)
-        hist = self.start + np.where(positive, self.score_bins, 0) + bins
+        hist = (
+            self.start + np.where(positive, self.score_bins, 0) + score_bin(score, self.score_bins)
+        )
         predicted = score >= self.threshold
         kind = np.where(predicted, np.where(positive, TP, FP), np.where(positive, FN, TN))
         return hist, self.counters_start + kind
