@@ -81,6 +81,21 @@ def version_window(state: ModelVersionState, windows: SlidingWindows, window: st
     return VersionWindow(state.version, state.layout, vector, state.layout.quality_values(vector))
 
 
+def windows_and_champion(
+    states: Sequence[ModelVersionState], window: str, judged: bool
+) -> tuple[dict[str, VersionWindow], str | None]:
+    """Each version's window ``window`` by version (as judged, or live) and the champion
+    among them (:func:`champion_of`)."""
+    windows = {}
+    for state in states:
+        source = state.judged if judged else state.windows
+        assert source is not None
+        windows[state.version] = version_window(state, source, window)
+    config = states[0].model.compare_versions
+    assert config is not None
+    return windows, champion_of(config, {v: w.events for v, w in windows.items()})
+
+
 def champion_of(config: CompareVersionsConfig, events: Mapping[str, int]) -> str | None:
     """The champion among live versions (``events``: window events by version), None if absent.
 
@@ -229,19 +244,13 @@ class VersionJudge:
         if len(states) < 2:
             return []
         model = states[0].model
-        config = model.compare_versions
-        assert config is not None
         events: list[DriftEvent] = []
         first = states[0]
         levels = significance_levels(model, len(first.window_sizes), first.pane_s)
         share = len(states) - 1  # every challenger's tests share one challenger's budget
         levels = SignificanceLevels(levels.warn / share, levels.alert / share)
         for window in first.window_sizes:
-            windows = {}
-            for state in states:
-                assert state.judged is not None
-                windows[state.version] = version_window(state, state.judged, window)
-            champion = champion_of(config, {v: w.events for v, w in windows.items()})
+            windows, champion = windows_and_champion(states, window, judged=True)
             if champion is None:
                 continue
             best = windows[champion]
@@ -287,17 +296,12 @@ def live_comparisons(
     comparisons: list[VersionComparison] = []
     shares: dict[tuple[str, str, str], float] = {}
     for name, group in by_model.items():
-        model, config = group[0].model, group[0].model.compare_versions
-        assert config is not None
+        model = group[0].model
         for window in group[0].window_sizes:
-            windows = {}
-            for state in group:
-                assert state.windows is not None
-                windows[state.version] = version_window(state, state.windows, window)
+            windows, champion = windows_and_champion(group, window, judged=False)
             total = sum(w.events for w in windows.values())
             for version, found in windows.items():
                 shares[(name, version, window)] = found.events / total if total else math.nan
-            champion = champion_of(config, {v: w.events for v, w in windows.items()})
             if champion is None:
                 continue
             for version, challenger in windows.items():
