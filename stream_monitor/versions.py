@@ -52,6 +52,7 @@ from stream_monitor.summaries.psi import psi
 if TYPE_CHECKING:
     from stream_monitor.state.model_state import ModelVersionState
     from stream_monitor.state.windows import SlidingWindows
+    from stream_monitor.summaries.column_bins import ColumnSlots
     from stream_monitor.summaries.layout import CounterLayout
 
 log = logging.getLogger(__name__)
@@ -128,18 +129,33 @@ def _bins_of(layout: CounterLayout) -> list[tuple[object, ...]]:
     return found
 
 
-def compare(
-    model: ModelConfig, window: str, champion: VersionWindow, challenger: VersionWindow
-) -> VersionComparison:
-    """The challenger's version PSI, CSI and quality deltas against the champion in ``window``."""
+def column_counts(
+    champion: VersionWindow, challenger: VersionWindow
+) -> dict[str | None, tuple[ColumnSlots, np.ndarray, np.ndarray]]:
+    """Per column (None: the prediction): its slots in the challenger's layout, the
+    champion's bin counts and the challenger's."""
     mine, theirs = challenger.layout, champion.layout
+    found = {}
+    for name in (None, *mine.features):
+        slots = mine.prediction if name is None else mine.features[name]
+        base = theirs.prediction if name is None else theirs.features[name]
+        found[name] = (slots, base.counts(champion.vector), slots.counts(challenger.vector))
+    return found
+
+
+def compare(
+    model: ModelConfig,
+    window: str,
+    champion: VersionWindow,
+    challenger: VersionWindow,
+    counts: Mapping[str | None, tuple[ColumnSlots, np.ndarray, np.ndarray]] | None = None,
+) -> VersionComparison:
+    """The challenger's version PSI, CSI and quality deltas against the champion in ``window``
+    (``counts``: their :func:`column_counts`, when the caller has them)."""
     psi_of: dict[str | None, float] = {}
     if champion.events and challenger.events:
-        for name in (None, *mine.features):
-            slots = mine.prediction if name is None else mine.features[name]
-            base = theirs.prediction if name is None else theirs.features[name]
-            counts = slots.counts(challenger.vector)
-            psi_of[name] = psi(base.counts(champion.vector), counts, model.drift.epsilon)
+        for name, (_, base, counts_of) in (counts or column_counts(champion, challenger)).items():
+            psi_of[name] = psi(base, counts_of, model.drift.epsilon)
     return VersionComparison(
         model.name,
         challenger.version,
@@ -186,19 +202,16 @@ def comparison_checks(
     config = model.compare_versions
     assert config is not None
     mine, theirs = challenger.layout, champion.layout
-    compared = compare(model, "", champion, challenger)
+    counts = column_counts(champion, challenger)
+    compared = compare(model, "", champion, challenger, counts)
     checks: list[Check] = []
     least = min_window_events(model, mine)
     if champion.events >= least and challenger.events >= least:
         columns: list[tuple[str | None, float, Thresholds]] = [(None, compared.psi, config.psi)]
         columns += [(name, value, config.csi) for name, value in compared.csi.items()]
         for name, value, lines in columns:
-            slots = mine.prediction if name is None else mine.features[name]
-            base = theirs.prediction if name is None else theirs.features[name]
-            counts = slots.counts(challenger.vector)
-            evidence = column_evidence(
-                slots, base.counts(champion.vector), counts, levels, model.drift
-            )
+            slots, base, counts_of = counts[name]
+            evidence = column_evidence(slots, base, counts_of, levels, model.drift)
             metric = VERSION_PSI if name is None else VERSION_CSI
             checks.append(Check(metric, name, value, lines, evidence))
     labeled = min(champion.quality.get("labeled", 0), challenger.quality.get("labeled", 0))
