@@ -38,14 +38,14 @@ from stream_monitor.evaluate import (
 )
 from stream_monitor.metric_names import ESTIMATED_PREFIX, ESTIMATION_ERROR
 from stream_monitor.significance import (
-    SECONDS_PER_DAY,
     Evidence,
     SignificanceLevels,
+    budget_levels,
     change_evidence,
     min_window_events,
 )
 from stream_monitor.snapshot import WindowSample
-from stream_monitor.summaries.noise import normal_isf, normal_sf, per_test_alpha
+from stream_monitor.summaries.noise import normal_isf, normal_sf
 
 if TYPE_CHECKING:
     from stream_monitor.state.model_state import ModelVersionState
@@ -54,11 +54,10 @@ if TYPE_CHECKING:
 
 def estimation_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
     """Per-test levels of the estimate's tests: its own budgets over its tests per day."""
-    tests = max(1, 2 * len(estimated_rules(model))) * windows * SECONDS_PER_DAY / pane_s
     budget = model.estimation
-    return SignificanceLevels(
-        per_test_alpha(budget.false_warnings_per_day, tests),
-        per_test_alpha(budget.false_alerts_per_day, tests),
+    series = max(1, 2 * len(estimated_rules(model)))
+    return budget_levels(
+        budget.false_warnings_per_day, budget.false_alerts_per_day, series, windows, pane_s
     )
 
 

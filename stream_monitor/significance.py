@@ -111,11 +111,24 @@ def series_tested(model: ModelConfig) -> int:
 
 def significance_levels(model: ModelConfig, windows: int, pane_s: float) -> SignificanceLevels:
     """Per-test levels: the model's daily budgets over its tests per day."""
-    tests = series_tested(model) * windows * SECONDS_PER_DAY / pane_s
     drift = model.drift
+    return budget_levels(
+        drift.false_warnings_per_day,
+        drift.false_alerts_per_day,
+        series_tested(model),
+        windows,
+        pane_s,
+    )
+
+
+def budget_levels(
+    warnings_per_day: float, alerts_per_day: float, series: int, windows: int, pane_s: float
+) -> SignificanceLevels:
+    """Per-test levels of daily budgets of false warnings and alerts spread over ``series``
+    tests in each of ``windows`` windows, judged every ``pane_s`` seconds."""
+    tests = series * windows * SECONDS_PER_DAY / pane_s
     return SignificanceLevels(
-        per_test_alpha(drift.false_warnings_per_day, tests),
-        per_test_alpha(drift.false_alerts_per_day, tests),
+        per_test_alpha(warnings_per_day, tests), per_test_alpha(alerts_per_day, tests)
     )
 
 
