@@ -118,13 +118,17 @@ class TypedPath:
         self._skip = 0
         self._backoff = 0
 
-    def read(self, values: Sequence[bytes | None]) -> list[Any] | None:
+    def read(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> list[Any] | None:
         """Each message's record (or micro-batch list of records), None where it needs the
-        careful path; None for the whole chunk when the typed decoder skips it."""
+        careful path; None for the whole chunk when the typed decoder skips it.
+
+        ``sizes`` are the values' lengths
+        (:func:`~stream_monitor.decode.parsing.message_sizes`).
+        """
         if self._skip:
             self._skip -= 1
             return None
-        if self._plain(values):
+        if self._plain(values, sizes):
             decoded = self._decode_all(values)
         else:
             decoded = [self._read_one(value) for value in values]
@@ -137,13 +141,13 @@ class TypedPath:
             self._backoff = 0
         return decoded
 
-    def _plain(self, values: Sequence[bytes | None]) -> bool:
+    def _plain(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> bool:
         """Whether every message is bytes within the size limit and ASCII (so valid UTF-8)."""
+        if max(sizes) > self.limits.max_message_bytes:
+            return False
         try:
-            if max(map(len, values)) > self.limits.max_message_bytes:  # type: ignore[arg-type]
-                return False
-            return all(map(bytes.isascii, values))  # type: ignore[arg-type]  # None: TypeError
-        except TypeError:
+            return all(map(bytes.isascii, values))  # type: ignore[arg-type]
+        except TypeError:  # None
             return False
 
     def _decode_all(self, values: Sequence[bytes | None]) -> list[Any]:

@@ -98,8 +98,9 @@ class NumericBinsBlock:
         columns, rows = values.shape
         table = np.empty((columns, self._column_edges.shape[1] + 2), dtype=np.int64)
         table[:, 0] = 0
-        for column, (row, edges) in enumerate(zip(ordered, self._column_edges, strict=True)):
-            table[column, 1:-1] = np.searchsorted(row, edges, side="right")
+        # ndarray.searchsorted itself: np.searchsorted's Python wrapper costs as much again.
+        sides = repeat("right", columns)
+        table[:, 1:-1] = list(map(np.ndarray.searchsorted, ordered, self._column_edges, sides))  # type: ignore[arg-type]
         table[:, -1] = rows - nulls
         counts = np.diff(table, axis=1)  # the last bin reaches the non-null count
         counts = np.concatenate((counts, nulls[:, None]), axis=1)
@@ -143,21 +144,22 @@ class CategoricalBins:
         self.size = len(self.categories) + 1
         self.other_index = len(self.categories)
         self.null_index = self.size
-        self._new_index = self.size + 1
-        lookup = {value: self.other_index for value in known}
+        lookup: dict[str | None, int] = {value: self.other_index for value in known}
         lookup.update({value: i for i, value in enumerate(self.categories)})
+        lookup[None] = self.null_index
         self._lookup = lookup
-        # The same, with None (null) at -1, so that ``index`` is one C-level map.
-        self._index_of: dict[str | None, int] = {None: -1}
-        self._index_of.update(lookup)
+        #: ``lookup`` with every bin moved by a start position (see :meth:`index`).
+        self._lookups = {0: lookup}
 
-    def index(self, values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Bin index of each value and a mask of values never seen in the reference."""
+    def index(self, values: Sequence[str | None], start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Bin index (plus ``start``) of each value and a mask of values never seen in the
+        reference, from one C-level ``map`` of a dict whose misses are the new values."""
+        lookup = self._lookups.get(start)
+        if lookup is None:
+            lookup = self._lookups[start] = {k: start + i for k, i in self._lookup.items()}
         count = len(values)
-        raw = np.fromiter(
-            map(self._index_of.get, values, repeat(self._new_index, count)), np.int64, count
-        )
-        new = raw == self._new_index
-        raw[new] = self.other_index
-        raw[raw < 0] = self.null_index
+        raw = np.fromiter(map(lookup.get, values, repeat(-1, count)), np.int64, count)
+        new = raw < 0
+        if new.any():
+            raw[new] = start + self.other_index
         return raw, new

@@ -29,12 +29,12 @@ def score_bin(score: np.ndarray, score_bins: int) -> np.ndarray:
     """The bin of each score among ``score_bins`` equal bins of ``[0, 1]`` (as the quality
     histograms bin it: clamped into ``[0, 1]``, ``floor(score * score_bins)``).
 
-    >>> score_bin(np.array([0.0, 0.5, 0.999, 1.0, 7.0]), 10).tolist()
-    [0, 5, 9, 9, 9]
+    >>> score_bin(np.array([0.0, 0.5, 0.999, 1.0, 7.0, np.nan, -np.inf, np.inf]), 10).tolist()
+    [0, 5, 9, 9, 9, 0, 0, 9]
     """
-    clipped = np.clip(np.nan_to_num(score), 0.0, 1.0)
-    bins: np.ndarray = np.minimum((clipped * score_bins).astype(np.int64), score_bins - 1)
-    return bins
+    clipped = np.fmin(np.fmax(score, 0.0), 1.0)  # NaN (ignored by fmax) reads 0
+    bins: np.ndarray = (clipped * score_bins).astype(np.int64)
+    return np.minimum(bins, score_bins - 1, out=bins)
 
 
 def pooled_starts(labeled: np.ndarray, min_labeled: int) -> np.ndarray:

@@ -79,9 +79,7 @@ class ColumnSlots(SlotSummary, SlotRange):
             index = self.bins.index(np.asarray(values))
             index += self.start
             return index, _NOTHING_NEW
-        index, new = self.bins.index(values)  # type: ignore[arg-type]
-        index += self.start
-        return index, new
+        return self.bins.index(values, self.start)  # type: ignore[arg-type]
 
     @property
     def new_slot(self) -> int:

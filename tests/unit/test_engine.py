@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-import pytest
 
-from stream_monitor import engine as engine_module
 from stream_monitor.decode.batches import RawMessage, Reject
-from stream_monitor.engine import Engine, _pieces
+from stream_monitor.decode.parsing import chunks, message_sizes
+from stream_monitor.engine import Engine
 from stream_monitor.summaries.reference import build_reference
 from stream_monitor.tools.synthetic import DRIFTING_FEATURES, SyntheticTraffic
 from tests.conftest import as_messages, make_config
@@ -109,9 +108,7 @@ def test_version_cap_and_future_events_are_rejected() -> None:
     assert sorted(v for _, v in engine.states) == ["v0", "v1"]
 
 
-def test_a_batch_of_large_messages_is_counted_in_pieces_as_if_read_whole(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_batch_of_large_messages_is_counted_in_pieces_as_if_read_whole() -> None:
     events = stream(minutes=12, drift_from=6)
     size = 400  # events per micro-batch message
     messages = [
@@ -120,9 +117,10 @@ def test_a_batch_of_large_messages_is_counted_in_pieces_as_if_read_whole(
     ]
     messages[5] = RawMessage(b"{not json", 1, offset=5)
     messages[-3] = RawMessage(b"[]", 1, offset=len(messages) - 3)
-    monkeypatch.setattr(engine_module, "PIECE_BYTES", 3 * len(messages[0].value or b""))
-    assert len(_pieces(messages, range(len(messages)))) >= 4
     whole, one_by_one = Engine(make_config()), Engine(make_config())
+    whole.decoder.piece_bytes = 3 * len(messages[0].value or b"")
+    sizes = message_sizes([message.value for message in messages])
+    assert len(chunks(sizes, whole.decoder.piece_bytes)) >= 4
     rejects = whole.process(messages)
     each = [
         Reject(index, r.reason, r.detail)

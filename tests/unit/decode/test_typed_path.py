@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from stream_monitor.config import FieldMap, LimitsConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.decode.decoder import Decoder, DecodeResult
+from stream_monitor.decode.parsing import message_sizes
 from stream_monitor.decode.typed import typed_decoder, typed_schema
-from stream_monitor.decode.typed_path import MAX_SKIPPED_CHUNKS
+from stream_monitor.decode.typed_path import MAX_SKIPPED_CHUNKS, TypedPath
 from stream_monitor.tools.workload import (
     BenchTraffic,
     Workload,
@@ -37,6 +38,13 @@ from tests.unit.decode.test_decoder import BAD_INPUT
 from tests.unit.decode.test_decoder import CONFIG as REASONS_CONFIG
 from tests.unit.decode.test_fast_paths import CONFIG as FUZZ_CONFIG
 from tests.unit.decode.test_fast_paths import MESSAGES, assert_same
+
+
+def read(typed: TypedPath | None, values: list[bytes | None]) -> list[Any] | None:
+    """``typed.read`` of ``values`` (with their sizes)."""
+    assert typed is not None
+    return typed.read(values, message_sizes(values))
+
 
 GOOD = (
     b'{"model": "m", "model_version": "v1", "timestamp": 1700000000,'
@@ -168,7 +176,7 @@ def test_generated_traffic_decodes_the_same_and_all_of_it_typed(
     assert typed.events == len(events) and not typed.rejects
     reader = Decoder(config.models, config.fields, config.limits).typed
     assert reader is not None
-    assert None not in (reader.read([m.value for m in messages]) or [None])
+    assert None not in (read(reader, [m.value for m in messages]) or [None])
 
 
 @pytest.mark.parametrize("value", TRICKY + CORPUS)
@@ -195,7 +203,7 @@ def test_the_careful_path_takes_only_the_messages_the_typed_path_cannot() -> Non
         b'{"model": "m", "label": 1, "event_id": "e1"}',
     ]
     values = [GOOD, *itertools.chain.from_iterable((b, GOOD) for b in bad)]
-    decoded = decoder.typed.read(values)
+    decoded = read(decoder.typed, values)
     assert decoded is not None
     assert [d is not None for d in decoded] == [True] + [False, True] * len(bad)
 
@@ -234,7 +242,7 @@ def test_a_mostly_bad_stream_skips_the_typed_decoder_for_a_while_and_decodes_the
     values = [bad] * 3 + [GOOD]
     decoder = Decoder(REASONS_CONFIG.models, REASONS_CONFIG.fields, REASONS_CONFIG.limits)
     assert decoder.typed is not None
-    tried = [n for n in range(200) if decoder.typed.read(values) is not None]
+    tried = [n for n in range(200) if read(decoder.typed, values) is not None]
     # After each chunk mostly left to the careful path, the next 1, 3, 7, ... chunks are
     # skipped, at most MAX_SKIPPED_CHUNKS of them.
     assert tried == [0, 2, 6, 14, 30, 62, 126, 126 + MAX_SKIPPED_CHUNKS + 1]
@@ -245,8 +253,8 @@ def test_a_mostly_bad_stream_skips_the_typed_decoder_for_a_while_and_decodes_the
 def test_good_traffic_after_bad_goes_typed_again() -> None:
     decoder = Decoder(REASONS_CONFIG.models, REASONS_CONFIG.fields, REASONS_CONFIG.limits)
     assert decoder.typed is not None
-    assert decoder.typed.read([b"x", b"y", GOOD]) is not None
-    results = [decoder.typed.read([GOOD] * 3) for _ in range(3)]
+    assert read(decoder.typed, [b"x", b"y", GOOD]) is not None
+    results = [read(decoder.typed, [GOOD] * 3) for _ in range(3)]
     assert results[0] is None and results[1] is not None and None not in results[1]
 
 
@@ -283,7 +291,7 @@ def test_dotted_field_mapping_on_the_typed_path() -> None:
     values = [orjson.dumps(e) for e in events]
     decoder = Decoder(config.models, config.fields, config.limits)
     assert decoder.typed is not None
-    decoded = decoder.typed.read(values)
+    decoded = read(decoder.typed, values)
     assert decoded is not None
     assert [d is not None for d in decoded] == [True, True, True, True, False]
     messages = [RawMessage(v, timestamp_ms=1700000123000) for v in values]
@@ -366,7 +374,7 @@ def test_rows_and_model_versions_keep_message_order_when_paths_interleave() -> N
     messages = [RawMessage(v, timestamp_ms=1700000123000) for v in values]
     decoder = Decoder(REASONS_CONFIG.models, REASONS_CONFIG.fields, REASONS_CONFIG.limits)
     assert decoder.typed is not None
-    decoded = decoder.typed.read(values)
+    decoded = read(decoder.typed, values)
     assert decoded is not None
     assert [d is not None for d in decoded] == [1, 0, 1, 0, 1, 0, 1, 0, 1]
     typed, careful = both(messages)
