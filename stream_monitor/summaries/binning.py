@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from struct import pack
 
 import numpy as np
 
@@ -158,8 +159,11 @@ class CategoricalBins:
         if lookup is None:
             lookup = self._lookups[start] = {k: start + i for k, i in self._lookup.items()}
         count = len(values)
-        raw = np.fromiter(map(lookup.get, values, repeat(-1, count)), np.int64, count)
+        # struct packs the positions faster than np.fromiter converts them.
+        raw = np.frombuffer(
+            pack(f"{count}q", *map(lookup.get, values, repeat(-1, count))), np.int64
+        )
         new = raw < 0
         if new.any():
-            raw[new] = start + self.other_index
+            raw = np.where(new, start + self.other_index, raw)
         return raw, new

@@ -114,36 +114,30 @@ class CounterLayout:
         self.stability_columns = StabilityColumns(
             [self.prediction, *self.features.values()], self.epsilon
         )
-        blocked: dict[str, NumericBins] = {}
-        for name, slots in self.features.items():
-            if isinstance(slots.bins, NumericBins) and len(slots.bins.edges) <= MAX_BLOCK_EDGES:
-                blocked[name] = slots.bins
-        #: Numeric features binned together (:class:`NumericBinsBlock`), and the others.
+        #: The prediction (None) and the features whose numeric bins are counted together
+        #: (:class:`NumericBinsBlock`), and the other columns.
+        columns: dict[str | None, ColumnSlots] = {None: self.prediction}
+        columns.update(self.features)
+        blocked = {
+            name: slots.bins
+            for name, slots in columns.items()
+            if isinstance(slots.bins, NumericBins) and len(slots.bins.edges) <= MAX_BLOCK_EDGES
+        }
         self._blocked = list(blocked)
         self._block = NumericBinsBlock(list(blocked.values())) if blocked else None
-        self._block_starts = np.array([[self.features[n].start] for n in blocked], np.int64)
+        self._block_starts = np.array([[columns[name].start] for name in blocked], np.int64)
         #: The slots of :meth:`NumericBinsBlock.histogram`'s counts: each column's bins and null.
         self._block_slots = (
             np.concatenate(
                 [
-                    np.arange(self.features[n].start, self.features[n].start + b.size + 1)
+                    np.arange(columns[n].start, columns[n].start + b.size + 1)
                     for n, b in blocked.items()
                 ]
             )
             if blocked
             else np.zeros(0, dtype=np.int64)
         )
-        self._unblocked = [(n, slots) for n, slots in self.features.items() if n not in blocked]
-        bins = self.prediction.bins
-        #: A numeric prediction's bins as a block of one (its histogram for one pane).
-        self._prediction_block = (
-            NumericBinsBlock([bins])
-            if isinstance(bins, NumericBins) and len(bins.edges) <= MAX_BLOCK_EDGES
-            else None
-        )
-        self._prediction_slots = np.arange(
-            self.prediction.start, self.prediction.start + bins.size + 1
-        )
+        self._unblocked = [(n, slots) for n, slots in columns.items() if n not in blocked]
 
     def pane_deltas(
         self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int, labels: Any = None
@@ -157,19 +151,14 @@ class CounterLayout:
         """
         counts = PaneCounts(self.width, pane_rows, n_panes)
         counts.count_rows(EVENTS_SLOT)
-        if n_panes == 1 and self._prediction_block is not None:
-            scores = np.asarray(batch.prediction, dtype=np.float64)[None, :]
-            counts.add_counts(self._prediction_slots, self._prediction_block.histogram(scores))
-        else:
-            _count_column(counts, self.prediction, batch.prediction)
         if self._block is not None:
-            values = np.array([batch.features[name] for name in self._blocked], dtype=np.float64)
+            values = np.array([_column(batch, name) for name in self._blocked], dtype=np.float64)
             if n_panes == 1:  # the common case: sorted columns, no position per value
                 counts.add_counts(self._block_slots, self._block.histogram(values))
             else:
                 counts.count(self._block.positions(values, self._block_starts))
         for name, slots in self._unblocked:
-            _count_column(counts, slots, batch.features[name])
+            _count_column(counts, slots, _column(batch, name))
         _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
             labels = quality_labels(self.model.task, batch.labels)
@@ -248,6 +237,11 @@ class CounterLayout:
                 total = present[column]
                 new_ratio[name] = slots.new_values(vector) / total if total else 0.0
         return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
+
+
+def _column(batch: ModelBatch, name: str | None) -> Any:
+    """The prediction (``name`` None) or feature ``name`` of ``batch``."""
+    return batch.prediction if name is None else batch.features[name]
 
 
 def _count_column(counts: PaneCounts, slots: ColumnSlots, values: Any) -> None:
