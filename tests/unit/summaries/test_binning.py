@@ -1,4 +1,5 @@
-"""The block's histogram (one pane, sorted columns) counts what a binary search per value counts."""
+"""Binning: the block's histogram counts what a binary search per value counts, and block
+reference profiles equal each column's own."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.summaries.binning import MAX_BLOCK_EDGES, NumericBins, NumericBinsBlock
+from stream_monitor.summaries.reference import numeric_profile, numeric_profiles
 
 EDGE = st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0, math.inf, -math.inf])
 
@@ -42,3 +44,34 @@ def test_histogram_of_a_real_batch_sums_to_its_rows() -> None:
     counts = NumericBinsBlock(bins).histogram(values)
     assert counts[: bins[0].size + 1].sum() == 2000 and counts[bins[0].size + 1 :].sum() == 2000
     assert counts[-1] == len(values[1, ::7])
+
+
+VALUE = st.floats(allow_nan=False, allow_infinity=False, width=32) | st.sampled_from([0.0, 1.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(VALUE | st.just(math.nan), min_size=12, max_size=12), max_size=6),
+    st.integers(2, 12),
+)
+def test_block_profiles_equal_profiles_of_each_column(
+    columns: list[list[float]], bins: int
+) -> None:
+    """Reference edges and counts from one quantile call over a block are each column's own,
+    with or without nulls (the block's ``np.quantile`` works on each row alone)."""
+    arrays = [np.array(column, dtype=np.float64) for column in columns]
+    assert numeric_profiles(arrays, bins) == [numeric_profile(a, bins) for a in arrays]
+
+
+def test_block_profiles_of_a_real_reference_equal_each_columns() -> None:
+    rng = np.random.default_rng(11)
+    columns = [
+        np.round(rng.normal(50, 10, 5000), 3),
+        np.round(rng.lognormal(3.0, 0.8, 5000), 2),
+        np.where(rng.random(5000) < 0.35, 0.0, np.round(rng.exponential(100.0, 5000), 2)),
+        rng.poisson(3.0, 5000).astype(np.float64),
+    ]
+    columns[1][rng.random(5000) < 0.05] = np.nan
+    profiles = numeric_profiles(columns, 10)
+    assert profiles == [numeric_profile(column, 10) for column in columns]
+    assert profiles[1].nulls > 0 and len(profiles[2].edges) < 9  # a null column; merged edges
