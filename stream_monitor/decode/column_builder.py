@@ -27,6 +27,7 @@ from stream_monitor.decode.columns import (
     float_column,
     json_numbers,
     number_array,
+    packed_doubles,
     parse_timestamp_s,
 )
 from stream_monitor.decode.paths import field_values, orjson_keys
@@ -224,9 +225,8 @@ class ColumnBuilder:
         if set(map(type, raw)) <= _TIME_VALUE_TYPES:
             # Numbers only (no booleans, no None): convert at once, and keep the result
             # if every value is a valid time; otherwise judge value by value below.
-            try:
-                seconds = np.array(raw, dtype=np.float64)
-            except OverflowError:
+            seconds = packed_doubles(raw)
+            if seconds is None:  # an integer beyond float range
                 seconds = np.full(len(raw), np.nan)
             seconds = np.where(seconds > MILLISECONDS_ABOVE, seconds / 1000.0, seconds)
             if np.isfinite(seconds).all() and np.all(seconds >= 0):

@@ -194,6 +194,10 @@ class PaneCounts:
         """Add float contributions ``sums`` of every row (or of ``rows``) to ``slots``."""
         if not len(slots):
             return
+        if self.n_panes == 1:  # one pane: each slot's sum in row order, as bincount adds them
+            if len(sums):
+                self._out[slots] += np.cumsum(sums, axis=0)[-1]
+            return
         offsets = self.offsets if rows is None else self.offsets[rows]
         flat = (offsets[:, None] + slots[None, :]).ravel()
         self._out += np.bincount(flat, weights=sums.ravel(), minlength=self._out.size)
