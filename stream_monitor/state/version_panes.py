@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stream_monitor.state.keys import PartitionKey, VersionKey
-from stream_monitor.state.windows import JudgedWindows, SlidingWindows, pane_of
+from stream_monitor.state.windows import JudgedWindows, SlidingWindows
 
 if TYPE_CHECKING:
     from stream_monitor.state.ledger import PartitionLedger
@@ -45,8 +46,12 @@ class VersionPanes:
         self, ledger: PartitionLedger, pane_index: np.ndarray, deltas_of: Any, *columns: Any
     ) -> None:
         """Count rows in their panes: ``deltas_of(*columns, rows, n_panes)`` gives the deltas."""
-        panes, rows = np.unique(pane_index, return_inverse=True)
-        deltas = deltas_of(*columns, rows.astype(np.int64), len(panes))
+        first = pane_index[0] if len(pane_index) else None
+        if first is not None and (pane_index == first).all():  # the usual batch: one pane
+            panes, rows = np.array([first]), np.zeros(len(pane_index), dtype=np.int64)
+        else:
+            panes, rows = np.unique(pane_index, return_inverse=True)
+        deltas = deltas_of(*columns, rows.astype(np.int64, copy=False), len(panes))
         for pane, delta in zip(panes.tolist(), deltas, strict=True):
             self.credit(ledger, pane, delta)
 
@@ -67,7 +72,7 @@ class VersionPanes:
         if event_ts <= self.watermark_s:
             return
         self.watermark_s = event_ts
-        self.windows.advance(int(pane_of(np.array([event_ts]), self.pane_s)[0]))
+        self.windows.advance(math.floor(event_ts / self.pane_s))  # pane_of of one time
 
     def merge(self, ledger: PartitionLedger, pane: int, vector: np.ndarray) -> bool:
         """Take a partition's newest partial summary of ``pane`` (scale-out aggregation).

@@ -123,7 +123,9 @@ class CounterLayout:
             for name, slots in columns.items()
             if isinstance(slots.bins, NumericBins) and len(slots.bins.edges) <= MAX_BLOCK_EDGES
         }
-        self._blocked = list(blocked)
+        #: Whether the prediction is the block's first column; the features that follow it.
+        self._prediction_blocked = None in blocked
+        self._blocked_features = [name for name in blocked if name is not None]
         self._block = NumericBinsBlock(list(blocked.values())) if blocked else None
         self._block_starts = np.array([[columns[name].start] for name in blocked], np.int64)
         #: The slots of :meth:`NumericBinsBlock.histogram`'s counts: each column's bins and null.
@@ -152,13 +154,16 @@ class CounterLayout:
         counts = PaneCounts(self.width, pane_rows, n_panes)
         counts.count_rows(EVENTS_SLOT)
         if self._block is not None:
-            values = np.array([_column(batch, name) for name in self._blocked], dtype=np.float64)
+            columns = list(map(batch.features.__getitem__, self._blocked_features))
+            if self._prediction_blocked:
+                columns.insert(0, batch.prediction)
+            values = np.array(columns, dtype=np.float64)
             if n_panes == 1:  # the common case: sorted columns, no position per value
                 counts.add_counts(self._block_slots, self._block.histogram(values))
             else:
                 counts.count(self._block.positions(values, self._block_starts))
         for name, slots in self._unblocked:
-            _count_column(counts, slots, _column(batch, name))
+            _count_column(counts, slots, batch.prediction if name is None else batch.features[name])
         _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
             labels = quality_labels(self.model.task, batch.labels)
@@ -237,11 +242,6 @@ class CounterLayout:
                 total = present[column]
                 new_ratio[name] = slots.new_values(vector) / total if total else 0.0
         return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
-
-
-def _column(batch: ModelBatch, name: str | None) -> Any:
-    """The prediction (``name`` None) or feature ``name`` of ``batch``."""
-    return batch.prediction if name is None else batch.features[name]
 
 
 def _count_column(counts: PaneCounts, slots: ColumnSlots, values: Any) -> None:
