@@ -37,7 +37,7 @@ from stream_monitor.decode.grouping import EventGrouper, LabelGroups
 from stream_monitor.decode.parsing import CHUNK_BYTES, MessageParser, chunks, message_sizes
 from stream_monitor.decode.paths import orjson_keys
 from stream_monitor.decode.typed import typed_schema
-from stream_monitor.decode.typed_path import TYPED_CHUNK_BYTES, TypedPath
+from stream_monitor.decode.typed_path import TYPED_CHUNK_BYTES, TypedChunk, TypedPath
 
 _value = attrgetter("value")
 #: Message bytes :meth:`Decoder.decode_pieces` decodes at a time: a consumed batch of large
@@ -168,15 +168,15 @@ class Decoder:
         """One typed chunk: read by the typed path, by the careful path where it cannot."""
         assert self.typed is not None
         chunk_sizes = sizes[span.start : span.stop]
-        decoded = self.typed.read(values[span.start : span.stop], chunk_sizes)
-        if decoded is None:  # the typed decoder skips this chunk
+        typed = self.typed.read(values[span.start : span.stop], chunk_sizes)
+        if typed is None:  # the typed decoder skips this chunk
             for start, stop in chunks(chunk_sizes, self.chunk_bytes):
                 careful = range(span.start + start, span.start + stop)
                 self._add_careful(messages, values, careful, rows_of, label_groups, result)
-        elif all(decoded):  # records and micro-batches are true: every message typed
-            result.events += self.typed.add(self.columns, rows_of, decoded, span)
+        elif typed.complete:
+            result.events += self.typed.add(self.columns, rows_of, typed, span)
         else:
-            self._add_mixed(messages, values, span, decoded, rows_of, label_groups, result)
+            self._add_mixed(messages, values, span, typed, rows_of, label_groups, result)
 
     def _add_careful(
         self,
@@ -207,12 +207,12 @@ class Decoder:
         messages: Sequence[RawMessage],
         values: list[bytes | None],
         span: range,
-        decoded: list[Any],
+        typed: TypedChunk,
         rows_of: dict[tuple[str, str], Rows],
         label_groups: LabelGroups,
         result: DecodeResult,
     ) -> None:
-        """A chunk of which the typed path read some messages (``decoded``, None elsewhere).
+        """A chunk of which the typed path read some messages (``typed``, None elsewhere).
 
         Its records are read at once, the other messages go through the careful
         path at once, each path into rows of its own; these are then joined,
@@ -221,7 +221,10 @@ class Decoder:
         the whole batch is read: :meth:`Rows.sort`).
         """
         assert self.typed is not None
-        records = [record for record in decoded if record is not None]
+        decoded = typed.decoded
+        records = TypedChunk(
+            [record for record in decoded if record is not None], typed.kinds - {type(None)}
+        )
         typed_at = [index for index, record in zip(span, decoded, strict=True) if record]
         careful_at = [index for index, record in zip(span, decoded, strict=True) if not record]
         typed_rows: dict[tuple[str, str], Rows] = {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,29 @@ def _doubles(values: tuple[float | bool | None, ...]) -> bytes:
         return np.fromiter(values, dtype=np.float64, count=len(values)).tobytes()
 
 
+@dataclass(slots=True)
+class TypedChunk:
+    """What :meth:`TypedPath.read` made of a chunk of messages.
+
+    ``decoded`` holds each message's record or micro-batch (a list of records),
+    None where the message needs the careful path; ``kinds`` the types among
+    them, read once, so that no later step passes over the chunk to learn
+    whether every message was read, whether there are micro-batches, or
+    whether there is more than one model.
+    """
+
+    decoded: list[Any]
+    kinds: set[type]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the typed path read every message."""
+        return _NONE not in self.kinds
+
+
+_NONE = type(None)
+
+
 class TypedPath:
     """Decodes messages into the typed records of ``schema`` and reads them into rows."""
 
@@ -118,7 +142,7 @@ class TypedPath:
         self._skip = 0
         self._backoff = 0
 
-    def read(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> list[Any] | None:
+    def read(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> TypedChunk | None:
         """Each message's record (or micro-batch list of records), None where it needs the
         careful path; None for the whole chunk when the typed decoder skips it.
 
@@ -130,16 +154,20 @@ class TypedPath:
             return None
         if self._plain(values, sizes):
             decoded = self._decode_all(values)
+            kinds = set(map(type, decoded))
+            if not kinds - {_NONE} <= self._event_types:  # micro-batches, or unknown models
+                decoded = [self._checked(value) for value in decoded]
+                kinds = set(map(type, decoded))
         else:
             decoded = [self._read_one(value) for value in values]
-        # Records and micro-batches are true, so this counts the messages left to the careful path.
-        misses = len(decoded) - sum(map(bool, decoded))
+            kinds = set(map(type, decoded))
+        misses = decoded.count(None) if _NONE in kinds else 0
         if misses > MAX_MISSED_SHARE * len(decoded):
             self._backoff = min(2 * self._backoff + 1, MAX_SKIPPED_CHUNKS)
             self._skip = self._backoff
         else:
             self._backoff = 0
-        return decoded
+        return TypedChunk(decoded, kinds)
 
     def _plain(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> bool:
         """Whether every message is bytes within the size limit and ASCII (so valid UTF-8)."""
@@ -151,7 +179,8 @@ class TypedPath:
             return False
 
     def _decode_all(self, values: Sequence[bytes | None]) -> list[Any]:
-        """:meth:`read` of plain messages, decoded in C-level ``map`` calls.
+        """Plain messages decoded in C-level ``map`` calls (None where one fails to decode;
+        :meth:`read` checks the rest).
 
         A message that fails to decode stops the ``map``; ``list.extend`` keeps
         the records before it, and decoding goes on after it.
@@ -163,8 +192,6 @@ class TypedPath:
                 decoded.extend(map(self._decode, remaining))  # type: ignore[arg-type]  # plain: bytes
             except _DECODE_ERRORS:
                 decoded.append(None)
-        if not set(map(type, decoded)) - {type(None)} <= self._event_types:
-            decoded = [self._checked(value) for value in decoded]
         return decoded
 
     def _read_one(self, value: bytes | None) -> Any:
@@ -198,15 +225,16 @@ class TypedPath:
         self,
         columns: ColumnBuilder,
         rows_of: dict[tuple[str, str], Rows],
-        decoded: list[Any],
+        chunk: TypedChunk,
         indexes: Sequence[int],
     ) -> int:
-        """Read the records ``decoded`` of the messages at ``indexes`` into ``rows_of``.
+        """Read the records of ``chunk`` (complete), of the messages at ``indexes``, into
+        ``rows_of``.
 
         Returns the number of events read.
         """
-        records, record_indexes = _flatten(decoded, indexes)
-        for key, (group, group_indexes) in self._groups(records, record_indexes).items():
+        records, record_indexes, kinds = _flatten(chunk, indexes)
+        for key, (group, group_indexes) in self._groups(records, record_indexes, kinds).items():
             reader = self._readers[type(group[0])]
             rows = rows_of.get(key) or columns.new_rows(rows_of, key)
             rows.indexes += group_indexes
@@ -220,23 +248,25 @@ class TypedPath:
         return len(records)
 
     def _groups(
-        self, records: list[Any], indexes: list[int]
+        self, records: list[Any], indexes: list[int], kinds: set[type]
     ) -> dict[tuple[str, str], tuple[list[Any], list[int]]]:
         """Records by (model, version), in order of first appearance, as the careful path does.
 
-        Each record's group is a number (its model's, then its version name's),
-        so that grouping is a stable sort of integers.
+        ``kinds`` are the records' types. Each record's group is a number (its
+        model's, then its version name's), so that grouping is a stable sort of
+        integers.
         """
-        types = list(map(type, records))
         versions = list(map(self._version, records))
-        kinds = list(dict.fromkeys(types))
-        models = [self._readers[kind].name for kind in kinds]
         # Versions by name: None reads "unknown", and 7 and "7" are one version.
         names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
         version_names = list(dict.fromkeys(names.values()))
-        if len(models) == 1 and len(version_names) == 1:
-            return {(models[0], version_names[0]): (records, indexes)}
-        model_number = {kind: n for n, kind in enumerate(kinds)}
+        if len(kinds) == 1 and len(version_names) == 1:
+            (kind,) = kinds
+            return {(self._readers[kind].name, version_names[0]): (records, indexes)}
+        types = list(map(type, records))
+        ordered_kinds = list(dict.fromkeys(types))
+        models = [self._readers[kind].name for kind in ordered_kinds]
+        model_number = {kind: n for n, kind in enumerate(ordered_kinds)}
         name_number = {name: n for n, name in enumerate(version_names)}
         version_number = {value: name_number[name] for value, name in names.items()}
         count = len(records)
@@ -258,18 +288,18 @@ class TypedPath:
         return groups
 
 
-def _flatten(decoded: list[Any], at: Sequence[int]) -> tuple[list[Any], list[int]]:
-    """The records of ``decoded`` (micro-batches unpacked) and the index of each one's message
-    (``at`` holds the messages' indexes)."""
-    if list not in set(map(type, decoded)):
-        return decoded, list(at)
+def _flatten(chunk: TypedChunk, at: Sequence[int]) -> tuple[list[Any], list[int], set[type]]:
+    """The records of ``chunk`` (micro-batches unpacked), the index of each one's message
+    (``at`` holds the messages' indexes), and the records' types."""
+    if list not in chunk.kinds:
+        return chunk.decoded, list(at), chunk.kinds
     records: list[Any] = []
     indexes: list[int] = []
-    for index, value in zip(at, decoded, strict=True):
+    for index, value in zip(at, chunk.decoded, strict=True):
         if type(value) is list:
             records += value
             indexes += [index] * len(value)
         else:
             records.append(value)
             indexes.append(index)
-    return records, indexes
+    return records, indexes, set(map(type, records))

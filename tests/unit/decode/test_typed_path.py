@@ -41,9 +41,13 @@ from tests.unit.decode.test_fast_paths import MESSAGES, assert_same
 
 
 def read(typed: TypedPath | None, values: list[bytes | None]) -> list[Any] | None:
-    """``typed.read`` of ``values`` (with their sizes)."""
+    """What ``typed.read`` decoded of ``values`` (with their sizes; None: the chunk skipped)."""
     assert typed is not None
-    return typed.read(values, message_sizes(values))
+    chunk = typed.read(values, message_sizes(values))
+    if chunk is not None:
+        assert chunk.kinds == set(map(type, chunk.decoded))
+        assert chunk.complete == (None not in chunk.decoded)
+    return None if chunk is None else chunk.decoded
 
 
 GOOD = (
