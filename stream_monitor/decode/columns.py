@@ -108,9 +108,11 @@ def float_column(numbers: array.array[float] | bytearray) -> np.ndarray:
 
 
 def _finite_or_nan(values: np.ndarray) -> np.ndarray:
-    """``values`` with NaN for every infinity (a copy only when there is one)."""
-    if values.size and not np.isfinite(values).all():
-        return np.where(np.isfinite(values), values, np.nan)
+    """``values`` with NaN for every infinity (a copy only when there is one; nulls, NaN
+    already, are no reason to copy)."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        return np.where(infinite, np.nan, values)
     return values
 
 
