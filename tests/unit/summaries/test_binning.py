@@ -9,7 +9,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.summaries.binning import MAX_BLOCK_EDGES, NumericBins, NumericBinsBlock
+from stream_monitor.summaries.binning import (
+    MAX_BLOCK_EDGES,
+    CategoricalBins,
+    NumericBins,
+    NumericBinsBlock,
+)
 from stream_monitor.summaries.reference import numeric_profile, numeric_profiles
 
 EDGE = st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0, math.inf, -math.inf])
@@ -75,3 +80,31 @@ def test_block_profiles_of_a_real_reference_equal_each_columns() -> None:
     profiles = numeric_profiles(columns, 10)
     assert profiles == [numeric_profile(column, 10) for column in columns]
     assert profiles[1].nulls > 0 and len(profiles[2].edges) < 9  # a null column; merged edges
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d"]), unique=True, max_size=3),
+    st.lists(st.sampled_from(["a", "b", "c", "d", "e", None]), max_size=40),
+    st.integers(0, 50),
+)
+def test_categorical_positions_are_bins_from_start_and_new_values_go_to_other(
+    categories: list[str], values: list[str | None], start: int
+) -> None:
+    """Each value's position is its bin plus ``start``: a top category's own bin, ``other``
+    for a known or new value, the null bin for None; new values are flagged."""
+    known = [*categories, "d"]
+    bins = CategoricalBins(categories, known)
+    positions, new = bins.index(values, start)
+    expected = [
+        bins.null_index
+        if value is None
+        else categories.index(value)
+        if value in categories
+        else bins.other_index
+        for value in values
+    ]
+    assert positions.tolist() == [start + bin_ for bin_ in expected]
+    assert new.tolist() == [value is not None and value not in known for value in values]
+    again, _ = bins.index(values, start)  # the lookup made for this start is kept
+    assert again.tolist() == positions.tolist()

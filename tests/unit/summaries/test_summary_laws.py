@@ -40,7 +40,7 @@ from stream_monitor.summaries.estimate import EstimateSlots
 from stream_monitor.summaries.latency import LatencySlots
 from stream_monitor.summaries.reference import ColumnProfile, categorical_profile
 from stream_monitor.summaries.regression import RegressionSlots
-from stream_monitor.summaries.slots import Summary, pane_deltas
+from stream_monitor.summaries.slots import PaneCounts, Summary, pane_deltas
 
 SINGLES = 300  # rows counted one at a time (the batch-vs-singles law; a loop is slow)
 PSI_EPSILON = 1e-4
@@ -336,3 +336,20 @@ def test_state_of_another_width_is_refused() -> None:
     data = LatencySlots(0).to_bytes(np.zeros(2000))
     with pytest.raises(ValueError):
         RegressionSlots(0).from_bytes(data)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 500])
+def test_one_pane_sums_are_row_order_sums_to_the_bit(rows: int) -> None:
+    """Sums of one pane's rows are added in row order, one row at a time, as they are when
+    the rows spread over several panes (a batch's vector must not depend on the path)."""
+    rng = np.random.default_rng(3)
+    sums = rng.lognormal(0.0, 3.0, (rows, 3)) * rng.choice([-1.0, 1.0], (rows, 3))
+    sums[::11, 1] = -0.0
+    slots = np.array([2, 5, 6])
+    counts = PaneCounts(8, np.zeros(rows, dtype=np.int64), 1)
+    counts.add_sums(slots, sums)
+    expected = np.zeros(8)
+    for row in sums:
+        for slot, value in zip(slots.tolist(), row.tolist(), strict=True):
+            expected[slot] += value
+    assert counts.deltas()[0].tobytes() == expected.tobytes()
