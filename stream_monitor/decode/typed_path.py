@@ -106,6 +106,9 @@ def _doubles(values: tuple[float | bool | None, ...]) -> bytes:
         return np.fromiter(values, dtype=np.float64, count=len(values)).tobytes()
 
 
+_NONE = type(None)
+
+
 @dataclass(slots=True)
 class TypedChunk:
     """What :meth:`TypedPath.read` made of a chunk of messages.
@@ -124,9 +127,6 @@ class TypedChunk:
     def complete(self) -> bool:
         """Whether the typed path read every message."""
         return _NONE not in self.kinds
-
-
-_NONE = type(None)
 
 
 class TypedPath:
