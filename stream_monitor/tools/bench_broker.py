@@ -24,6 +24,10 @@ from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.measuring import process_memory, rate_row, reset_peak_rss
 from stream_monitor.tools.workload import Workload, bench_config
 
+#: Most end-to-end runs of one kind of message, the fastest kept (each joins a consumer
+#: group, a few seconds with the embedded broker).
+BROKER_REPEATS = 3
+
 
 class TimedService(MonitorService):
     """The loop of ``stream-monitor run``, noting when the broker assigned its partitions, when
@@ -65,7 +69,7 @@ def measure_backlogs(
     micro: Sequence[RawMessage],
     engine_rates: dict[str, Any],
 ) -> dict[str, Any]:
-    """:func:`measure_broker` of the row messages (``broker``) and of the micro-batches
+    """:func:`best_broker_run` of the row messages (``broker``) and of the micro-batches
     (``broker_micro_batch``).
 
     Each monitor's rate is also given as a ratio to the engine's own rate on the
@@ -73,8 +77,8 @@ def measure_backlogs(
     report of :func:`~stream_monitor.tools.bench_engine.measure_throughput`), and
     the micro-batches' as a ratio to the row events' (``ratio_to_row_events``).
     """
-    runs = {"broker": measure_broker(workload, rows)}
-    runs["broker_micro_batch"] = measure_broker(workload, micro)
+    runs = {"broker": best_broker_run(workload, rows)}
+    runs["broker_micro_batch"] = best_broker_run(workload, micro)
     for name, engine in (("broker", "engine"), ("broker_micro_batch", "micro_batch_engine")):
         monitor = runs[name]["monitor"]
         monitor["ratio_to_engine"] = monitor["events_per_s"] / engine_rates[engine]["events_per_s"]
@@ -84,6 +88,19 @@ def measure_backlogs(
         micro_monitor["events_per_s"] / row_rate if row_rate else 0.0
     )
     return runs
+
+
+def best_broker_run(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
+    """The fastest complete run of :func:`measure_broker`, of ``workload.repeats`` runs (at
+    most :data:`BROKER_REPEATS`), as the engine's own rows keep their best pass.
+
+    One run lasts about a second; the broker, the client's fetches and the machine
+    make single runs vary by a third from one to the next.
+    """
+    runs = [
+        measure_broker(workload, messages) for _ in range(min(workload.repeats, BROKER_REPEATS))
+    ]
+    return max(runs, key=lambda run: (run["monitor"]["complete"], run["monitor"]["events_per_s"]))
 
 
 def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
