@@ -52,8 +52,16 @@ _DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, ValueError, TypeError)
 
 
 #: The fields read into rows, in the order :meth:`_ModelReader.fields` gives their values
-#: (``features``: each record's features struct).
-_ROW_FIELDS = ("prediction", "timestamp", "latency_ms", "label", "event_id", "features")
+#: (``features``: each record's features struct), then the model version.
+_ROW_FIELDS = (
+    "prediction",
+    "timestamp",
+    "latency_ms",
+    "label",
+    "event_id",
+    "features",
+    "model_version",
+)
 
 
 class _ModelReader:
@@ -234,58 +242,98 @@ class TypedPath:
         Returns the number of events read.
         """
         records, record_indexes, kinds = _flatten(chunk, indexes)
-        for key, (group, group_indexes) in self._groups(records, record_indexes, kinds).items():
-            reader = self._readers[type(group[0])]
-            rows = rows_of.get(key) or columns.new_rows(rows_of, key)
-            rows.indexes += group_indexes
-            prediction, timestamp, latency, label, event_id, features = reader.fields(group)
-            rows.predictions += prediction
-            rows.timestamps += timestamp
-            rows.latencies += number_array(latency)
-            rows.labels += label
-            rows.event_ids += event_id
-            reader.add_features(rows, features)
+        if len(kinds) == 1:  # one model: the records' versions come with their other fields
+            reader = self._readers[next(iter(kinds))]
+            values = reader.fields(records)
+            version_names, number = _version_numbers(values[-1])
+            if len(version_names) == 1:
+                self._add_rows(columns, rows_of, reader, version_names[0], record_indexes, values)
+                return len(records)
+            codes = np.fromiter(map(number.__getitem__, values[-1]), np.int64, len(records))
+            for code, rows in _split(codes):
+                group_values = [_take(column, rows) for column in values]
+                group_indexes = _take(record_indexes, rows)
+                name = version_names[code]
+                self._add_rows(columns, rows_of, reader, name, group_indexes, group_values)
+            return len(records)
+        for (kind, version), (group, group_indexes) in self._groups(
+            records, record_indexes
+        ).items():
+            reader = self._readers[kind]
+            self._add_rows(columns, rows_of, reader, version, group_indexes, reader.fields(group))
         return len(records)
 
-    def _groups(
-        self, records: list[Any], indexes: list[int], kinds: set[type]
-    ) -> dict[tuple[str, str], tuple[list[Any], list[int]]]:
-        """Records by (model, version), in order of first appearance, as the careful path does.
+    @staticmethod
+    def _add_rows(
+        columns: ColumnBuilder,
+        rows_of: dict[tuple[str, str], Rows],
+        reader: _ModelReader,
+        version: str,
+        indexes: list[int],
+        values: Sequence[Sequence[Any]],
+    ) -> None:
+        """Append one model version's records to its rows in ``rows_of``: their message
+        ``indexes`` and their field ``values`` (:meth:`_ModelReader.fields`)."""
+        key = (reader.name, version)
+        rows = rows_of.get(key) or columns.new_rows(rows_of, key)
+        prediction, timestamp, latency, label, event_id, features, _ = values
+        rows.indexes += indexes
+        rows.predictions += prediction
+        rows.timestamps += timestamp
+        rows.latencies += number_array(latency)
+        rows.labels += label
+        rows.event_ids += event_id
+        reader.add_features(rows, features)
 
-        ``kinds`` are the records' types. Each record's group is a number (its
-        model's, then its version name's), so that grouping is a stable sort of
-        integers.
+    def _groups(
+        self, records: list[Any], indexes: list[int]
+    ) -> dict[tuple[type, str], tuple[list[Any], list[int]]]:
+        """The records of several models by (record type, version name), in order of first
+        appearance, as the careful path sees them, with their message indexes.
+
+        Each record's group is a number (its model's, then its version name's),
+        so that grouping is a stable sort of integers.
         """
-        versions = list(map(self._version, records))
-        # Versions by name: None reads "unknown", and 7 and "7" are one version.
-        names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
-        version_names = list(dict.fromkeys(names.values()))
-        if len(kinds) == 1 and len(version_names) == 1:
-            (kind,) = kinds
-            return {(self._readers[kind].name, version_names[0]): (records, indexes)}
         types = list(map(type, records))
-        ordered_kinds = list(dict.fromkeys(types))
-        models = [self._readers[kind].name for kind in ordered_kinds]
-        model_number = {kind: n for n, kind in enumerate(ordered_kinds)}
-        name_number = {name: n for n, name in enumerate(version_names)}
-        version_number = {value: name_number[name] for value, name in names.items()}
+        versions = list(map(self._version, records))
+        kinds = list(dict.fromkeys(types))
+        kind_number = {kind: n for n, kind in enumerate(kinds)}
+        version_names, number = _version_numbers(versions)
         count = len(records)
-        codes = np.fromiter(map(model_number.__getitem__, types), np.int64, count)
+        codes = np.fromiter(map(kind_number.__getitem__, types), np.int64, count)
         codes *= len(version_names)
-        codes += np.fromiter(map(version_number.__getitem__, versions), np.int64, count)
-        present, first, sizes = np.unique(codes, return_index=True, return_counts=True)
-        order = np.argsort(codes, kind="stable").tolist()  # each group's rows, in message order
-        ends = np.cumsum(sizes)
-        starts, ends = (ends - sizes).tolist(), ends.tolist()
-        groups: dict[tuple[str, str], tuple[list[Any], list[int]]] = {}
-        for group in np.argsort(first).tolist():  # in order of first appearance
-            rows = order[starts[group] : ends[group]]
-            model, version = divmod(int(present[group]), len(version_names))
-            groups[(models[model], version_names[version])] = (
-                list(map(records.__getitem__, rows)),
-                list(map(indexes.__getitem__, rows)),
+        codes += np.fromiter(map(number.__getitem__, versions), np.int64, count)
+        groups: dict[tuple[type, str], tuple[list[Any], list[int]]] = {}
+        for code, rows in _split(codes):
+            kind, version = divmod(code, len(version_names))
+            groups[(kinds[kind], version_names[version])] = (
+                _take(records, rows),
+                _take(indexes, rows),
             )
         return groups
+
+
+def _version_numbers(versions: Sequence[Any]) -> tuple[list[str], dict[Any, int]]:
+    """The names of ``versions`` in order of first appearance, and the number of each
+    version value's name among them: None reads "unknown", and 7 and "7" are one version."""
+    names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
+    version_names = list(dict.fromkeys(names.values()))
+    number = {name: n for n, name in enumerate(version_names)}
+    return version_names, {value: number[name] for value, name in names.items()}
+
+
+def _split(codes: np.ndarray) -> list[tuple[int, list[int]]]:
+    """Each distinct code of ``codes`` with its rows (in order), in order of first appearance."""
+    present, first, sizes = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(codes, kind="stable").tolist()  # each code's rows, in order
+    ends = np.cumsum(sizes)
+    starts, ends = (ends - sizes).tolist(), ends.tolist()
+    return [(int(present[g]), order[starts[g] : ends[g]]) for g in np.argsort(first).tolist()]
+
+
+def _take(values: Sequence[Any], rows: list[int]) -> list[Any]:
+    """The items of ``values`` at ``rows``."""
+    return list(map(values.__getitem__, rows))
 
 
 def _flatten(chunk: TypedChunk, at: Sequence[int]) -> tuple[list[Any], list[int], set[type]]:
