@@ -62,21 +62,22 @@ def json_numbers(values: Sequence[Any]) -> np.ndarray:
     doubles = packed_doubles(values)
     if doubles is None:  # a null, text or a huge integer
         return float_column(number_array(values))
-    return _finite_or_nan(doubles)
+    return doubles
 
 
 def packed_doubles(values: Sequence[Any]) -> np.ndarray | None:
-    """``values`` (numbers and booleans) as a float64 array, converted by :mod:`struct`
-    (faster than numpy or ``array``); None if one is not such a number or is out of range.
+    """``values`` (numbers and booleans) as a float64 array, NaN for infinities, converted
+    by :mod:`struct` (faster than numpy or ``array``); None if one is not such a number or
+    is out of range.
 
-    >>> packed_doubles([1, 2.5, True]).tolist(), packed_doubles([1, None])
-    ([1.0, 2.5, 1.0], None)
+    >>> packed_doubles([1, 2.5, True, float("inf")]).tolist(), packed_doubles([1, None])
+    ([1.0, 2.5, 1.0, nan], None)
     """
     try:
         packed = bytearray(struct.pack(f"{len(values)}d", *values))
     except (struct.error, OverflowError):
         return None
-    return np.frombuffer(packed, dtype=np.float64)
+    return _finite_or_nan(np.frombuffer(packed, dtype=np.float64))
 
 
 def number_array(values: Sequence[Any]) -> array.array[float]:

@@ -9,14 +9,13 @@ value, an integer beyond float range, a multiclass model) goes to
 
 from __future__ import annotations
 
-import array
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from stream_monitor.decode.columns import float_column, label_column
+from stream_monitor.decode.columns import label_column, packed_doubles
 
 #: ``get(value, value)`` of this dict is NaN for null and the value itself otherwise.
 _NULL_AS_NAN: dict[Any, float] = {None: math.nan}
@@ -25,9 +24,9 @@ _NULL_AS_NAN: dict[Any, float] = {None: math.nan}
 def quality_labels(task: str, labels: Sequence[Any]) -> Any:
     """:func:`~stream_monitor.decode.columns.label_column` of ``labels``, quicker.
 
-    Numbers and nulls are converted by ``array('d')`` of one ``map`` (null as
-    NaN), which raises on any other value; rows without a label at all are one
-    ``list.count``. (``array('d')`` fills faster from a list than from an iterator.)
+    Numbers and nulls are converted by :func:`~stream_monitor.decode.columns.packed_doubles`
+    of one ``map`` (null as NaN), which refuses any other value; rows without a label at
+    all are one ``list.count``.
 
     >>> quality_labels("binary", [1, None, 0.0, True]).tolist()
     [1.0, nan, 0.0, 1.0]
@@ -42,7 +41,9 @@ def quality_labels(task: str, labels: Sequence[Any]) -> Any:
     if labels.count(None) == rows:
         return np.full(rows, np.nan)
     try:
-        numbers = array.array("d", list(map(_NULL_AS_NAN.get, labels, labels)))
-    except (TypeError, OverflowError):  # text, nested values, huge integers
+        numbers = packed_doubles(list(map(_NULL_AS_NAN.get, labels, labels)))
+    except TypeError:  # a nested value (unhashable)
+        numbers = None
+    if numbers is None:  # text, nested values, huge integers
         return label_column(task, labels)
-    return float_column(numbers)
+    return numbers
