@@ -30,7 +30,7 @@ import msgspec
 import numpy as np
 from msgspec.structs import astuple
 
-from stream_monitor.decode.columns import categorical_column, number_array
+from stream_monitor.decode.columns import categorical_column
 
 if TYPE_CHECKING:
     from stream_monitor.config import LimitsConfig
@@ -101,8 +101,8 @@ class _ModelReader:
                 column.frombytes(_doubles(values))
 
 
-def _doubles(values: tuple[float | bool | None, ...]) -> bytes:
-    """The float64 bytes of a numeric feature's values (None becomes NaN).
+def _doubles(values: Sequence[float | bool | None]) -> bytes:
+    """The float64 bytes of a numeric feature's or the latency's values (None becomes NaN).
 
     :mod:`struct` converts floats and booleans several times faster than
     numpy's or ``array``'s generic paths; a column with a null takes numpy's,
@@ -280,7 +280,7 @@ class TypedPath:
         rows.indexes += indexes
         rows.predictions += prediction
         rows.timestamps += timestamp
-        rows.latencies += number_array(latency)
+        rows.latencies.frombytes(_doubles(latency))
         rows.labels += label
         rows.event_ids += event_id
         reader.add_features(rows, features)
