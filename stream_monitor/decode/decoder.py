@@ -88,7 +88,10 @@ class Decoder:
         self.grouper = EventGrouper(self.models, self.fields)
         self.columns = ColumnBuilder(self.models, self.fields)
         schema = typed_schema(models, fields) if typed else None
-        self.typed = TypedPath(schema, limits) if schema is not None else None
+        strict = typed_schema(models, fields, strict=True) if typed else None
+        self.typed = (
+            TypedPath(schema, strict, limits) if schema is not None and strict is not None else None
+        )
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         """Decode ``messages``; never raises on bad input."""

@@ -75,8 +75,14 @@ class TypedSchema:
     message_type: Any
 
 
-def typed_schema(models: Sequence[ModelConfig], fields: FieldMap) -> TypedSchema | None:
+def typed_schema(
+    models: Sequence[ModelConfig], fields: FieldMap, strict: bool = False
+) -> TypedSchema | None:
     """The typed records of ``models`` under the field mapping ``fields``.
+
+    ``strict`` records refuse unknown keys, so that the decoder reads (and
+    checks the UTF-8 of) every byte of a message it takes, where other records
+    skip unknown keys unread.
 
     None when the mapping cannot be expressed as structs: the model key is a
     dotted path, two fields share a key, or one field's path runs through
@@ -85,13 +91,11 @@ def typed_schema(models: Sequence[ModelConfig], fields: FieldMap) -> TypedSchema
     tree = _key_tree(fields)
     if tree is None or not models:
         return None
-    typed = tuple(_typed_model(model, tree, fields.model) for model in models)
+    typed = tuple(_typed_model(model, tree, fields.model, strict) for model in models)
     sentinel_tag = "\x00"
     while sentinel_tag in {model.name for model in models}:
         sentinel_tag += "\x00"
-    sentinel = msgspec.defstruct(
-        "NoModel", [], tag_field=fields.model, tag=sentinel_tag, kw_only=True, gc=False
-    )
+    sentinel = _struct("NoModel", [], strict, tag_field=fields.model, tag=sentinel_tag)
     event = Union[(*(t.struct for t in typed), sentinel)]  # type: ignore[valid-type]
     message_type = Union[event, list[event]]  # type: ignore[valid-type]  # noqa: UP007
     return TypedSchema(typed, message_type)
@@ -130,35 +134,36 @@ def _key_tree(fields: FieldMap) -> _Tree | None:
     return tree
 
 
-def _typed_model(model: ModelConfig, tree: _Tree, model_key: str) -> TypedModel:
+def _typed_model(model: ModelConfig, tree: _Tree, model_key: str, strict: bool) -> TypedModel:
     """The struct type of ``model`` laid out as ``tree``, tagged ``model_key: model.name``."""
     names = list(model.features)
-    features = msgspec.defstruct(
+    features = _struct(
         "Features",
         [
             (f"f{i}", Number if model.features[name] == "numeric" else Scalar, None)
             for i, name in enumerate(names)
         ],
+        strict,
         rename={f"f{i}": name for i, name in enumerate(names)},
-        kw_only=True,
-        gc=False,
     )
     paths: dict[str, str] = {}
-    members, rename = _members(tree, "", features, paths)
-    root = msgspec.defstruct(
-        "Event",
-        members,
-        rename=rename,
-        tag_field=model_key,
-        tag=model.name,
-        kw_only=True,
-        gc=False,
-    )
+    members, rename = _members(tree, "", features, paths, strict)
+    root = _struct("Event", members, strict, rename=rename, tag_field=model_key, tag=model.name)
     return TypedModel(name=model.name, struct=root, paths=paths)
 
 
+def _struct(
+    name: str, members: list[tuple[Any, ...]], strict: bool, **options: Any
+) -> type[msgspec.Struct]:
+    """A keyword-only struct type untracked by the garbage collector (records hold no
+    cycles), refusing unknown keys when ``strict``."""
+    return msgspec.defstruct(
+        name, members, kw_only=True, gc=False, forbid_unknown_fields=strict, **options
+    )
+
+
 def _members(
-    tree: _Tree, prefix: str, features: type[msgspec.Struct], paths: dict[str, str]
+    tree: _Tree, prefix: str, features: type[msgspec.Struct], paths: dict[str, str], strict: bool
 ) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
     """The struct members holding ``tree``, whose attributes are reached through ``prefix``.
 
@@ -178,8 +183,8 @@ def _members(
             members.append((attr, _FIELD_TYPES[node], None))
             paths[node] = prefix + attr
         else:
-            inner, inner_rename = _members(node, f"{prefix}{attr}.", features, paths)
-            struct = msgspec.defstruct("Object", inner, rename=inner_rename, kw_only=True, gc=False)
+            inner, inner_rename = _members(node, f"{prefix}{attr}.", features, paths, strict)
+            struct = _struct("Object", inner, strict, rename=inner_rename)
             if "features" in paths and paths["features"].startswith(f"{prefix}{attr}."):
                 members.append((attr, struct))
             else:

@@ -5,7 +5,11 @@
 it cannot take exactly as the careful path would: one that does not decode or
 validate (an unknown model, a string in a numeric feature, NaN literals, a
 label event), is not UTF-8, is too large, or is an empty or too large
-micro-batch. The decoder sends those through the careful path and puts the
+micro-batch. It decodes into strict records first, which refuse unknown keys:
+the decoder then reads, and checks the UTF-8 of, every byte it takes. Once a
+message with a key no record knows comes, chunks are decoded into records that
+skip unknown keys unread, after a check that the chunk is ASCII (so valid
+UTF-8). The decoder sends those through the careful path and puts the
 chunk's rows back in message order. :meth:`TypedPath.add` reads the decoded
 records into the same :class:`~stream_monitor.decode.column_builder.Rows` the
 careful path fills, with one C-level getter per record for the fields and one
@@ -21,7 +25,7 @@ more than the careful path alone.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -140,12 +144,17 @@ class TypedChunk:
 class TypedPath:
     """Decodes messages into the typed records of ``schema`` and reads them into rows."""
 
-    def __init__(self, schema: TypedSchema, limits: LimitsConfig) -> None:
+    def __init__(self, schema: TypedSchema, strict: TypedSchema, limits: LimitsConfig) -> None:
         self.limits = limits
         self._decode = msgspec.json.Decoder(schema.message_type).decode
+        self._decode_strict = msgspec.json.Decoder(strict.message_type).decode
+        #: Whether chunks are decoded into ``strict`` records first (until a message with
+        #: an unknown key comes): they need no UTF-8 check of their own.
+        self.strict = True
         self._readers = {model.struct: _ModelReader(model) for model in schema.models}
+        self._readers.update((model.struct, _ModelReader(model)) for model in strict.models)
         self._event_types = frozenset(self._readers)
-        #: Every model's struct has the same layout outside its features.
+        #: Every model's struct has the same layout outside its features, strict or not.
         self._version = attrgetter(schema.models[0].paths["model_version"])
         self._skip = 0
         self._backoff = 0
@@ -160,12 +169,16 @@ class TypedPath:
         if self._skip:
             self._skip -= 1
             return None
-        if self._plain(values, sizes):
-            decoded = self._decode_all(values)
+        if max(sizes) > self.limits.max_message_bytes:
+            decoded = [self._read_one(value) for value in values]
             kinds = set(map(type, decoded))
-            if not kinds - {_NONE} <= self._event_types:  # micro-batches, or unknown models
-                decoded = [self._checked(value) for value in decoded]
+        elif self.strict:
+            decoded, kinds = self._checked_all(self._decode_all(values, self._decode_strict))
+            if _NONE in kinds:
+                decoded = self._read_misses(values, decoded)
                 kinds = set(map(type, decoded))
+        elif self._plain(values):
+            decoded, kinds = self._checked_all(self._decode_all(values, self._decode))
         else:
             decoded = [self._read_one(value) for value in values]
             kinds = set(map(type, decoded))
@@ -177,18 +190,17 @@ class TypedPath:
             self._backoff = 0
         return TypedChunk(decoded, kinds)
 
-    def _plain(self, values: Sequence[bytes | None], sizes: Sequence[int]) -> bool:
-        """Whether every message is bytes within the size limit and ASCII (so valid UTF-8)."""
-        if max(sizes) > self.limits.max_message_bytes:
-            return False
+    def _plain(self, values: Sequence[bytes | None]) -> bool:
+        """Whether every message is bytes and ASCII (so valid UTF-8)."""
         try:
             return all(map(bytes.isascii, values))  # type: ignore[arg-type]
         except TypeError:  # None
             return False
 
-    def _decode_all(self, values: Sequence[bytes | None]) -> list[Any]:
-        """Plain messages decoded in C-level ``map`` calls (None where one fails to decode;
-        :meth:`read` checks the rest).
+    def _decode_all(
+        self, values: Sequence[bytes | None], decode: Callable[[bytes], Any]
+    ) -> list[Any]:
+        """Messages decoded in C-level ``map`` calls, None where one fails to decode.
 
         A message that fails to decode stops the ``map``; ``list.extend`` keeps
         the records before it, and decoding goes on after it.
@@ -197,9 +209,31 @@ class TypedPath:
         remaining = iter(values)
         while len(decoded) < len(values):
             try:
-                decoded.extend(map(self._decode, remaining))  # type: ignore[arg-type]  # plain: bytes
+                decoded.extend(map(decode, remaining))  # type: ignore[arg-type]  # None: TypeError
             except _DECODE_ERRORS:
                 decoded.append(None)
+        return decoded
+
+    def _checked_all(self, decoded: list[Any]) -> tuple[list[Any], set[type]]:
+        """:meth:`_checked` of each of ``decoded``, and the types among the results (one pass
+        over their types when all are records of configured models)."""
+        kinds = set(map(type, decoded))
+        if kinds - {_NONE} <= self._event_types:
+            return decoded, kinds
+        checked = [self._checked(value) for value in decoded]
+        return checked, set(map(type, checked))
+
+    def _read_misses(self, values: Sequence[bytes | None], decoded: list[Any]) -> list[Any]:
+        """``decoded`` (strict records) with each miss read again as the lenient decoder
+        reads it; once one is read that way (it has a key no record knows), chunks are no
+        longer decoded strictly first, and their UTF-8 is checked instead."""
+        misses = decoded.count(None)
+        decoded = [
+            self._read_one(value) if record is None else record
+            for value, record in zip(values, decoded, strict=True)
+        ]
+        if decoded.count(None) < misses:
+            self.strict = False
         return decoded
 
     def _read_one(self, value: bytes | None) -> Any:
@@ -256,10 +290,8 @@ class TypedPath:
                 name = version_names[code]
                 self._add_rows(columns, rows_of, reader, name, group_indexes, group_values)
             return len(records)
-        for (kind, version), (group, group_indexes) in self._groups(
-            records, record_indexes
-        ).items():
-            reader = self._readers[kind]
+        groups = self._groups(records, record_indexes)
+        for (reader, version), (group, group_indexes) in groups.items():
             self._add_rows(columns, rows_of, reader, version, group_indexes, reader.fields(group))
         return len(records)
 
@@ -287,26 +319,30 @@ class TypedPath:
 
     def _groups(
         self, records: list[Any], indexes: list[int]
-    ) -> dict[tuple[type, str], tuple[list[Any], list[int]]]:
-        """The records of several models by (record type, version name), in order of first
-        appearance, as the careful path sees them, with their message indexes.
+    ) -> dict[tuple[_ModelReader, str], tuple[list[Any], list[int]]]:
+        """The records of several models (or of one model's strict and lenient records) by
+        (model's reader, version name), in order of first appearance, as the careful path
+        sees them, with their message indexes.
 
         Each record's group is a number (its model's, then its version name's),
         so that grouping is a stable sort of integers.
         """
         types = list(map(type, records))
         versions = list(map(self._version, records))
-        kinds = list(dict.fromkeys(types))
-        kind_number = {kind: n for n, kind in enumerate(kinds)}
+        readers: dict[str, _ModelReader] = {}  # by model, in order of first appearance
+        for kind in dict.fromkeys(types):
+            readers.setdefault(self._readers[kind].name, self._readers[kind])
+        models = list(readers)
+        model_number = {kind: models.index(self._readers[kind].name) for kind in set(types)}
         version_names, number = _version_numbers(versions)
         count = len(records)
-        codes = np.fromiter(map(kind_number.__getitem__, types), np.int64, count)
+        codes = np.fromiter(map(model_number.__getitem__, types), np.int64, count)
         codes *= len(version_names)
         codes += np.fromiter(map(number.__getitem__, versions), np.int64, count)
-        groups: dict[tuple[type, str], tuple[list[Any], list[int]]] = {}
+        groups: dict[tuple[_ModelReader, str], tuple[list[Any], list[int]]] = {}
         for code, rows in _split(codes):
-            kind, version = divmod(code, len(version_names))
-            groups[(kinds[kind], version_names[version])] = (
+            model, version = divmod(code, len(version_names))
+            groups[(readers[models[model]], version_names[version])] = (
                 _take(records, rows),
                 _take(indexes, rows),
             )

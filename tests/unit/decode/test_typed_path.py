@@ -439,3 +439,42 @@ def test_events_of_any_values_decode_the_same(values: list[Any], chunk_bytes: in
     # json.dumps writes NaN and Infinity literals, and integers of any size.
     messages = [RawMessage(json.dumps(v).encode(), timestamp_ms=1) for v in values]
     assert_same(*both(messages, chunk_bytes=chunk_bytes))
+
+
+def test_strict_records_take_non_ascii_text_and_refuse_bad_utf8() -> None:
+    """Records that refuse unknown keys read every byte of a message, so text beyond ASCII
+    needs no check of its own: valid UTF-8 is read, invalid goes to the careful path."""
+    config = REASONS_CONFIG
+    decoder = Decoder(config.models, config.fields, config.limits)
+    accented = GOOD.replace(b'"c": "a"', '"c": "é"'.encode())
+    broken = GOOD.replace(b'"c": "a"', b'"c": "\xff"')
+    decoded = read(decoder.typed, [GOOD, accented, broken])
+    assert decoded is not None and [record is None for record in decoded] == [False, False, True]
+    assert decoder.typed is not None and decoder.typed.strict
+    assert_same(*both([RawMessage(value, 1) for value in (GOOD, accented, broken)]))
+
+
+def test_an_unknown_key_turns_strict_records_off_and_rows_keep_message_order() -> None:
+    """A message with a key no record knows is read leniently (its UTF-8 checked); from then
+    on chunks are; a chunk holding both kinds of records of one model keeps message order."""
+    config = REASONS_CONFIG
+    extra = GOOD.replace(b'"prediction": 0.25', '"prediction": 0.75, "extra": "é"'.encode())
+    bad_extra = GOOD.replace(b'"prediction": 0.25', b'"prediction": 0.5, "extra": "\xff"')
+    values: list[bytes | None] = [GOOD, extra, GOOD, bad_extra, GOOD]
+    decoder = Decoder(config.models, config.fields, config.limits)
+    assert decoder.typed is not None and decoder.typed.strict
+    decoded = read(decoder.typed, values)
+    assert decoded is not None and [r is None for r in decoded] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert not decoder.typed.strict
+    again = read(decoder.typed, values)
+    assert again is not None and [r is None for r in again] == [r is None for r in decoded]
+    typed, careful = both([RawMessage(value, 1, offset=n) for n, value in enumerate(values)])
+    assert_same(typed, careful)
+    assert typed.batches[0].prediction.tolist() == [0.25, 0.75, 0.25, 0.25]
+    assert [reject.message_index for reject in typed.rejects] == [3]
