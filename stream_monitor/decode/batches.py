@@ -84,6 +84,10 @@ class ModelBatch:
     def __len__(self) -> int:
         return len(self.event_ts)
 
+    def column(self, name: str | None) -> np.ndarray | list[str | None]:
+        """The prediction (``name`` None) or the feature ``name``."""
+        return self.prediction if name is None else self.features[name]
+
     def take(self, rows: np.ndarray) -> ModelBatch:
         """The batch restricted to ``rows`` (an index array or boolean mask)."""
         index = np.flatnonzero(rows) if rows.dtype == bool else rows

@@ -169,15 +169,13 @@ class TypedPath:
         if self._skip:
             self._skip -= 1
             return None
-        if max(sizes) > self.limits.max_message_bytes:
-            decoded = [self._read_one(value) for value in values]
-            kinds = set(map(type, decoded))
-        elif self.strict:
+        in_size = max(sizes) <= self.limits.max_message_bytes
+        if in_size and self.strict:
             decoded, kinds = self._checked_all(self._decode_all(values, self._decode_strict))
             if _NONE in kinds:
                 decoded = self._read_misses(values, decoded)
                 kinds = set(map(type, decoded))
-        elif self._plain(values):
+        elif in_size and self._plain(values):
             decoded, kinds = self._checked_all(self._decode_all(values, self._decode))
         else:
             decoded = [self._read_one(value) for value in values]

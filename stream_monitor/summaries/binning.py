@@ -148,8 +148,7 @@ class CategoricalBins:
         lookup: dict[str | None, int] = {value: self.other_index for value in known}
         lookup.update({value: i for i, value in enumerate(self.categories)})
         lookup[None] = self.null_index
-        self._lookup = lookup
-        #: ``lookup`` with every bin moved by a start position (see :meth:`index`).
+        #: Each value's bin, moved by a start position (see :meth:`index`), by start.
         self._lookups = {0: lookup}
 
     def index(self, values: Sequence[str | None], start: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +156,7 @@ class CategoricalBins:
         reference, from one C-level ``map`` of a dict whose misses are the new values."""
         lookup = self._lookups.get(start)
         if lookup is None:
-            lookup = self._lookups[start] = {k: start + i for k, i in self._lookup.items()}
+            lookup = self._lookups[start] = {k: start + i for k, i in self._lookups[0].items()}
         count = len(values)
         # struct packs the positions faster than np.fromiter converts them.
         raw = np.frombuffer(

@@ -163,7 +163,7 @@ class CounterLayout:
             else:
                 counts.count(self._block.positions(values, self._block_starts))
         for name, slots in self._unblocked:
-            _count_column(counts, slots, batch.prediction if name is None else batch.features[name])
+            _count_column(counts, slots, batch.column(name))
         _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
             labels = quality_labels(self.model.task, batch.labels)

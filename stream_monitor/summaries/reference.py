@@ -219,7 +219,7 @@ def build_reference(
 
     def values(name: str | None) -> list[Any]:
         """Every row's value of the prediction (None) or of feature ``name``, batch by batch."""
-        return [batch.prediction if name is None else batch.features[name] for batch in batches]
+        return [batch.column(name) for batch in batches]
 
     kinds: dict[str | None, str] = {None: model.prediction_type}
     kinds.update(model.features)
