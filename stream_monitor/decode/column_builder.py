@@ -44,7 +44,8 @@ _TIME_VALUE_TYPES = frozenset({float, int})
 class Rows:
     """The raw field values of one model version's inference events, in event order."""
 
-    indexes: list[int] = field(default_factory=list)
+    #: Each row's message index (int64: becomes the batch's index column without a copy).
+    indexes: array.array[int] = field(default_factory=lambda: array.array("q"))
     predictions: list[Any] = field(default_factory=list)
     timestamps: list[Any] = field(default_factory=list)
     latencies: array.array[float] = field(default_factory=lambda: array.array("d"))
@@ -55,6 +56,13 @@ class Rows:
     features: list[array.array[float] | list[str | None]] = field(default_factory=list)
     #: False once rows of the typed and the careful path were joined (see :meth:`sort`).
     ordered: bool = True
+
+    def add_indexes(self, indexes: Sequence[int]) -> None:
+        """Append the message indexes of new rows (a range without a Python int each)."""
+        if type(indexes) is range and indexes.step == 1:
+            self.indexes.frombytes(np.arange(indexes.start, indexes.stop, dtype=np.int64).tobytes())
+        else:
+            self.indexes.extend(indexes)
 
     def extend(self, other: Rows) -> None:
         """Append the rows of ``other`` (of the same model)."""
@@ -73,17 +81,17 @@ class Rows:
         self.ordered = True
         if len(self.indexes) < 2:
             return
-        order = np.argsort(np.asarray(self.indexes), kind="stable")
+        order = np.argsort(np.frombuffer(self.indexes, dtype=np.int64), kind="stable")
         take = operator.itemgetter(*order.tolist())
-        lists = [self.indexes, self.predictions, self.timestamps, self.labels, self.event_ids]
-        arrays = [self.latencies]
+        lists = [self.predictions, self.timestamps, self.labels, self.event_ids]
+        arrays: list[array.array[Any]] = [self.indexes, self.latencies]
         for column in self.features:
             (arrays if isinstance(column, array.array) else lists).append(column)  # type: ignore[arg-type]
         for values in lists:
             values[:] = take(values)
         for numbers in arrays:
-            moved = np.frombuffer(numbers, dtype=np.float64)[order]
-            numbers[:] = array.array("d", moved.tobytes())
+            moved = np.frombuffer(numbers, dtype=numbers.typecode)[order]
+            numbers[:] = array.array(numbers.typecode, moved.tobytes())
 
 
 class ColumnBuilder:
@@ -105,7 +113,7 @@ class ColumnBuilder:
         fields = self.fields
         for key, (group_events, group_indexes) in groups.items():
             rows = rows_of.get(key) or self.new_rows(rows_of, key)
-            rows.indexes += group_indexes
+            rows.add_indexes(group_indexes)
             rows.predictions += field_values(group_events, fields.prediction)
             rows.timestamps += field_values(group_events, fields.timestamp)
             rows.latencies += number_array(field_values(group_events, fields.latency_ms))
@@ -187,7 +195,7 @@ class ColumnBuilder:
             latency_ms=float_column(rows.latencies),
             labels=rows.labels,
             event_ids=rows.event_ids,
-            message_index=np.asarray(indexes, dtype=np.int64),
+            message_index=np.frombuffer(indexes, dtype=np.int64),
         )
         return batch if keep.all() else batch.take(keep)
 
@@ -215,7 +223,7 @@ class ColumnBuilder:
     def _event_times(
         self,
         raw: list[Any],
-        indexes: list[int],
+        indexes: Sequence[int],
         messages: Sequence[RawMessage],
         rejects: list[Reject],
         keep: np.ndarray,

@@ -299,7 +299,7 @@ class TypedPath:
         rows_of: dict[tuple[str, str], Rows],
         reader: _ModelReader,
         version: str,
-        indexes: list[int],
+        indexes: Sequence[int],
         values: Sequence[Sequence[Any]],
     ) -> None:
         """Append one model version's records to its rows in ``rows_of``: their message
@@ -307,7 +307,7 @@ class TypedPath:
         key = (reader.name, version)
         rows = rows_of.get(key) or columns.new_rows(rows_of, key)
         prediction, timestamp, latency, label, event_id, features, _ = values
-        rows.indexes += indexes
+        rows.add_indexes(indexes)
         rows.predictions += prediction
         rows.timestamps += timestamp
         rows.latencies.frombytes(_doubles(latency))
@@ -316,7 +316,7 @@ class TypedPath:
         reader.add_features(rows, features)
 
     def _groups(
-        self, records: list[Any], indexes: list[int]
+        self, records: list[Any], indexes: Sequence[int]
     ) -> dict[tuple[_ModelReader, str], tuple[list[Any], list[int]]]:
         """The records of several models (or of one model's strict and lenient records) by
         (model's reader, version name), in order of first appearance, as the careful path
@@ -349,7 +349,14 @@ class TypedPath:
 
 def _version_numbers(versions: Sequence[Any]) -> tuple[list[str], dict[Any, int]]:
     """The names of ``versions`` in order of first appearance, and the number of each
-    version value's name among them: None reads "unknown", and 7 and "7" are one version."""
+    version value's name among them: None reads "unknown", and 7 and "7" are one version.
+
+    >>> _version_numbers(["v1", "v1"]), _version_numbers([7, None, "7"])
+    ((['v1'], {'v1': 0}), (['7', 'unknown'], {7: 0, None: 1, '7': 0}))
+    """
+    first = versions[0] if versions else None
+    if versions and versions.count(first) == len(versions):  # one version, the common case: nothing hashed
+        return ["unknown" if first is None else str(first)], {first: 0}
     names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
     version_names = list(dict.fromkeys(names.values()))
     number = {name: n for n, name in enumerate(version_names)}
@@ -370,11 +377,11 @@ def _take(values: Sequence[Any], rows: list[int]) -> list[Any]:
     return list(map(values.__getitem__, rows))
 
 
-def _flatten(chunk: TypedChunk, at: Sequence[int]) -> tuple[list[Any], list[int], set[type]]:
+def _flatten(chunk: TypedChunk, at: Sequence[int]) -> tuple[list[Any], Sequence[int], set[type]]:
     """The records of ``chunk`` (micro-batches unpacked), the index of each one's message
     (``at`` holds the messages' indexes), and the records' types."""
     if list not in chunk.kinds:
-        return chunk.decoded, list(at), chunk.kinds
+        return chunk.decoded, at, chunk.kinds
     records: list[Any] = []
     indexes: list[int] = []
     for index, value in zip(at, chunk.decoded, strict=True):
