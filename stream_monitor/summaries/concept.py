@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import importlib
 import importlib.metadata
+import math
 import struct
 import threading
 from collections.abc import Callable
@@ -131,7 +132,7 @@ class ConceptDriftDetector:
 
     def update(self, x: float) -> bool:
         """Feed one value; True when it raises a drift. Non-finite values are ignored."""
-        if not np.isfinite(x):
+        if not math.isfinite(x):
             return False
         self._detector.update(float(x))
         self.n_seen += 1

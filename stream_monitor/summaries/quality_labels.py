@@ -17,16 +17,16 @@ import numpy as np
 
 from stream_monitor.decode.columns import label_column, packed_doubles
 
-#: ``get(value, value)`` of this dict is NaN for null and the value itself otherwise.
-_NULL_AS_NAN: dict[Any, float] = {None: math.nan}
+_NAN = math.nan
 
 
 def quality_labels(task: str, labels: Sequence[Any]) -> Any:
     """:func:`~stream_monitor.decode.columns.label_column` of ``labels``, quicker.
 
     Numbers and nulls are converted by :func:`~stream_monitor.decode.columns.packed_doubles`
-    of one ``map`` (null as NaN), which refuses any other value; rows without a label at
-    all are one ``list.count``.
+    (null made NaN first, by a list comprehension: quicker than a C-level ``map`` of
+    ``dict.get``), which refuses any other value; rows without a label at all are one
+    ``list.count``.
 
     >>> quality_labels("binary", [1, None, 0.0, True]).tolist()
     [1.0, nan, 0.0, 1.0]
@@ -40,10 +40,7 @@ def quality_labels(task: str, labels: Sequence[Any]) -> Any:
     rows = len(labels)
     if labels.count(None) == rows:
         return np.full(rows, np.nan)
-    try:
-        numbers = packed_doubles(list(map(_NULL_AS_NAN.get, labels, labels)))
-    except TypeError:  # a nested value (unhashable)
-        numbers = None
+    numbers = packed_doubles([_NAN if label is None else label for label in labels])
     if numbers is None:  # text, nested values, huge integers
         return label_column(task, labels)
     return numbers
