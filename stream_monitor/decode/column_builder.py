@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from stream_monitor.config import FieldMap, ModelConfig
     from stream_monitor.decode.grouping import Groups
 
-#: Timestamp types converted with one numpy call (booleans are not timestamps).
-_TIME_VALUE_TYPES = frozenset({float, int})
-
 
 @dataclass(slots=True)
 class Rows:
@@ -230,14 +227,12 @@ class ColumnBuilder:
     ) -> np.ndarray:
         """Event times in epoch seconds of the ``raw`` timestamp values (``keep`` cleared
         and a reject added where one is unusable)."""
-        if set(map(type, raw)) <= _TIME_VALUE_TYPES:
-            # Numbers only (no booleans, no None): convert at once, and keep the result
-            # if every value is a valid time; otherwise judge value by value below.
-            seconds = packed_doubles(raw)
-            if seconds is None:  # an integer beyond float range
-                seconds = np.full(len(raw), np.nan)
+        seconds = packed_doubles(raw)  # None: a null, text or an integer beyond float range
+        if seconds is not None:
+            # Numbers (and booleans, which pack as 0 and 1): keep them if every one is a
+            # valid time after 1 s past the epoch; otherwise judge value by value below.
             seconds = np.where(seconds > MILLISECONDS_ABOVE, seconds / 1000.0, seconds)
-            if np.isfinite(seconds).all() and np.all(seconds >= 0):
+            if np.isfinite(seconds).all() and np.all(seconds > 1.0):
                 return seconds
         seconds = np.empty(len(raw), dtype=np.float64)
         for row, value in enumerate(raw):

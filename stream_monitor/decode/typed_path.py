@@ -355,7 +355,7 @@ def _version_numbers(versions: Sequence[Any]) -> tuple[list[str], dict[Any, int]
     ((['v1'], {'v1': 0}), (['7', 'unknown'], {7: 0, None: 1, '7': 0}))
     """
     first = versions[0] if versions else None
-    if versions and versions.count(first) == len(versions):  # one version, the common case: nothing hashed
+    if versions and versions.count(first) == len(versions):  # one version: nothing hashed
         return ["unknown" if first is None else str(first)], {first: 0}
     names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
     version_names = list(dict.fromkeys(names.values()))

@@ -246,7 +246,7 @@ def test_numeric_column_follows_the_spec_rule_value_by_value(values: list[Any]) 
     assert same(numeric_column(values), expected)
 
 
-@pytest.mark.parametrize("bad", [b"true", b"Infinity", b"-1", b"NaN", b"1e999"])
+@pytest.mark.parametrize("bad", [b"true", b"false", b"Infinity", b"-1", b"NaN", b"1e999"])
 def test_a_bad_timestamp_is_rejected_whatever_its_neighbours(bad: bytes) -> None:
     good = b'{"model": "m", "features": {"x": 1.0}, "prediction": 0.5, "timestamp": 1700000000}'
     raw = b'{"model": "m", "features": {"x": 1.0}, "prediction": 0.5, "timestamp": %s}' % bad
@@ -258,6 +258,21 @@ def test_a_bad_timestamp_is_rejected_whatever_its_neighbours(bad: bytes) -> None
         ]
         assert sum(len(b) for b in result.batches) == neighbours
         assert all(np.isfinite(b.event_ts).all() for b in result.batches)
+
+
+@pytest.mark.parametrize(("raw_time", "seconds"), [(b"0", 0.0), (b"1", 1.0), (b"0.5", 0.5)])
+def test_a_time_in_the_first_second_is_kept_whatever_its_neighbours(
+    raw_time: bytes, seconds: float
+) -> None:
+    # Booleans pack as 0 and 1: such times are read value by value, and must still count.
+    good = b'{"model": "m", "features": {"x": 1.0}, "prediction": 0.5, "timestamp": 1700000000}'
+    early = b'{"model": "m", "features": {"x": 1.0}, "prediction": 0.5, "timestamp": %s}' % raw_time
+    for neighbours in (0, 3):
+        messages = [RawMessage(good)] * neighbours + [RawMessage(early)]
+        result = Decoder(CONFIG.models, CONFIG.fields, CONFIG.limits).decode(messages)
+        assert result.rejects == []
+        times = np.concatenate([b.event_ts for b in result.batches])
+        assert times.tolist() == [1700000000.0] * neighbours + [seconds]
 
 
 @pytest.mark.parametrize("enabled", [True, False])
