@@ -54,10 +54,13 @@ class Rows:
     #: False once rows of the typed and the careful path were joined (see :meth:`sort`).
     ordered: bool = True
 
-    def add_indexes(self, indexes: Sequence[int]) -> None:
-        """Append the message indexes of new rows (a range without a Python int each)."""
+    def add_indexes(self, indexes: Sequence[int] | np.ndarray) -> None:
+        """Append the message indexes of new rows (a range or an array without a Python int
+        each)."""
         if type(indexes) is range and indexes.step == 1:
-            self.indexes.frombytes(np.arange(indexes.start, indexes.stop, dtype=np.int64).tobytes())
+            indexes = np.arange(indexes.start, indexes.stop, dtype=np.int64)
+        if isinstance(indexes, np.ndarray):
+            self.indexes.frombytes(indexes.astype(np.int64, copy=False).tobytes())
         else:
             self.indexes.extend(indexes)
 

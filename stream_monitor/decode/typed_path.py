@@ -282,9 +282,9 @@ class TypedPath:
                 self._add_rows(columns, rows_of, reader, version_names[0], record_indexes, values)
                 return len(records)
             codes = np.fromiter(map(number.__getitem__, values[-1]), np.int64, len(records))
-            for code, rows in _split(codes):
+            for code, rows, positions in _split(codes):
                 group_values = [_take(column, rows) for column in values]
-                group_indexes = _take(record_indexes, rows)
+                group_indexes = _message_indexes(record_indexes, rows, positions)
                 name = version_names[code]
                 self._add_rows(columns, rows_of, reader, name, group_indexes, group_values)
             return len(records)
@@ -299,7 +299,7 @@ class TypedPath:
         rows_of: dict[tuple[str, str], Rows],
         reader: _ModelReader,
         version: str,
-        indexes: Sequence[int],
+        indexes: Sequence[int] | np.ndarray,
         values: Sequence[Sequence[Any]],
     ) -> None:
         """Append one model version's records to its rows in ``rows_of``: their message
@@ -317,7 +317,7 @@ class TypedPath:
 
     def _groups(
         self, records: list[Any], indexes: Sequence[int]
-    ) -> dict[tuple[_ModelReader, str], tuple[list[Any], list[int]]]:
+    ) -> dict[tuple[_ModelReader, str], tuple[list[Any], Sequence[int] | np.ndarray]]:
         """The records of several models (or of one model's strict and lenient records) by
         (model's reader, version name), in order of first appearance, as the careful path
         sees them, with their message indexes.
@@ -337,12 +337,12 @@ class TypedPath:
         codes = np.fromiter(map(model_number.__getitem__, types), np.int64, count)
         codes *= len(version_names)
         codes += np.fromiter(map(number.__getitem__, versions), np.int64, count)
-        groups: dict[tuple[_ModelReader, str], tuple[list[Any], list[int]]] = {}
-        for code, rows in _split(codes):
+        groups: dict[tuple[_ModelReader, str], tuple[list[Any], Sequence[int] | np.ndarray]] = {}
+        for code, rows, positions in _split(codes):
             model, version = divmod(code, len(version_names))
             groups[(readers[models[model]], version_names[version])] = (
                 _take(records, rows),
-                _take(indexes, rows),
+                _message_indexes(indexes, rows, positions),
             )
         return groups
 
@@ -363,13 +363,28 @@ def _version_numbers(versions: Sequence[Any]) -> tuple[list[str], dict[Any, int]
     return version_names, {value: number[name] for value, name in names.items()}
 
 
-def _split(codes: np.ndarray) -> list[tuple[int, list[int]]]:
-    """Each distinct code of ``codes`` with its rows (in order), in order of first appearance."""
+def _split(codes: np.ndarray) -> list[tuple[int, list[int], np.ndarray]]:
+    """Each distinct code of ``codes`` with its rows (in order, as a list and as an int64
+    array), in order of first appearance."""
     present, first, sizes = np.unique(codes, return_index=True, return_counts=True)
-    order = np.argsort(codes, kind="stable").tolist()  # each code's rows, in order
+    order = np.argsort(codes, kind="stable")  # each code's rows, in order
+    rows = order.tolist()
     ends = np.cumsum(sizes)
     starts, ends = (ends - sizes).tolist(), ends.tolist()
-    return [(int(present[g]), order[starts[g] : ends[g]]) for g in np.argsort(first).tolist()]
+    return [
+        (int(present[g]), rows[starts[g] : ends[g]], order[starts[g] : ends[g]])
+        for g in np.argsort(first).tolist()
+    ]
+
+
+def _message_indexes(
+    indexes: Sequence[int], rows: list[int], positions: np.ndarray
+) -> Sequence[int] | np.ndarray:
+    """The items of ``indexes`` (message indexes) at ``rows``, also given as the int64 array
+    ``positions``: a range's are taken by numpy, without a Python int each."""
+    if type(indexes) is range and indexes.step == 1:
+        return positions + indexes.start
+    return _take(indexes, rows)
 
 
 def _take(values: Sequence[Any], rows: list[int]) -> list[Any]:
