@@ -53,12 +53,14 @@ class TypedModel:
 
     ``paths`` maps each field (``FieldMap`` attribute name) to its attribute
     path, dotted through nested structs (an :func:`operator.attrgetter` path).
-    The features struct holds the model's features in config order.
+    The features struct holds the model's features in config order;
+    ``numeric`` tells which of them are numeric.
     """
 
     name: str
     struct: type[msgspec.Struct]
     paths: dict[str, str]
+    numeric: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def _typed_model(model: ModelConfig, tree: _Tree, model_key: str, strict: bool) 
     paths: dict[str, str] = {}
     members, rename = _members(tree, "", features, paths, strict)
     root = _struct("Event", members, strict, rename=rename, tag_field=model_key, tag=model.name)
-    return TypedModel(name=model.name, struct=root, paths=paths)
+    numeric = tuple(model.features[name] == "numeric" for name in names)
+    return TypedModel(name=model.name, struct=root, paths=paths, numeric=numeric)
 
 
 def _struct(

@@ -26,7 +26,7 @@ from stream_monitor.decode.batches import RawMessage
 from stream_monitor.decode.decoder import Decoder, DecodeResult
 from stream_monitor.decode.parsing import message_sizes
 from stream_monitor.decode.typed import typed_decoder, typed_schema
-from stream_monitor.decode.typed_path import MAX_SKIPPED_CHUNKS, TypedPath
+from stream_monitor.decode.typed_path import MAX_SKIPPED_CHUNKS, TypedPath, packed_columns
 from stream_monitor.tools.workload import (
     BenchTraffic,
     Workload,
@@ -478,3 +478,28 @@ def test_an_unknown_key_turns_strict_records_off_and_rows_keep_message_order() -
     assert_same(typed, careful)
     assert typed.batches[0].prediction.tolist() == [0.25, 0.75, 0.25, 0.25]
     assert [reject.message_index for reject in typed.rejects] == [3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda rows: st.lists(
+            st.lists(
+                st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False),
+                min_size=rows,
+                max_size=rows,
+            ),
+            max_size=6,
+        )
+    )
+)
+def testpacked_columns_are_numpy_columns_wherever_the_nulls_are(
+    columns: list[list[Any]],
+) -> None:
+    # A null stops the one C-level pass over the columns; the ones after it are packed too.
+    rows = len(columns[0]) if columns else 1
+    packed = packed_columns(rows, columns)
+    assert len(packed) == len(columns)
+    for column, data in zip(columns, packed, strict=True):
+        expected = np.array(column, dtype=np.float64)
+        assert np.frombuffer(data, dtype=np.float64).tobytes() == expected.tobytes()
