@@ -113,7 +113,8 @@ class _ModelReader:
 
 
 def packed_columns(count: int, columns: Sequence[Sequence[float | bool | None]]) -> list[bytes]:
-    """The float64 bytes of each of ``columns`` (numeric features' values; None is NaN).
+    """The float64 bytes of each of ``columns`` (numeric features' or latencies' values;
+    None is NaN).
 
     One :class:`struct.Struct` packs every column, called from one C-level
     ``starmap`` (no Python call per column); a column with a null stops it and
@@ -129,19 +130,6 @@ def packed_columns(count: int, columns: Sequence[Sequence[float | bool | None]])
             values = columns[len(packed)]
             packed.append(np.fromiter(values, dtype=np.float64, count=count).tobytes())
     return packed
-
-
-def _doubles(values: Sequence[float | bool | None]) -> bytes:
-    """The float64 bytes of a numeric feature's or the latency's values (None becomes NaN).
-
-    :mod:`struct` converts floats and booleans several times faster than
-    numpy's or ``array``'s generic paths; a column with a null takes numpy's,
-    which reads None as NaN.
-    """
-    try:
-        return struct.pack(f"{len(values)}d", *values)
-    except struct.error:
-        return np.fromiter(values, dtype=np.float64, count=len(values)).tobytes()
 
 
 _NONE = type(None)
@@ -336,7 +324,7 @@ class TypedPath:
         rows.add_indexes(indexes)
         rows.predictions += prediction
         rows.timestamps += timestamp
-        rows.latencies.frombytes(_doubles(latency))
+        rows.latencies.frombytes(packed_columns(len(latency), [latency])[0])
         rows.labels += label
         rows.event_ids += event_id
         reader.add_features(rows, features)
