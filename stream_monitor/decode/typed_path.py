@@ -12,9 +12,10 @@ skip unknown keys unread, after a check that the chunk is ASCII (so valid
 UTF-8). The decoder sends those through the careful path and puts the
 chunk's rows back in message order. :meth:`TypedPath.add` reads the decoded
 records into the same :class:`~stream_monitor.decode.column_builder.Rows` the
-careful path fills, with one C-level getter per record for the fields and one
-for the features, every numeric feature into one 2-D array, so both paths give
-the same columns to the bit.
+careful path fills, from one tuple per record for the fields and one for the
+features (:func:`msgspec.structs.astuple`), transposed, every numeric feature
+packed by one :class:`struct.Struct` (:func:`packed_columns`), so both paths
+give the same columns to the bit.
 
 A chunk where more than :data:`MAX_MISSED_SHARE` of the messages need the
 careful path makes the next chunks skip the typed decoder (1, 3, 7, … up to
@@ -349,8 +350,9 @@ class TypedPath:
         version_names, number = _version_numbers(versions)
         count = len(records)
         codes = np.fromiter(map(model_number.__getitem__, types), np.int64, count)
-        codes *= len(version_names)
-        codes += np.fromiter(map(number.__getitem__, versions), np.int64, count)
+        if len(version_names) > 1:  # else every version number is 0
+            codes *= len(version_names)
+            codes += np.fromiter(map(number.__getitem__, versions), np.int64, count)
         groups: dict[tuple[_ModelReader, str], tuple[list[Any], Sequence[int] | np.ndarray]] = {}
         for code, rows, positions in _split(codes):
             model, version = divmod(code, len(version_names))
