@@ -370,8 +370,8 @@ def _version_numbers(versions: Sequence[Any]) -> tuple[list[str], dict[Any, int]
     >>> _version_numbers(["v1", "v1"]), _version_numbers([7, None, "7"])
     ((['v1'], {'v1': 0}), (['7', 'unknown'], {7: 0, None: 1, '7': 0}))
     """
-    first = versions[0] if versions else None
-    if versions and versions.count(first) == len(versions):  # one version: nothing hashed
+    if versions and versions.count(versions[0]) == len(versions):  # one version: no hashing
+        first = versions[0]
         return ["unknown" if first is None else str(first)], {first: 0}
     names = {v: "unknown" if v is None else str(v) for v in dict.fromkeys(versions)}
     version_names = list(dict.fromkeys(names.values()))
