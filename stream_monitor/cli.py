@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    watch_for_crashes()
     log.info("serving /metrics on %s:%d", config.metrics.host, server.port)
     log.info(
         "role %s, kafka %s, group %s, client settings %s",
@@ -129,6 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         server.stop()
     log.info("stopped cleanly")
     return 0
+
+
+def watch_for_crashes() -> None:
+    """Where the service crashes or hangs, its log tells where: every thread's Python stack
+    on a fatal signal (a crash in a native library, such as the Kafka client), and on
+    SIGUSR1 (``kill -USR1 PID`` for a process that seems stuck), which it survives."""
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def write_events(out: BinaryIO, events: list[DriftEvent], progress: FileProgress) -> None:

@@ -428,8 +428,15 @@ class MonitorProcess:
         return self.log.read_text(errors="replace")
 
     def log_tail(self) -> str:
-        """The end of the log (shown when the process did not exit cleanly)."""
-        return f"{self.role} on :{self.port}: ...{self.log_text()[-3000:]}"
+        """How it exited and the end of its log (shown when it did not exit cleanly)."""
+        return f"{self.role} on :{self.port}, {self.exit_status()}: ...{self.log_text()[-3000:]}"
+
+    def exit_status(self) -> str:
+        """``running``, ``exit N`` or the signal that ended it (a crash: ``SIGSEGV``, say)."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return "running"
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
 
     def series(self, *names: str) -> Series:
         """The named samples of its /metrics (empty while it does not answer yet)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,9 +170,14 @@ def test_run_command_serves_and_stops_cleanly_on_sigterm(
 
         wait_for(ready, 30, "the service to be ready")
         assert "stream_monitor_up 1.0" in scrape(port)
+        assert process.process is not None
+        process.process.send_signal(signal.SIGUSR1)  # where is it? (it goes on)
+        wait_for(lambda: "most recent call first" in process.log_text(), 10, "a stack dump")
+        assert "stream_monitor_up 1.0" in scrape(port)
     finally:
         status = process.stop()
     log = process.log_text()
     assert status == 0, log
     assert "stopped cleanly" in log
+    assert "in run" in log.split("most recent call first", 1)[1]  # the stack names its frames
     assert "sasl.password" in log and secret not in log  # settings logged, secret redacted
