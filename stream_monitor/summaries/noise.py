@@ -209,12 +209,23 @@ def per_test_alpha(budget_per_day: float, tests_per_day: float) -> float:
 
 @dataclass(frozen=True)
 class StabilityNoise:
-    """A PSI/CSI value with its noise at the window's size (see the module docstring)."""
+    """A PSI/CSI value with its noise at the window's size (see the module docstring).
+
+    ``scale`` is ``1/n + 1/m`` (NaN when untested); the p-value is computed when first
+    read (a value short of its warn line, most of them, never needs it).
+    """
 
     statistic: float
     critical_value: float
-    p_value: float
     bins: int
+    scale: float
+
+    @functools.cached_property
+    def p_value(self) -> float:
+        """Probability of a PSI at least this large with no change (NaN when untested)."""
+        if math.isnan(self.scale):
+            return NAN
+        return chi2_sf(self.statistic / self.scale, self.bins - 1)
 
 
 def min_expected_count(alpha: float) -> float:
@@ -317,14 +328,9 @@ def stability_noise(
     statistic = _psi(reference, window, epsilon)
     bins = int(reference.size)
     if bins < 2 or not (n > 0 and m > 0):
-        return StabilityNoise(statistic, NAN, NAN, bins)
+        return StabilityNoise(statistic, NAN, bins, NAN)
     scale = 1.0 / n + 1.0 / m
-    return StabilityNoise(
-        statistic,
-        scale * chi2_isf(alpha, bins - 1),
-        chi2_sf(statistic / scale, bins - 1),
-        bins,
-    )
+    return StabilityNoise(statistic, scale * chi2_isf(alpha, bins - 1), bins, scale)
 
 
 def proportion_se(p: float, n: float) -> float:

@@ -339,16 +339,21 @@ EDGE = st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0, math.inf, -
     st.lists(st.lists(EDGE, max_size=MAX_BLOCK_EDGES), min_size=1, max_size=5),
     st.lists(EDGE | st.just(math.nan), min_size=0, max_size=20),
 )
-def test_block_binning_equals_a_binary_search_per_column(
+def test_block_binning_and_histogram_equal_a_binary_search_per_column(
     edges: list[list[float]], values: list[float]
 ) -> None:
     bins = [NumericBins(e) for e in edges]
     rows = np.array([np.roll(values, shift) for shift in range(len(bins))], dtype=np.float64)
     rows = rows.reshape(len(bins), len(values))
     expected = [b.index(row) for b, row in zip(bins, rows, strict=True)]
-    got = NumericBinsBlock(bins).index(rows)
+    block = NumericBinsBlock(bins)
+    got = block.index(rows)
     assert got.dtype == np.int64
     assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+    counts = [np.bincount(e, minlength=b.size + 1) for b, e in zip(bins, expected, strict=True)]
+    histogram = block.histogram(rows)
+    assert histogram.dtype == np.int64
+    assert histogram.tolist() == np.concatenate(counts).tolist()
 
 
 def per_column_pane_deltas(
