@@ -68,9 +68,11 @@ class NumericBinsBlock:
             edges[: len(b.edges), column, 0] = b.edges
         self._edges = edges
         self._null_index = np.array([[b.null_index] for b in bins], dtype=np.int64)
-        #: Each column's padded edges (a row each), and where :meth:`histogram` finds its
-        #: bins and null count in its ``(columns, ranks + 2)`` table.
-        self._column_edges = np.ascontiguousarray(edges[:, :, 0].T)
+        #: Each column's padded edges and one more +inf (a row each: what :meth:`histogram`
+        #: searches), and where it finds each column's bins and nulls in the differences.
+        self._column_edges = np.ascontiguousarray(
+            np.concatenate((edges[:, :, 0], np.full((1, len(bins)), np.inf))).T
+        )
         width = ranks + 2
         self._histogram_take = np.concatenate(
             [c * width + np.r_[np.arange(b.size), width - 1] for c, b in enumerate(bins)]
@@ -87,7 +89,8 @@ class NumericBinsBlock:
         column is sorted (NaN last), and the count of values ``<= edge`` is a
         binary search of the edge in it; bin ``i`` holds
         ``edges[i-1] < x <= edges[i]``, so its count is the difference of two
-        of them. No position per value: for rows that all fall in one pane.
+        of them. The search of +inf counts the values that are not NaN, so the
+        nulls are the rest. No position per value: for rows that all fall in one pane.
 
         >>> block = NumericBinsBlock([NumericBins([0.0, 1.0]), NumericBins([5.0])])
         >>> values = np.array([[-5.0, 0.5, 1.0, np.nan], [4.0, 5.0, 6.0, 7.0]])
@@ -95,17 +98,15 @@ class NumericBinsBlock:
         [1, 2, 0, 1, 2, 2, 0]
         """
         ordered = np.sort(values, axis=1)
-        nulls = np.count_nonzero(np.isnan(values), axis=1)
         columns, rows = values.shape
         table = np.empty((columns, self._column_edges.shape[1] + 2), dtype=np.int64)
         table[:, 0] = 0
         # ndarray.searchsorted itself: np.searchsorted's Python wrapper costs as much again.
         sides = repeat("right", columns)
         table[:, 1:-1] = list(map(np.ndarray.searchsorted, ordered, self._column_edges, sides))  # type: ignore[arg-type]
-        table[:, -1] = rows - nulls
-        counts = np.diff(table, axis=1)  # the last bin reaches the non-null count
-        counts = np.concatenate((counts, nulls[:, None]), axis=1)
-        return counts.ravel()[self._histogram_take]
+        table[:, -1] = rows
+        # Each column's bins (then zeros for its padding), and last its nulls.
+        return np.diff(table, axis=1).ravel()[self._histogram_take]
 
     def positions(self, values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """:meth:`index` plus each column's ``starts`` (a column of int64), in one int64 pass.
