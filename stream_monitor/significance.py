@@ -157,18 +157,19 @@ def stability_evidence(
     columns += list(layout.features.items())
     drift = layout.model.drift
     clean = CleanColumns(layout, vector, levels)
+    warn, alert = clean.critical_values(levels.warn), clean.critical_values(levels.alert)
     found = {}
     for index, (name, slots) in enumerate(columns):
-        reference, window = clean.column(index)
         if not clean.clean[index]:
+            reference, window = clean.column(index)
             found[name] = column_evidence(slots, reference, window, levels, drift)
             continue
         found[name] = Evidence(
             functools.partial(clean.p_value, index),
-            clean.critical(index, levels.warn),
-            clean.critical(index, levels.alert),
-            int(clean.n[index]),
-            functools.partial(explain_bins, slots, reference, window, drift.epsilon),
+            warn[index],
+            alert[index],
+            clean.reference_events[index],
+            functools.partial(clean.explain, index, slots),
         )
     return found
 
@@ -212,7 +213,8 @@ class CleanColumns:
     :func:`~stream_monitor.summaries.noise.stability_noise` merges nothing, and
     its statistic, critical value and p-value are computed here with the same
     operations on the same numbers (each column's terms summed by ``np.sum`` on
-    its own slice), so they are equal to the bit.
+    its own slice), so they are equal to the bit. The reference's side (its
+    totals and shares) is the layout's, computed once.
     """
 
     def __init__(
@@ -221,27 +223,30 @@ class CleanColumns:
         columns = layout.stability_columns
         index = columns.index
         drift = layout.model.drift
+        self.epsilon = drift.epsilon
         self.bounds = index.bounds
-        self.reference = np.asarray(index.reference_counts)
+        self.reference = index.reference_counts
         self.window = vector[columns.slots]  # a copy: windows slide
-        self.n = np.add.reduceat(self.reference, index.starts)  # whole counts: exact sums
+        n = index.reference_totals  # whole counts: exact sums
         self.m = np.add.reduceat(self.window, index.starts)
         min_expected = drift.min_expected_per_bin
         if min_expected is None:
             min_expected = min_expected_count(levels.warn)
-        n_bins, m_bins = np.repeat(self.n, index.sizes), np.repeat(self.m, index.sizes)
+        m_bins = np.repeat(self.m, index.sizes)
         with np.errstate(divide="ignore", invalid="ignore"):
-            expected = m_bins * self.reference / n_bins
+            expected = m_bins * self.reference / index.reference_per_bin
             sparse = np.add.reduceat((expected < min_expected).view(np.int8), index.starts)
-            e = np.maximum(self.reference / n_bins, drift.epsilon)
+            e = index.expected  # the reference's shares floored at epsilon, as below
             a = np.maximum(self.window / m_bins, drift.epsilon)
             terms = (a - e) * np.log(a / e)
-            self.scale = (1.0 / self.n + 1.0 / self.m).tolist()
-        self.sizes = index.sizes
-        self.clean = (self.n > 0) & (self.m > 0) & (sparse == 0) & (index.sizes >= 2)
+            self.scale = (1.0 / n + 1.0 / self.m).tolist()
+        self.sizes = index.sizes.tolist()
+        self.clean = ((n > 0) & (self.m > 0) & (sparse == 0) & (index.sizes >= 2)).tolist()
+        #: Each column's reference events (its total count).
+        self.reference_events = [int(total) for total in n.tolist()]
         self.statistic = [
             float(terms[first:last].sum()) if ok else math.nan
-            for ok, (first, last) in zip(self.clean.tolist(), self.bounds, strict=True)
+            for ok, (first, last) in zip(self.clean, self.bounds, strict=True)
         ]
 
     def column(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,13 +254,20 @@ class CleanColumns:
         first, last = self.bounds[index]
         return self.reference[first:last], self.window[first:last]
 
-    def critical(self, index: int, alpha: float) -> float:
-        """The critical value of column ``index`` at level ``alpha``."""
-        return float(self.scale[index] * chi2_isf(alpha, int(self.sizes[index]) - 1))
+    def critical_values(self, alpha: float) -> list[float]:
+        """Each clean column's critical value at level ``alpha`` (NaN for the others)."""
+        return [
+            scale * chi2_isf(alpha, size - 1) if ok else math.nan
+            for ok, scale, size in zip(self.clean, self.scale, self.sizes, strict=True)
+        ]
 
     def p_value(self, index: int) -> float:
         """The p-value of column ``index``'s statistic."""
-        return chi2_sf(self.statistic[index] / self.scale[index], int(self.sizes[index]) - 1)
+        return chi2_sf(self.statistic[index] / self.scale[index], self.sizes[index] - 1)
+
+    def explain(self, index: int, slots: ColumnSlots) -> list[dict[str, Any]]:
+        """:func:`explain_bins` of column ``index``."""
+        return explain_bins(slots, *self.column(index), self.epsilon)
 
 
 def explain_bins(

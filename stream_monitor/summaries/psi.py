@@ -53,7 +53,10 @@ class StabilityIndex:
         counts = np.concatenate([np.asarray(c, dtype=np.float64) for c in reference_counts])
         #: Every column's reference counts, concatenated.
         self.reference_counts = counts
-        self.expected, _ = self.proportions(counts)
+        self.expected, totals = self.proportions(counts)
+        #: Each column's reference total, and each bin's column total.
+        self.reference_totals = totals
+        self.reference_per_bin = np.repeat(totals, sizes)
 
     def proportions(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each bin's share of its column, floored at ``epsilon``, and each column's total."""
