@@ -327,24 +327,25 @@ class SeverityBoard:
     ) -> DriftEvent | None:
         """Record ``check`` for ``key``; a :class:`DriftEvent` when the severity changed."""
         thresholds, evidence = check.thresholds, check.evidence
-        self._restored.discard(key)
+        if self._restored:
+            self._restored.discard(key)
         self._thresholds[key] = (thresholds.warn, thresholds.alert)
         severity = severity_of(check.value, thresholds)
         if evidence is not None and levels is not None:
             if severity != "ok":  # past a line: significant too? (a p-value only here)
                 severity = min(severity, evidence.allowed(levels), key=LEVELS.__getitem__)
-            critical = evidence.critical("alert")
-            if critical is None:
-                self._critical.pop(key, None)
+            if math.isfinite(evidence.critical_alert):
+                self._critical[key] = evidence.critical_alert
             else:
-                self._critical[key] = critical
+                self._critical.pop(key, None)
         previous = self._severities.get(key, "ok")
         if LEVELS[severity] > LEVELS[previous]:
             self._rising[key] = rising = self._rising.get(key, 0) + 1
             if rising < persistence:
                 self._severities[key] = previous
                 return None
-        self._rising.pop(key, None)
+        if self._rising:
+            self._rising.pop(key, None)
         self._severities[key] = severity
         if severity == previous:
             return None

@@ -140,6 +140,13 @@ class CounterLayout:
             else np.zeros(0, dtype=np.int64)
         )
         self._unblocked = [(n, slots) for n, slots in columns.items() if n not in blocked]
+        #: Each feature's null slot; each categorical feature's new-value slot and column.
+        self._null_slots = np.array([s.start + s.size for s in self.features.values()], np.int64)
+        self._categorical = [
+            (name, column, slots.new_slot)
+            for column, (name, slots) in enumerate(self.features.items(), start=1)
+            if isinstance(slots.bins, CategoricalBins)
+        ]
 
     def pane_deltas(
         self, batch: ModelBatch, pane_rows: np.ndarray, n_panes: int, labels: Any = None
@@ -232,15 +239,14 @@ class CounterLayout:
         """PSI, CSI, null and new-category ratios of a window vector."""
         events = int(vector[EVENTS_SLOT])
         index, present = self.stability_columns.read(vector)
-        csi: dict[str, float] = {}
-        null_ratio: dict[str, float] = {}
-        new_ratio: dict[str, float] = {}
-        for column, (name, slots) in enumerate(self.features.items(), start=1):
-            csi[name] = index[column]
-            null_ratio[name] = slots.nulls(vector) / events if events else 0.0
-            if isinstance(slots.bins, CategoricalBins):
-                total = present[column]
-                new_ratio[name] = slots.new_values(vector) / total if total else 0.0
+        csi = dict(zip(self.features, index[1:], strict=True))
+        nulls = vector[self._null_slots].tolist()
+        ratios = [n / events if events else 0.0 for n in nulls]
+        null_ratio = dict(zip(self.features, ratios, strict=True))
+        new_ratio = {
+            name: float(vector[slot]) / present[column] if present[column] else 0.0
+            for name, column, slot in self._categorical
+        }
         return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
 
 
