@@ -276,7 +276,7 @@ def window_noise(state: ModelVersionState, vector: np.ndarray, sample: WindowSam
     return WindowNoise(
         levels,
         min_window_events(state.model, layout),
-        stability_evidence(layout, vector, levels),
+        stability_evidence(layout, vector, levels, [sample.stats.psi, *sample.stats.csi.values()]),
         quality_evidence(layout, vector, sample.quality, state.quality_reference, levels),
     )
 

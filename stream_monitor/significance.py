@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +144,10 @@ def min_window_events(model: ModelConfig, layout: CounterLayout) -> int:
 
 
 def stability_evidence(
-    layout: CounterLayout, vector: np.ndarray, levels: SignificanceLevels
+    layout: CounterLayout,
+    vector: np.ndarray,
+    levels: SignificanceLevels,
+    statistics: Sequence[float] | None = None,
 ) -> dict[str | None, Evidence]:
     """The noise of the prediction's PSI (key None) and of each feature's CSI.
 
@@ -152,11 +155,13 @@ def stability_evidence(
     columns of most windows) are read together (:class:`CleanColumns`), with
     :func:`~stream_monitor.summaries.noise.stability_noise`'s arithmetic; the
     others go through it one by one. p-values are computed when asked for.
+    ``statistics`` are the window's PSI and each CSI where the caller has them
+    (:meth:`~stream_monitor.summaries.layout.CounterLayout.stability`).
     """
     columns: list[tuple[str | None, ColumnSlots]] = [(None, layout.prediction)]
     columns += list(layout.features.items())
     drift = layout.model.drift
-    clean = CleanColumns(layout, vector, levels)
+    clean = CleanColumns(layout, vector, levels, statistics)
     warn, alert = clean.critical_values(levels.warn), clean.critical_values(levels.alert)
     found = {}
     for index, (name, slots) in enumerate(columns):
@@ -212,13 +217,18 @@ class CleanColumns:
     and every bin expects at least ``min_expected`` window events: then
     :func:`~stream_monitor.summaries.noise.stability_noise` merges nothing, and
     its statistic, critical value and p-value are computed here with the same
-    operations on the same numbers (each column's terms summed by ``np.sum`` on
-    its own slice), so they are equal to the bit. The reference's side (its
-    totals and shares) is the layout's, computed once.
+    operations on the same numbers, so they are equal to the bit: the statistic
+    is the column's stability index as the layout reads it (each column's terms
+    summed by ``np.sum`` on its own slice), given as ``statistics`` or read here.
+    The reference's side (its totals and shares) is the layout's, computed once.
     """
 
     def __init__(
-        self, layout: CounterLayout, vector: np.ndarray, levels: SignificanceLevels
+        self,
+        layout: CounterLayout,
+        vector: np.ndarray,
+        levels: SignificanceLevels,
+        statistics: Sequence[float] | None = None,
     ) -> None:
         columns = layout.stability_columns
         index = columns.index
@@ -236,17 +246,15 @@ class CleanColumns:
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = m_bins * self.reference / index.reference_per_bin
             sparse = np.add.reduceat((expected < min_expected).view(np.int8), index.starts)
-            e = index.expected  # the reference's shares floored at epsilon, as below
-            a = np.maximum(self.window / m_bins, drift.epsilon)
-            terms = (a - e) * np.log(a / e)
             self.scale = (1.0 / n + 1.0 / self.m).tolist()
         self.sizes = index.sizes.tolist()
         self.clean = ((n > 0) & (self.m > 0) & (sparse == 0) & (index.sizes >= 2)).tolist()
         #: Each column's reference events (its total count).
         self.reference_events = [int(total) for total in n.tolist()]
+        if statistics is None:
+            statistics, _ = index.read(self.window)
         self.statistic = [
-            float(terms[first:last].sum()) if ok else math.nan
-            for ok, (first, last) in zip(self.clean, self.bounds, strict=True)
+            value if ok else math.nan for ok, value in zip(self.clean, statistics, strict=True)
         ]
 
     def column(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -140,6 +140,10 @@ def test_stability_evidence_of_all_columns_equals_the_noise_of_each_to_the_bit(
         for _, slots in columns[:: 1 + int(rng.integers(0, 3))]:
             vector[slots.start] = 0.0  # an empty bin here and there: some columns merge
         found = stability_evidence(layout, vector, LEVELS)
+        stats = layout.stability(vector)  # as judging passes them: the window's PSI and CSI
+        given = stability_evidence(layout, vector, LEVELS, [stats.psi, *stats.csi.values()])
+        p_values = [[e.p_value for e in evidence.values()] for evidence in (found, given)]
+        assert np.array(p_values[0]).tobytes() == np.array(p_values[1]).tobytes()
         for name, slots in columns:
             reference = np.asarray(slots.reference.counts, dtype=np.float64)
             window = np.array(slots.counts(vector), dtype=np.float64)
