@@ -181,6 +181,8 @@ class LatencySlots(SlotSummary, SlotRange):
         self.start = start
         self.buckets = buckets if buckets is not None else LogBuckets()
         self.bounds_s = bounds
+        #: The upper bound of each Prometheus bucket, ``+Inf`` last.
+        self._les = [*bounds.tolist(), math.inf]
 
     @property
     def histogram_start(self) -> int:
@@ -242,12 +244,10 @@ class LatencySlots(SlotSummary, SlotRange):
         Prometheus reads as a counter reset.
         """
         start = self.histogram_start
-        per_bucket = vector[start : start + len(self.bounds_s) + 1]
-        cumulative = np.cumsum(per_bucket)
-        bounds = [*self.bounds_s.tolist(), math.inf]
+        cumulative = vector[start : start + len(self._les)].cumsum().tolist()
         return LatencyHistogram(
-            buckets=list(zip(bounds, cumulative.tolist(), strict=True)),
-            count=float(cumulative[-1]),
+            buckets=list(zip(self._les, cumulative, strict=True)),
+            count=cumulative[-1],
             sum_s=float(vector[self.start + self.width - 1]),
         )
 
