@@ -73,7 +73,7 @@ class ErrorStream:
         self._pending = values[whole:]
         if not whole:
             return []
-        means = values[:whole].reshape(-1, self.chunk).mean(axis=1)
+        means = np.add.reduce(values[:whole].reshape(-1, self.chunk), axis=1) / self.chunk  # mean
         chunks = self.detector.update_many(means)
         self.detections += len(chunks)
         return [int(finite[(k + 1) * self.chunk - 1 - pending]) for k in chunks]

@@ -282,10 +282,14 @@ class BinaryQualitySlots(SlotSummary, SlotRange):
 
     def _sums_of(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Log loss, squared error and their squares of counted rows, ``(rows, 4)``."""
-        p = np.clip(score, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-        log_loss = -(label * np.log(p) + (1.0 - label) * np.log1p(-p))
-        squared = (np.clip(score, 0.0, 1.0) - label) ** 2
-        return np.stack([log_loss, squared, log_loss * log_loss, squared * squared], axis=1)
+        sums = np.empty((len(score), 4))
+        # np.clip's bounds, with ufuncs (the scores are finite); written into their columns.
+        p = np.minimum(np.maximum(score, LOG_LOSS_EPS), 1.0 - LOG_LOSS_EPS)
+        log_loss = np.negative(label * np.log(p) + (1.0 - label) * np.log1p(-p), out=sums[:, 0])
+        squared = np.square(np.minimum(np.maximum(score, 0.0), 1.0) - label, out=sums[:, 1])
+        np.multiply(log_loss, log_loss, out=sums[:, 2])
+        np.multiply(squared, squared, out=sums[:, 3])
+        return sums
 
     def counted(
         self, score: np.ndarray, label: np.ndarray

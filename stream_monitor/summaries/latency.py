@@ -103,7 +103,9 @@ class LogBuckets:
         x = np.asarray(values_ms, dtype=np.float64)
         inside = (x >= self.min_ms) & (x <= self.max_ms)
         if inside.all():  # the common case: every latency within the sketch's range
-            return self._key(x) - self._key_min + 1
+            keys = self._key(x)
+            keys -= self._key_min - 1
+            return keys
         valid = np.isfinite(x) & (x >= 0.0)
         keys = self._key(np.where(inside, x, self.min_ms)) - self._key_min + 1
         out = np.where(inside, keys, -1)
@@ -215,8 +217,11 @@ class LatencySlots(SlotSummary, SlotRange):
         sketch = self.buckets.index(x)
         valid = sketch >= 0
         if valid.all():
-            prom = np.searchsorted(self.bounds_s, x / 1000.0, side="left")
-            return None, (self.start + sketch, self.histogram_start + prom), x[:, None] / 1000.0
+            seconds = x / 1000.0
+            prom = self.bounds_s.searchsorted(seconds, side="left")
+            sketch += self.start
+            prom += self.histogram_start
+            return None, (sketch, prom), seconds[:, None]
         prom = np.searchsorted(self.bounds_s, np.where(valid, x, 0.0) / 1000.0, side="left")
         positions = (
             np.where(valid, self.start + sketch, -1),
