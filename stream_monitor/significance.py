@@ -199,8 +199,7 @@ def column_evidence(
     )
     alert = warn.critical_value
     if warn.bins >= 2 and math.isfinite(alert):
-        scale = 1 / reference.sum() + 1 / window.sum()
-        alert = scale * chi2_isf(levels.alert, warn.bins - 1)
+        alert = warn.scale * chi2_isf(levels.alert, warn.bins - 1)
     return Evidence(
         functools.partial(getattr, warn, "p_value"),
         float(warn.critical_value),

@@ -19,10 +19,17 @@ reference's own estimate is known (:mod:`stream_monitor.summaries.estimate`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, made read-only (a cached value that callers share)."""
+    array.setflags(write=False)
+    return array
 
 
 def score_bin(score: np.ndarray, score_bins: int) -> np.ndarray:
@@ -74,24 +81,31 @@ class CalibrationMap:
     score_sums: tuple[float, ...]
     histogram: tuple[int, ...]
 
-    @property
+    @functools.cached_property
     def group_shares(self) -> np.ndarray:
-        """Positive share of each group."""
-        return np.asarray(self.positives, np.float64) / np.asarray(self.labeled, np.float64)
+        """Positive share of each group (read-only, like the other arrays: computed once)."""
+        return _read_only(
+            np.asarray(self.positives, np.float64) / np.asarray(self.labeled, np.float64)
+        )
 
-    @property
+    @functools.cached_property
     def offsets(self) -> np.ndarray:
         """Each group's positive share minus its labeled events' mean score."""
         labeled = np.asarray(self.labeled, np.float64)
-        return self.group_shares - np.asarray(self.score_sums, np.float64) / labeled
+        return _read_only(self.group_shares - np.asarray(self.score_sums, np.float64) / labeled)
 
-    @property
+    @functools.cached_property
     def shares(self) -> np.ndarray:
         """Positive share of each score bin: its midpoint score plus its group's offset."""
         sizes = np.diff([*self.starts, self.score_bins])
         midpoints = (np.arange(self.score_bins) + 0.5) / self.score_bins
-        shares: np.ndarray = np.clip(midpoints + np.repeat(self.offsets, sizes), 0.0, 1.0)
-        return shares
+        return _read_only(np.clip(midpoints + np.repeat(self.offsets, sizes), 0.0, 1.0))
+
+    @functools.cached_property
+    def share_variances(self) -> np.ndarray:
+        """The binomial variance of each group's positive share, ``p (1 - p) / n``."""
+        shares = self.group_shares
+        return _read_only(shares * (1.0 - shares) / np.asarray(self.labeled, np.float64))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``calibration`` entry of a baseline file)."""

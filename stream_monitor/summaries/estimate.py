@@ -186,8 +186,7 @@ def estimate_standard_errors(
         return window, mapped
     q = h / m
     starts = np.asarray(calibration.starts)
-    shares = calibration.group_shares
-    binomial = shares * (1.0 - shares) / np.asarray(calibration.labeled, np.float64)
+    binomial = calibration.share_variances
     for name, (by_count, by_share) in _gradients(q, calibration.shares, above).items():
         spread = float(q @ (by_count * by_count)) - float(q @ by_count) ** 2
         window[name] = math.sqrt(max(spread, 0.0) / m)
