@@ -60,12 +60,13 @@ class SignificanceLevels:
     alert: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class Evidence:
     """A judged value's sampling noise: its p-value and the critical value of each level.
 
     The p-value is computed when first asked for (a value short of its
-    warn line, most of them, never needs it).
+    warn line, most of them, never needs it). Not frozen: a judged window makes
+    one per value, and a frozen dataclass takes three times as long to make.
     """
 
     p_value_of: Callable[[], float]

@@ -259,17 +259,17 @@ def merge_sparse_bins(expected: np.ndarray, min_expected: float, ordered: bool) 
     >>> merge_sparse_bins(np.array([1.0, 6, 2, 7]), 5, ordered=False).tolist()
     [0, 0, 0, 1]
     """
-    labels = np.empty(expected.size, dtype=np.intp)
     if ordered:
-        group, filled = 0, 0.0
-        for i, count in enumerate(expected.tolist()):
-            labels[i] = group
+        groups, group, filled = [], 0, 0.0
+        for count in expected.tolist():
+            groups.append(group)
             filled += count
             if filled >= min_expected:
                 group, filled = group + 1, 0.0
-        if group and labels[-1] == group:
-            labels[labels == group] = group - 1
-        return labels
+        if group and groups[-1] == group:  # a short last group joins the one before
+            groups = [min(g, group - 1) for g in groups]
+        return np.array(groups, dtype=np.intp)
+    labels = np.empty(expected.size, dtype=np.intp)
     sparse = expected < min_expected
     kept = np.flatnonzero(~sparse)
     labels[kept] = np.arange(kept.size)
@@ -279,15 +279,16 @@ def merge_sparse_bins(expected: np.ndarray, min_expected: float, ordered: bool) 
     return labels
 
 
-def _psi(reference: np.ndarray, window: np.ndarray, epsilon: float) -> float:
-    """PSI of two count vectors, proportions floored at ``epsilon`` (as in ``psi.py``)."""
+def _shares(counts: np.ndarray, total: float, epsilon: float) -> np.ndarray:
+    """Each bin's share of ``total`` (the counts' sum), floored at ``epsilon``."""
+    return np.maximum(counts / total, epsilon) if total > 0 else np.full(counts.size, epsilon)
 
-    def shares(counts: np.ndarray) -> np.ndarray:
-        total = counts.sum()
-        return np.maximum(counts / total, epsilon) if total > 0 else np.full(counts.size, epsilon)
 
-    e, a = shares(reference), shares(window)
-    return float(np.sum((a - e) * np.log(a / e)))
+def _psi(reference: np.ndarray, window: np.ndarray, n: float, m: float, epsilon: float) -> float:
+    """PSI of two count vectors of totals ``n`` and ``m``, proportions floored at ``epsilon``
+    (as in ``psi.py``)."""
+    e, a = _shares(reference, n, epsilon), _shares(window, m, epsilon)
+    return float(((a - e) * np.log(a / e)).sum())
 
 
 def stability_noise(
@@ -325,7 +326,7 @@ def stability_noise(
         size = int(labels.max()) + 1
         reference = np.bincount(labels, weights=reference, minlength=size)
         window = np.bincount(labels, weights=window, minlength=size)
-    statistic = _psi(reference, window, epsilon)
+    statistic = _psi(reference, window, n, m, epsilon)  # merging keeps the (whole) totals
     bins = int(reference.size)
     if bins < 2 or not (n > 0 and m > 0):
         return StabilityNoise(statistic, NAN, bins, NAN)
