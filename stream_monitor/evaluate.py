@@ -334,10 +334,11 @@ class SeverityBoard:
         if evidence is not None and levels is not None:
             if severity != "ok":  # past a line: significant too? (a p-value only here)
                 severity = min(severity, evidence.allowed(levels), key=LEVELS.__getitem__)
-            if math.isfinite(evidence.critical_alert):
-                self._critical[key] = evidence.critical_alert
-            else:
+            critical = evidence.critical("alert")
+            if critical is None:
                 self._critical.pop(key, None)
+            else:
+                self._critical[key] = critical
         previous = self._severities.get(key, "ok")
         if LEVELS[severity] > LEVELS[previous]:
             self._rising[key] = rising = self._rising.get(key, 0) + 1

@@ -95,8 +95,13 @@ class Evidence:
 
     def critical(self, severity: str) -> float | None:
         """The critical value of ``severity``'s level (None for ``ok`` or when undefined)."""
-        value = {"warn": self.critical_warn, "alert": self.critical_alert}.get(severity)
-        return value if value is not None and math.isfinite(value) else None
+        if severity == "alert":
+            value = self.critical_alert
+        elif severity == "warn":
+            value = self.critical_warn
+        else:
+            return None
+        return value if math.isfinite(value) else None
 
 
 def series_tested(model: ModelConfig) -> int:
