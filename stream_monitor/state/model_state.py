@@ -292,9 +292,13 @@ class ModelVersionState:
 
 
 def reference_quality(layout: CounterLayout, rows: ModelBatch) -> dict[str, float]:
-    """Quality metrics of reference rows with inline labels (empty when none is labeled)."""
-    profile = layout.pane_deltas(rows, np.zeros(len(rows), dtype=np.int64), 1)[0]
-    values = layout.quality_values(profile)
+    """Quality metrics of reference rows with inline labels (empty when none is labeled).
+
+    Only the quality summary is counted: the metrics read nothing else.
+    """
+    labels = quality_labels(layout.model.task, rows.labels)
+    pane_rows = np.zeros(len(rows), dtype=np.int64)
+    values = layout.quality_values(layout.label_deltas(rows.prediction, labels, pane_rows, 1)[0])
     return values if values.get("labeled", 0) > 0 else {}
 
 
