@@ -123,8 +123,8 @@ def estimate_checks(
             checks.append(Check(ESTIMATED_PREFIX + metric, None, value, lines, evidence))
     if sample.quality.get("labeled", 0) < model.quality.min_labeled_events:
         return checks
-    _, map_se = slots.standard_errors(vector)
-    realized_se = slots.realized_standard_errors(vector, sample.quality["labeled"])
+    map_se = slots.map_standard_errors(vector)
+    realized_se = slots.realized_standard_errors(vector, sample.quality["labeled"], sample.estimate)
     labeled = sum(slots.calibration.labeled)
     for metric in rules:
         error = sample.estimation_error.get(metric)

@@ -95,6 +95,11 @@ class CalibrationMap:
         return _read_only(self.group_shares - np.asarray(self.score_sums, np.float64) / labeled)
 
     @functools.cached_property
+    def group_starts(self) -> np.ndarray:
+        """``starts`` as an array (each group's first bin, as ``np.add.reduceat`` takes it)."""
+        return _read_only(np.asarray(self.starts, np.int64))
+
+    @functools.cached_property
     def shares(self) -> np.ndarray:
         """Positive share of each score bin: its midpoint score plus its group's offset."""
         sizes = np.diff([*self.starts, self.score_bins])

@@ -133,70 +133,105 @@ def _auc_parts(h: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray, np.ndar
     return auc, below, above, total_pos, total_neg
 
 
-def _gradients(h: np.ndarray, p: np.ndarray, a: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
-    """Per-bin derivatives of each metric: by the bin's event count and by its share ``p``.
+#: The per-event parts of each metric ``X / Y`` and their derivatives by a bin's share ``p``.
+RatioParts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
-    Each metric is ``X / Y`` with per-event parts ``x`` and ``y`` (accuracy: a
-    correct prediction over 1; precision: a true positive over a predicted
-    positive; recall: over a positive; F1: two true positives over a predicted
-    positive plus a positive); AUC is differentiated directly.
+
+def ratio_parts(p: np.ndarray, a: np.ndarray) -> RatioParts:
+    """The parts of each ratio metric ``X / Y``, fixed by the map: per-event ``x`` and ``y``
+    by bin, and their derivatives by the bin's share ``p`` (``a``: share predicted positive).
+
+    Accuracy is a correct prediction over 1; precision a true positive over a
+    predicted positive; recall over a positive; F1 two true positives over a
+    predicted positive plus a positive.
     """
-    parts = {
+    return {
         "accuracy": (p * a + (1.0 - p) * (1.0 - a), np.ones_like(p), 2.0 * a - 1.0, 0.0 * p),
         "precision": (p * a, a, a, 0.0 * p),
         "recall": (p * a, p, a, np.ones_like(p)),
         "f1": (2.0 * p * a, a + p, 2.0 * a, np.ones_like(p)),
     }
-    found: dict[str, tuple[np.ndarray, ...]] = {}
+
+
+def _gradients(
+    h: np.ndarray, p: np.ndarray, parts: RatioParts, by_share: bool
+) -> dict[str, np.ndarray]:
+    """Per-bin derivatives of each metric by the bin's event count, or (``by_share``) by
+    its share ``p``; the ratio metrics from their :func:`ratio_parts`, AUC directly."""
+    found: dict[str, np.ndarray] = {}
     for name, (x, y, dx_dp, dy_dp) in parts.items():
         big_x, big_y = float(h @ x), float(h @ y)
         if big_y <= 0:
             continue
         ratio = big_x / big_y
-        found[name] = ((x - ratio * y) / big_y, h * (dx_dp - ratio * dy_dp) / big_y)
+        if by_share:
+            found[name] = h * (dx_dp - ratio * dy_dp) / big_y
+        else:
+            found[name] = (x - ratio * y) / big_y
     auc, below, above, total_pos, total_neg = _auc_parts(h, p)
-    if math.isfinite(auc):
-        by_count = (p * below + (1.0 - p) * above) / (total_pos * total_neg)
-        by_count -= auc * (p / total_pos + (1.0 - p) / total_neg)
-        by_share = h * (below - above) / (total_pos * total_neg)
-        by_share -= auc * h * (1.0 / total_pos - 1.0 / total_neg)
-        found["auc"] = (by_count, by_share)
+    if not math.isfinite(auc):
+        return found
+    if by_share:
+        gradient = h * (below - above) / (total_pos * total_neg)
+        gradient -= auc * h * (1.0 / total_pos - 1.0 / total_neg)
+    else:
+        gradient = (p * below + (1.0 - p) * above) / (total_pos * total_neg)
+        gradient -= auc * (p / total_pos + (1.0 - p) / total_neg)
+    found["auc"] = gradient
     return found
 
 
-def estimate_standard_errors(
-    histogram: np.ndarray, calibration: CalibrationMap, above: np.ndarray
-) -> tuple[dict[str, float], dict[str, float]]:
-    """The sampling noise of each estimated metric: (from the window, from the map).
+def window_standard_errors(
+    histogram: np.ndarray, calibration: CalibrationMap, parts: RatioParts
+) -> dict[str, float]:
+    """The sampling noise of each estimated metric from the window's events (NaN: undefined).
 
-    From the window: the delta method over the multinomial counts of the
-    histogram, ``var = (sum q g^2 - (sum q g)^2) / m`` with ``q`` the bins'
-    shares of the ``m`` events and ``g`` the metric's derivative by them. From
-    the map: each group's share is a binomial proportion of its labeled
-    reference events, ``var = sum_g (d metric / d p_g)^2 p_g (1 - p_g) / n_g``.
-    Two estimates on one map share its error, so a change of the estimate is
-    tested with the first; the estimate against the realized value with both.
+    The delta method over the multinomial counts of the histogram,
+    ``var = (sum q g^2 - (sum q g)^2) / m`` with ``q`` the bins' shares of the
+    ``m`` events and ``g`` the metric's derivative by them. Two estimates on one
+    map share its error, so a change of the estimate is tested with this one.
     """
     h = np.asarray(histogram, dtype=np.float64)
     m = float(h.sum())
-    nan = float("nan")
-    window = dict.fromkeys(ESTIMATED_METRICS, nan)
-    mapped = dict.fromkeys(ESTIMATED_METRICS, nan)
+    found = dict.fromkeys(ESTIMATED_METRICS, math.nan)
     if m <= 0:
-        return window, mapped
+        return found
     q = h / m
-    starts = np.asarray(calibration.starts)
+    for name, gradient in _gradients(q, calibration.shares, parts, by_share=False).items():
+        spread = float(q @ (gradient * gradient)) - float(q @ gradient) ** 2
+        found[name] = math.sqrt(max(spread, 0.0) / m)
+    return found
+
+
+def map_standard_errors(
+    histogram: np.ndarray, calibration: CalibrationMap, parts: RatioParts
+) -> dict[str, float]:
+    """The noise of each estimated metric from the map (NaN: undefined): each group's share
+    is a binomial proportion of its labeled reference events,
+    ``var = sum_g (d metric / d p_g)^2 p_g (1 - p_g) / n_g``.
+
+    The estimate against the realized value is tested with this and the
+    realized metric's own noise.
+    """
+    h = np.asarray(histogram, dtype=np.float64)
+    m = float(h.sum())
+    found = dict.fromkeys(ESTIMATED_METRICS, math.nan)
+    if m <= 0:
+        return found
+    starts = calibration.group_starts
     binomial = calibration.share_variances
-    for name, (by_count, by_share) in _gradients(q, calibration.shares, above).items():
-        spread = float(q @ (by_count * by_count)) - float(q @ by_count) ** 2
-        window[name] = math.sqrt(max(spread, 0.0) / m)
-        grouped = np.add.reduceat(by_share, starts)
-        mapped[name] = math.sqrt(float(grouped * grouped @ binomial))
-    return window, mapped
+    for name, gradient in _gradients(h / m, calibration.shares, parts, by_share=True).items():
+        grouped = np.add.reduceat(gradient, starts)
+        found[name] = math.sqrt(float(grouped * grouped @ binomial))
+    return found
 
 
 def realized_standard_errors(
-    histogram: np.ndarray, shares: np.ndarray, above: np.ndarray, labeled: float
+    histogram: np.ndarray,
+    shares: np.ndarray,
+    above: np.ndarray,
+    labeled: float,
+    estimate: Mapping[str, float],
 ) -> dict[str, float]:
     """The sampling noise of each realized metric on ``labeled`` events, if the estimate holds.
 
@@ -205,10 +240,12 @@ def realized_standard_errors(
     scaled to their number: binomial errors for accuracy, precision and recall,
     the delta method for F1, DeLong's for AUC, each taken at the expected counts
     (the observed ones can be 0 by chance, and a standard error of 0 would make
-    any difference significant).
+    any difference significant). ``estimate`` is the histogram's
+    :func:`expected_quality` (its metrics), already known to the caller.
 
-    >>> se = realized_standard_errors(np.array([50.0, 50.0]), np.array([0.2, 0.8]),
-    ...                               np.array([0.0, 1.0]), labeled=100)
+    >>> h, shares, above = np.array([50.0, 50.0]), np.array([0.2, 0.8]), np.array([0.0, 1.0])
+    >>> estimate = expected_quality(h, shares, above).metrics()
+    >>> se = realized_standard_errors(h, shares, above, 100, estimate)
     >>> round(se["accuracy"], 4), round(se["precision"], 4), round(se["recall"], 4)
     (0.04, 0.0566, 0.0566)
     """
@@ -220,12 +257,11 @@ def realized_standard_errors(
     pos, neg = h * shares * scale, h * (1.0 - shares) * scale
     tp, fp = float(pos @ above), float(neg @ above)
     fn = float(pos.sum()) - tp
-    quality = expected_quality(h, shares, above)
     return {
         "auc": auc_se_binned(neg, pos),
-        "accuracy": proportion_se(quality.accuracy, labeled),
-        "precision": proportion_se(quality.precision, tp + fp),
-        "recall": proportion_se(quality.recall, tp + fn),
+        "accuracy": proportion_se(estimate["accuracy"], labeled),
+        "precision": proportion_se(estimate["precision"], tp + fp),
+        "recall": proportion_se(estimate["recall"], tp + fn),
         "f1": f1_se(tp, fp, fn),
     }
 
@@ -260,6 +296,8 @@ class EstimateSlots(SlotSummary, SlotRange):
         self._reference = expected_quality(
             np.asarray(calibration.histogram, np.float64), self.shares, self.above
         )
+        #: The ratio metrics' parts under this map (:func:`ratio_parts`), for their noise.
+        self.parts = ratio_parts(self.shares, self.above)
         self._reference_errors: dict[str, float] | None = None
 
     @property
@@ -286,18 +324,22 @@ class EstimateSlots(SlotSummary, SlotRange):
         """The expected quality of the reference's own events."""
         return self._reference
 
-    def standard_errors(self, vector: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-        """:func:`estimate_standard_errors` of ``vector``'s histogram."""
-        return estimate_standard_errors(self.histogram(vector), self.calibration, self.above)
+    def map_standard_errors(self, vector: np.ndarray) -> dict[str, float]:
+        """:func:`map_standard_errors` of ``vector``'s histogram."""
+        return map_standard_errors(self.histogram(vector), self.calibration, self.parts)
 
-    def realized_standard_errors(self, vector: np.ndarray, labeled: float) -> dict[str, float]:
-        """:func:`realized_standard_errors` of ``labeled`` events of ``vector``'s window."""
-        return realized_standard_errors(self.histogram(vector), self.shares, self.above, labeled)
+    def realized_standard_errors(
+        self, vector: np.ndarray, labeled: float, estimate: Mapping[str, float]
+    ) -> dict[str, float]:
+        """:func:`realized_standard_errors` of ``labeled`` events of ``vector``'s window,
+        whose estimated metrics are ``estimate``."""
+        histogram = self.histogram(vector)
+        return realized_standard_errors(histogram, self.shares, self.above, labeled, estimate)
 
     def reference_standard_errors(self) -> dict[str, float]:
-        """The window part of :func:`estimate_standard_errors` for the reference's histogram."""
+        """:func:`window_standard_errors` of the reference's histogram (computed once)."""
         if self._reference_errors is None:
             histogram = np.asarray(self.calibration.histogram, np.float64)
-            found = estimate_standard_errors(histogram, self.calibration, self.above)[0]
+            found = window_standard_errors(histogram, self.calibration, self.parts)
             self._reference_errors = found
         return self._reference_errors

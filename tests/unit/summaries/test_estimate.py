@@ -21,9 +21,11 @@ from stream_monitor.summaries.calibration import (
 from stream_monitor.summaries.classification import BinaryQualitySlots
 from stream_monitor.summaries.estimate import (
     EstimateSlots,
-    estimate_standard_errors,
     expected_quality,
+    map_standard_errors,
     predicted_positive,
+    ratio_parts,
+    window_standard_errors,
 )
 
 BINS = 1000
@@ -149,10 +151,10 @@ def test_the_standard_errors_match_the_spread_of_simulated_windows_and_maps() ->
     windows = rng.multinomial(3000, probabilities / probabilities.sum(), 400)
     values = [expected_quality(h, calibration.shares, above).metrics() for h in windows]
     typical = probabilities / probabilities.sum() * 3000
-    window_se, _ = estimate_standard_errors(typical, calibration, above)
+    window_se = window_standard_errors(typical, calibration, ratio_parts(calibration.shares, above))
     maps = [build_calibration(*calibrated(4000, rng), 200, 200) for _ in range(400)]
     mapped = [expected_quality(typical, m.shares, above).metrics() for m in maps if m]
-    map_se = [estimate_standard_errors(typical, m, above)[1] for m in maps[:50] if m]
+    map_se = [map_standard_errors(typical, m, ratio_parts(m.shares, above)) for m in maps[:50] if m]
     for name in ("auc", "accuracy", "precision", "recall", "f1"):
         spread = np.std([v[name] for v in values], ddof=1)
         assert window_se[name] == pytest.approx(spread, rel=0.15), name
