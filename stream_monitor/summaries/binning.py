@@ -10,7 +10,7 @@ bin for every other value.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from struct import pack
 
 import numpy as np
@@ -149,21 +149,53 @@ class CategoricalBins:
         lookup: dict[str | None, int] = {value: self.other_index for value in known}
         lookup.update({value: i for i, value in enumerate(self.categories)})
         lookup[None] = self.null_index
-        #: Each value's bin, moved by a start position (see :meth:`index`), by start.
         self._lookups = {0: lookup}
+        self._blocks: dict[int, CategoricalBinsBlock] = {}
+
+    def lookup(self, start: int) -> dict[str | None, int]:
+        """Each known value's bin (None's: the null slot) plus ``start`` (kept by start)."""
+        found = self._lookups.get(start)
+        if found is None:
+            found = self._lookups[start] = {k: start + i for k, i in self._lookups[0].items()}
+        return found
 
     def index(self, values: Sequence[str | None], start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Bin index (plus ``start``) of each value and a mask of values never seen in the
-        reference, from one C-level ``map`` of a dict whose misses are the new values."""
-        lookup = self._lookups.get(start)
-        if lookup is None:
-            lookup = self._lookups[start] = {k: start + i for k, i in self._lookups[0].items()}
-        count = len(values)
-        # struct packs the positions faster than np.fromiter converts them.
-        raw = np.frombuffer(
-            pack(f"{count}q", *map(lookup.get, values, repeat(-1, count))), np.int64
+        reference (:class:`CategoricalBinsBlock` of this one column)."""
+        block = self._blocks.get(start)
+        if block is None:
+            block = self._blocks[start] = CategoricalBinsBlock([self], [start])
+        return block.index([values])
+
+
+class CategoricalBinsBlock:
+    """:meth:`CategoricalBins.index` of several columns of one length at once, each moved
+    to its own start: one C-level ``map`` of ``dict.get`` over every column's values,
+    whose misses are the new values, and one packing of the positions.
+
+    >>> a = CategoricalBins(["x"], known=["x", "y"])
+    >>> b = CategoricalBins(["u", "v"], known=["u", "v"])
+    >>> positions, new = CategoricalBinsBlock([a, b], [10, 20]).index(
+    ...     [["x", "y", "z"], ["v", None, "w"]])
+    >>> positions.tolist(), new.tolist()
+    ([10, 11, 11, 21, 23, 22], [False, False, True, False, False, True])
+    """
+
+    def __init__(self, bins: Sequence[CategoricalBins], starts: Sequence[int]) -> None:
+        self._gets = [b.lookup(start).get for b, start in zip(bins, starts, strict=True)]
+        self._other = np.array(
+            [start + b.other_index for b, start in zip(bins, starts, strict=True)], np.int64
         )
+
+    def index(self, columns: Sequence[Sequence[str | None]]) -> tuple[np.ndarray, np.ndarray]:
+        """The position of each value, column after column (one flat array), and a mask of
+        the values never seen in the reference (counted in their column's ``other`` bin)."""
+        rows = len(columns[0])
+        count = rows * len(columns)
+        found = [map(get, values, repeat(-1, rows)) for get, values in zip(self._gets, columns)]
+        # struct packs the positions faster than np.fromiter converts them.
+        raw = np.frombuffer(pack(f"{count}q", *chain.from_iterable(found)), np.int64)
         new = raw < 0
         if new.any():
-            raw = np.where(new, start + self.other_index, raw)
+            raw = np.where(new, np.repeat(self._other, rows), raw)
         return raw, new

@@ -25,6 +25,7 @@ from stream_monitor.snapshot import ConfusionMatrix, LatencyHistogram, LatencySt
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
+    CategoricalBinsBlock,
     NumericBins,
     NumericBinsBlock,
 )
@@ -139,7 +140,27 @@ class CounterLayout:
             if blocked
             else np.zeros(0, dtype=np.int64)
         )
-        self._unblocked = [(n, slots) for n, slots in columns.items() if n not in blocked]
+        #: The categorical columns, binned together (:class:`CategoricalBinsBlock`); their
+        #: new-value slots; the numeric columns with too many edges for the block.
+        categorical = [
+            (n, slots, slots.bins)
+            for n, slots in columns.items()
+            if isinstance(slots.bins, CategoricalBins)
+        ]
+        self._categorical_names = [n for n, _, _ in categorical]
+        self._categorical_block = (
+            CategoricalBinsBlock(
+                [b for _, _, b in categorical], [s.start for _, s, _ in categorical]
+            )
+            if categorical
+            else None
+        )
+        self._new_slots = [slots.new_slot for _, slots, _ in categorical]
+        self._unblocked = [
+            (n, slots)
+            for n, slots in columns.items()
+            if n not in blocked and n not in self._categorical_names
+        ]
         #: Each feature's null slot; each categorical feature's new-value slot and column.
         self._null_slots = np.array([s.start + s.size for s in self.features.values()], np.int64)
         self._categorical = [
@@ -169,8 +190,10 @@ class CounterLayout:
                 counts.add_counts(self._block_slots, self._block.histogram(values))
             else:
                 counts.count(self._block.positions(values, self._block_starts))
+        if self._categorical_block is not None:
+            self._count_categorical(counts, batch)
         for name, slots in self._unblocked:
-            _count_column(counts, slots, batch.column(name))
+            counts.count(slots.bin_positions(batch.column(name))[0])
         _count_summary(counts, self.latency, batch.latency_ms)
         if labels is None:
             labels = quality_labels(self.model.task, batch.labels)
@@ -179,6 +202,20 @@ class CounterLayout:
         if self.estimate is not None:
             _count_summary(counts, self.estimate, prediction)
         return counts.deltas()
+
+    def _count_categorical(self, counts: PaneCounts, batch: ModelBatch) -> None:
+        """Count the categorical columns' bins, and their new values (rare) as rows of each
+        column's new-value slot."""
+        assert self._categorical_block is not None
+        columns: list[Any] = list(map(batch.column, self._categorical_names))  # lists of text
+        positions, new = self._categorical_block.index(columns)
+        counts.count(positions)
+        if new.any():
+            for slot, column_new in zip(
+                self._new_slots, new.reshape(len(columns), -1), strict=True
+            ):
+                if column_new.any():
+                    counts.count_rows(slot, column_new)
 
     def label_deltas(
         self, predictions: Any, column: Any, pane_rows: np.ndarray, n_panes: int
@@ -248,14 +285,6 @@ class CounterLayout:
             for name, column, slot in self._categorical
         }
         return StabilityStats(events, index[0], csi, null_ratio, new_ratio)
-
-
-def _count_column(counts: PaneCounts, slots: ColumnSlots, values: Any) -> None:
-    """Count a column's bins, and its new values (rare) as rows of the new-value slot."""
-    positions, new = slots.bin_positions(values)
-    counts.count(positions)
-    if new.any():
-        counts.count_rows(slots.new_slot, new)
 
 
 def _count_summary(

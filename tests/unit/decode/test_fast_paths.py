@@ -30,6 +30,7 @@ from stream_monitor.decode.parsing import MessageParser
 from stream_monitor.summaries.binning import (
     MAX_BLOCK_EDGES,
     CategoricalBins,
+    CategoricalBinsBlock,
     NumericBins,
     NumericBinsBlock,
 )
@@ -354,6 +355,44 @@ def test_block_binning_and_histogram_equal_a_binary_search_per_column(
     histogram = block.histogram(rows)
     assert histogram.dtype == np.int64
     assert histogram.tolist() == np.concatenate(counts).tolist()
+
+
+TEXT = st.text(alphabet="abc", max_size=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(TEXT, unique=True, max_size=3), st.lists(TEXT, max_size=3)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(TEXT | st.none(), min_size=0, max_size=20),
+)
+def test_categorical_block_binning_equals_a_lookup_per_value(
+    columns: list[tuple[list[str], list[str]]], values: list[str | None]
+) -> None:
+    """Every column's values (the list rotated per column) from one block, against the
+    rule value by value: a top category its bin, None the null slot, any other value the
+    ``other`` bin, new when the reference never had it; each moved to its column's start."""
+    bins = [CategoricalBins(top, known=top + more) for top, more in columns]
+    starts = [10 * (column + 1) for column in range(len(bins))]
+    rows = [values[shift:] + values[:shift] for shift in range(len(bins))]
+    expected_positions, expected_new = [], []
+    for b, (top, more), start, row in zip(bins, columns, starts, rows, strict=True):
+        for value in row:
+            if value is None:
+                position = b.null_index
+            elif value in top:
+                position = top.index(value)
+            else:
+                position = b.other_index
+            expected_positions.append(start + position)
+            expected_new.append(value is not None and value not in top + more)
+    positions, new = CategoricalBinsBlock(bins, starts).index(rows)
+    assert positions.dtype == np.int64
+    assert positions.tolist() == expected_positions
+    assert new.tolist() == expected_new
 
 
 def per_column_pane_deltas(
