@@ -192,7 +192,10 @@ class CategoricalBinsBlock:
         the values never seen in the reference (counted in their column's ``other`` bin)."""
         rows = len(columns[0])
         count = rows * len(columns)
-        found = [map(get, values, repeat(-1, rows)) for get, values in zip(self._gets, columns)]
+        found = [
+            map(get, values, repeat(-1, rows))
+            for get, values in zip(self._gets, columns, strict=True)
+        ]
         # struct packs the positions faster than np.fromiter converts them.
         raw = np.frombuffer(pack(f"{count}q", *chain.from_iterable(found)), np.int64)
         new = raw < 0
