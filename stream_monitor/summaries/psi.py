@@ -30,8 +30,10 @@ class StabilityIndex:
     The columns' bins are concatenated: ``reference_counts[j]`` are column ``j``'s
     reference counts, and a window is given as one array of every column's
     counts in the same order. Proportions of every bin of every column are one
-    numpy expression (a column with no count is ``epsilon`` in every bin), and
-    each column's terms are summed by ``np.sum`` on its own slice.
+    numpy expression (a column with no count is ``epsilon`` in every bin). Each
+    column's terms are summed as ``np.sum`` sums them on their own slice
+    (pairwise, so the order matters to the last bit), the columns of one bin
+    count together: the rows of one 2-D array, each summed along it.
 
     >>> index = StabilityIndex([[5, 5], [1, 2, 3]])
     >>> values, totals = index.read(np.array([1.0, 0.0, 0.0, 4.0, 2.0]))
@@ -50,6 +52,12 @@ class StabilityIndex:
         self.sizes = sizes
         self.starts = ends - sizes
         self.bounds = list(zip(self.starts.tolist(), ends.tolist(), strict=True))
+        #: For each bin count: the columns that have it, and their bins' positions (a row each).
+        self._by_size = [
+            (columns, self.starts[columns][:, None] + np.arange(size))
+            for size in np.unique(sizes).tolist()
+            for columns in [np.flatnonzero(sizes == size)]
+        ]
         counts = np.concatenate([np.asarray(c, dtype=np.float64) for c in reference_counts])
         #: Every column's reference counts, concatenated.
         self.reference_counts = counts
@@ -71,8 +79,10 @@ class StabilityIndex:
         """Stability index and total count of each column in ``window_counts``."""
         actual, totals = self.proportions(np.asarray(window_counts, dtype=np.float64))
         terms = (actual - self.expected) * np.log(actual / self.expected)
-        index = [float(terms[first:last].sum()) for first, last in self.bounds]
-        return index, totals.tolist()
+        index = np.empty(len(self.sizes))
+        for columns, positions in self._by_size:
+            index[columns] = terms[positions].sum(axis=1)
+        return index.tolist(), totals.tolist()
 
 
 def psi(
