@@ -149,6 +149,8 @@ class CategoricalBins:
         lookup: dict[str | None, int] = {value: self.other_index for value in known}
         lookup.update({value: i for i, value in enumerate(self.categories)})
         lookup[None] = self.null_index
+        #: Each value's bin moved by a start position (:meth:`lookup`), and the one-column
+        #: block that :meth:`index` uses, by start.
         self._lookups = {0: lookup}
         self._blocks: dict[int, CategoricalBinsBlock] = {}
 
