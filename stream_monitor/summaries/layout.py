@@ -159,7 +159,7 @@ class CounterLayout:
         self._unblocked = [
             (n, slots)
             for n, slots in columns.items()
-            if n not in blocked and n not in self._categorical_names
+            if n not in blocked and isinstance(slots.bins, NumericBins)
         ]
         #: Each feature's null slot; each categorical feature's new-value slot and column.
         self._null_slots = np.array([s.start + s.size for s in self.features.values()], np.int64)

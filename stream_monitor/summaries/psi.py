@@ -53,11 +53,10 @@ class StabilityIndex:
         self.starts = ends - sizes
         self.bounds = list(zip(self.starts.tolist(), ends.tolist(), strict=True))
         #: For each bin count: the columns that have it, and their bins' positions (a row each).
-        self._by_size = [
-            (columns, self.starts[columns][:, None] + np.arange(size))
-            for size in np.unique(sizes).tolist()
-            for columns in [np.flatnonzero(sizes == size)]
-        ]
+        self._by_size: list[tuple[np.ndarray, np.ndarray]] = []
+        for size in np.unique(sizes).tolist():
+            columns = np.flatnonzero(sizes == size)
+            self._by_size.append((columns, self.starts[columns][:, None] + np.arange(size)))
         counts = np.concatenate([np.asarray(c, dtype=np.float64) for c in reference_counts])
         #: Every column's reference counts, concatenated.
         self.reference_counts = counts
