@@ -270,8 +270,11 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
         results["memory"] = memory_in_child(plan.memory)
     if plan.broker:
         runs = min(workload.repeats, BROKER_REPEATS)
-        say(f"end to end through the embedded broker: rows, then micro-batches, best of {runs}")
-        results.update(measure_backlogs(workload, rows, micro, results))
+        say(
+            "end to end through the embedded broker: rows, then micro-batches, "
+            f"best of {runs}, each run followed by an engine pass"
+        )
+        results.update(measure_backlogs(workload, rows, micro))
     micro.clear()
     if plan.broker and plan.ingest_replicas:
         replicas = ", ".join(map(str, plan.ingest_replicas))

@@ -194,6 +194,14 @@ def measure_row(name: str, data: dict[str, Any], ratio: str = "") -> str:
     return f"{name:<{NAME_WIDTH}}{rate}  {ratio}"
 
 
+def _of_engine(monitor: dict[str, Any]) -> str:
+    """A monitor's rate against the engine's passes over the same messages, between its runs."""
+    return (
+        f"{monitor['ratio_to_engine']:.2f} of the engine alongside "
+        f"({monitor['engine_events_per_s']:,.0f} events/s)"
+    )
+
+
 def _waits(monitor: dict[str, Any]) -> str:
     """What a monitor waited for before its timed run: the group join, then its first batch."""
     return (
@@ -300,7 +308,7 @@ def broker_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
         measure_row(
             "embedded broker: consume + engine",
             monitor,
-            f"{monitor['ratio_to_engine']:.2f} of engine; {_waits(monitor)}" + _timed_out(monitor),
+            f"{_of_engine(monitor)}; {_waits(monitor)}" + _timed_out(monitor),
         ),
         f"{'  backlog: judged while read':<{NAME_WIDTH}}"
         f"{monitor['event_time_s'] / 60:,.0f} min of event time in {monitor['seconds']:.1f} s; "
@@ -311,7 +319,7 @@ def broker_rows(workload: dict[str, Any], results: dict[str, Any]) -> list[str]:
         measure_row(
             f"embedded broker: micro-batches of {workload['micro_batch']:,}",
             micro,
-            f"{micro['ratio_to_engine']:.2f} of engine's micro-batches; "
+            f"{_of_engine(micro)}; "
             f"{micro['ratio_to_row_events']:.2f}x row events; {_waits(micro)}" + _timed_out(micro),
         ),
     ]

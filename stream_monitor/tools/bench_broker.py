@@ -7,6 +7,7 @@ the loop of ``stream-monitor run``, reads them as a backlog.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -19,14 +20,16 @@ from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
+from stream_monitor.tools.bench_engine import run_engine
 from stream_monitor.tools.broker_runs import SESSION_TIMEOUT_MS, send_messages
 from stream_monitor.tools.embedded import EmbeddedBroker
-from stream_monitor.tools.measuring import process_memory, rate_row, reset_peak_rss
-from stream_monitor.tools.workload import Workload, bench_config
+from stream_monitor.tools.measuring import best_of, process_memory, rate_row, reset_peak_rss
+from stream_monitor.tools.workload import Workload, batches, bench_config
 
 #: Most end-to-end runs of one kind of message, the fastest kept (each joins a consumer
-#: group, a few seconds with the embedded broker).
-BROKER_REPEATS = 3
+#: group, a few seconds with the embedded broker). One run varies by a sixth from the next
+#: even against an engine pass beside it, so the best of fewer would often be a slow one.
+BROKER_REPEATS = 5
 
 
 class TimedService(MonitorService):
@@ -64,24 +67,20 @@ class TimedService(MonitorService):
 
 
 def measure_backlogs(
-    workload: Workload,
-    rows: Sequence[RawMessage],
-    micro: Sequence[RawMessage],
-    engine_rates: dict[str, Any],
+    workload: Workload, rows: Sequence[RawMessage], micro: Sequence[RawMessage]
 ) -> dict[str, Any]:
     """:func:`best_broker_run` of the row messages (``broker``) and of the micro-batches
-    (``broker_micro_batch``).
+    (``broker_micro_batch``), each against the engine's own passes over the same messages.
 
-    Each monitor's rate is also given as a ratio to the engine's own rate on the
-    same messages in this process (``ratio_to_engine``, from ``engine_rates``, the
-    report of :func:`~stream_monitor.tools.bench_engine.measure_throughput`), and
-    the micro-batches' as a ratio to the row events' (``ratio_to_row_events``).
+    The micro-batches' monitor is also given as a ratio to the row events'
+    (``ratio_to_row_events``).
     """
-    runs = {"broker": best_broker_run(workload, rows)}
-    runs["broker_micro_batch"] = best_broker_run(workload, micro)
-    for name, engine in (("broker", "engine"), ("broker_micro_batch", "micro_batch_engine")):
-        monitor = runs[name]["monitor"]
-        monitor["ratio_to_engine"] = monitor["events_per_s"] / engine_rates[engine]["events_per_s"]
+    runs = {
+        "broker": best_broker_run(workload, rows, batches(rows, 1, workload.batch)),
+        "broker_micro_batch": best_broker_run(
+            workload, micro, batches(micro, workload.micro_batch, workload.batch)
+        ),
+    }
     row_rate = runs["broker"]["monitor"]["events_per_s"]
     micro_monitor = runs["broker_micro_batch"]["monitor"]
     micro_monitor["ratio_to_row_events"] = (
@@ -90,17 +89,32 @@ def measure_backlogs(
     return runs
 
 
-def best_broker_run(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
+def best_broker_run(
+    workload: Workload,
+    messages: Sequence[RawMessage],
+    engine_batches: Sequence[Sequence[RawMessage]],
+) -> dict[str, Any]:
     """The fastest complete run of :func:`measure_broker`, of ``workload.repeats`` runs (at
-    most :data:`BROKER_REPEATS`), as the engine's own rows keep their best pass.
+    most :data:`BROKER_REPEATS`), against the fastest of as many engine passes over the same
+    messages (:func:`~stream_monitor.tools.bench_engine.run_engine` on ``engine_batches``).
 
-    One run lasts about a second; the broker, the client's fetches and the machine
-    make single runs vary by a third from one to the next.
+    Each broker run is followed by one engine pass, so that the two are measured
+    alike: as many times, and in the same minutes. This machine's speed drifts
+    by a quarter over minutes, so a baseline measured apart from the runs (the
+    engine's rows of the report, minutes earlier and best of more passes) would
+    measure the drift as much as the monitor. The monitor's row gives the
+    engine's rate (``engine_events_per_s``) and its ratio to it (``ratio_to_engine``).
     """
-    runs = [
-        measure_broker(workload, messages) for _ in range(min(workload.repeats, BROKER_REPEATS))
-    ]
-    return max(runs, key=lambda run: (run["monitor"]["complete"], run["monitor"]["events_per_s"]))
+    config = bench_config(workload)
+    runs, engine_s = [], math.inf
+    for _ in range(min(workload.repeats, BROKER_REPEATS)):
+        runs.append(measure_broker(workload, messages))
+        engine_s = min(engine_s, best_of(1, lambda: run_engine(config, engine_batches)))
+    best = max(runs, key=lambda run: (run["monitor"]["complete"], run["monitor"]["events_per_s"]))
+    monitor = best["monitor"]
+    monitor["engine_events_per_s"] = workload.events / engine_s
+    monitor["ratio_to_engine"] = monitor["events_per_s"] / monitor["engine_events_per_s"]
+    return best
 
 
 def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[str, Any]:
