@@ -7,7 +7,6 @@ the loop of ``stream-monitor run``, reads them as a backlog.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from stream_monitor.kafka.service import MonitorService
 from stream_monitor.tools.bench_engine import run_engine
 from stream_monitor.tools.broker_runs import SESSION_TIMEOUT_MS, send_messages
 from stream_monitor.tools.embedded import EmbeddedBroker
-from stream_monitor.tools.measuring import best_of, process_memory, rate_row, reset_peak_rss
+from stream_monitor.tools.measuring import process_memory, rate_row, reset_peak_rss, wall_time
 from stream_monitor.tools.workload import Workload, batches, bench_config
 
 #: Most end-to-end runs of one kind of message, the fastest kept (each joins a consumer
@@ -103,17 +102,22 @@ def best_broker_run(
     by a quarter over minutes, so a baseline measured apart from the runs (the
     engine's rows of the report, minutes earlier and best of more passes) would
     measure the drift as much as the monitor. The monitor's row gives the
-    engine's rate (``engine_events_per_s``) and its ratio to it (``ratio_to_engine``).
+    engine's rate (``engine_events_per_s``), its ratio to it (``ratio_to_engine``) and
+    the ratio of each run to the engine pass after it (``round_ratios_to_engine``).
     """
     config = bench_config(workload)
-    runs, engine_s = [], math.inf
+    runs, engine_times = [], []
     for _ in range(min(workload.repeats, BROKER_REPEATS)):
         runs.append(measure_broker(workload, messages))
-        engine_s = min(engine_s, best_of(1, lambda: run_engine(config, engine_batches)))
+        engine_times.append(wall_time(lambda: run_engine(config, engine_batches)))
     best = max(runs, key=lambda run: (run["monitor"]["complete"], run["monitor"]["events_per_s"]))
     monitor = best["monitor"]
-    monitor["engine_events_per_s"] = workload.events / engine_s
+    monitor["engine_events_per_s"] = workload.events / min(engine_times)
     monitor["ratio_to_engine"] = monitor["events_per_s"] / monitor["engine_events_per_s"]
+    monitor["round_ratios_to_engine"] = [
+        run["monitor"]["events_per_s"] * engine_s / workload.events
+        for run, engine_s in zip(runs, engine_times, strict=True)
+    ]
     return best
 
 

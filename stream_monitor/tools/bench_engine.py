@@ -33,7 +33,7 @@ from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.decode.typed import typed_decoder
 from stream_monitor.engine import Engine
-from stream_monitor.tools.measuring import best_times, rate_row
+from stream_monitor.tools.measuring import rate_row, round_times
 from stream_monitor.tools.workload import (
     BenchTraffic,
     Workload,
@@ -106,11 +106,18 @@ def engine_and_floors(
     }
 
 
-def floor_ratios(best: dict[str, float], engine_s: float, prefix: str = "") -> dict[str, float]:
-    """The engine's rate as a fraction of the orjson floor's and of the typed floor's."""
+def floor_ratios(times: dict[str, list[float]], engine: str, prefix: str = "") -> dict[str, Any]:
+    """The best rate of the measure ``engine`` as a fraction of the orjson floor's and of the
+    typed floor's (``times``: :func:`~stream_monitor.tools.measuring.round_times`), and
+    the fraction of the orjson floor's in each round (``round_ratios_to_decode_floor``)."""
+    floor, typed_floor = times[f"{prefix}decode_floor"], times[f"{prefix}typed_decode_floor"]
+    engine_s = min(times[engine])
     return {
-        "ratio_to_decode_floor": best[f"{prefix}decode_floor"] / engine_s,
-        "ratio_to_typed_floor": best[f"{prefix}typed_decode_floor"] / engine_s,
+        "ratio_to_decode_floor": min(floor) / engine_s,
+        "ratio_to_typed_floor": min(typed_floor) / engine_s,
+        "round_ratios_to_decode_floor": [
+            floor_s / round_s for floor_s, round_s in zip(floor, times[engine], strict=True)
+        ],
     }
 
 
@@ -120,7 +127,8 @@ def measure_throughput(
     """Both decode floors and the engine, of the row messages and of the micro-batch messages.
 
     The engine's ratios are to the floors of the same bytes (the micro-batches' to
-    the micro-batch floors); all six measures share the rounds of :func:`best_times`.
+    the micro-batch floors); all six measures share the rounds of
+    :func:`~stream_monitor.tools.measuring.round_times`, and each keeps its best.
     """
     config = bench_config(workload)
     n = workload.events
@@ -131,7 +139,8 @@ def measure_throughput(
     measures = engine_and_floors(config, rows, row_batches)
     for name, function in engine_and_floors(config, micro, micro_batches).items():
         measures[f"micro_batch_{name}"] = function
-    best = best_times(measures, workload.repeats)
+    times = round_times(measures, workload.repeats)
+    best = {name: min(seconds) for name, seconds in times.items()}
     engine_s, micro_s = best["engine"], best["micro_batch_engine"]
     return {
         "decode_floor": rate_row(n, best["decode_floor"]),
@@ -139,7 +148,7 @@ def measure_throughput(
         "engine": rate_row(
             n,
             engine_s,
-            **floor_ratios(best, engine_s),
+            **floor_ratios(times, "engine"),
             batch_rows=workload.batch,
             drift_events=check.drift_events,
             windows=check.windows,
@@ -149,7 +158,7 @@ def measure_throughput(
         "micro_batch_engine": rate_row(
             n,
             micro_s,
-            **floor_ratios(best, micro_s, "micro_batch_"),
+            **floor_ratios(times, "micro_batch_engine", "micro_batch_"),
             ratio_to_row_engine=engine_s / micro_s,
             rows_per_message=workload.micro_batch,
         ),
@@ -165,10 +174,11 @@ def measure_wide(workload: Workload) -> dict[str, Any]:
     n = workload.events
     row_batches = batches(rows, 1, workload.batch)
     checked_run(config, row_batches, n, "wide row")
-    best = best_times(engine_and_floors(config, rows, row_batches), workload.repeats)
+    times = round_times(engine_and_floors(config, rows, row_batches), workload.repeats)
+    best = {name: min(seconds) for name, seconds in times.items()}
     return {
         "workload": asdict(workload),
         "decode_floor": rate_row(n, best["decode_floor"]),
         "typed_decode_floor": rate_row(n, best["typed_decode_floor"]),
-        "engine": rate_row(n, best["engine"], **floor_ratios(best, best["engine"])),
+        "engine": rate_row(n, best["engine"], **floor_ratios(times, "engine")),
     }

@@ -1,10 +1,9 @@
-"""What every benchmark measures with: best wall times, rates, process memory, the machine."""
+"""What every benchmark measures with: wall times by round, rates, process memory, the machine."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import os
 import platform
 import resource
@@ -18,28 +17,28 @@ import numpy as np
 import orjson
 
 
-def best_of(repeats: int, function: Callable[[], object]) -> float:
-    """The shortest wall time of ``repeats`` calls of ``function``, in seconds."""
-    best = math.inf
-    for _ in range(repeats):
-        gc.collect()
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
+def wall_time(function: Callable[[], object]) -> float:
+    """The wall time of one call of ``function``, in seconds (after a garbage collection)."""
+    gc.collect()
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
-def best_times(measures: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """The shortest wall time of each of ``measures`` over ``repeats`` rounds, in seconds.
+def round_times(
+    measures: Mapping[str, Callable[[], object]], repeats: int
+) -> dict[str, list[float]]:
+    """The wall time of each of ``measures`` in each of ``repeats`` rounds, in seconds.
 
     Every round runs every measure once, in turn, so that a busy spell of the
-    machine hits all of them alike.
+    machine hits all of them alike; a measure's best is the least of its times,
+    and two measures' times of one round make a ratio of that round.
     """
-    best = dict.fromkeys(measures, math.inf)
+    times: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(repeats):
         for name, function in measures.items():
-            best[name] = min(best[name], best_of(1, function))
-    return best
+            times[name].append(wall_time(function))
+    return times
 
 
 def rate_row(events: int, seconds: float, **extra: Any) -> dict[str, Any]:
