@@ -385,7 +385,7 @@ def _rounds(ratios: list[float] | None, at_least: float) -> str:
         return ""
     reached = sum(ratio >= at_least for ratio in ratios)
     return (
-        f"; rounds {min(ratios):.2f} to {max(ratios):.2f}, "
+        f"; rounds {min(ratios):.3f} to {max(ratios):.3f}, "
         f"{reached} of {len(ratios)} at least {at_least:.2f}"
     )
 

@@ -127,7 +127,7 @@ def test_quick_json_report_has_every_row() -> None:
         "wide workload: 10,000 events, 10 model(s), 50 features (5 categorical",
         f"{wide['engine']['ratio_to_decode_floor']:.2f}  (at least 0.40: ",
         "(at least 0.60, stretch 0.80: ",
-        f"{min(engine_target['rounds']):.2f} to {max(engine_target['rounds']):.2f}, ",
+        f"{min(engine_target['rounds']):.3f} to {max(engine_target['rounds']):.3f}, ",
         "(at least 0.90: not measured)",
     ):
         assert text in table, text
