@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -250,12 +251,12 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
     """Every measurement of ``plan`` in turn, each announced to ``say``; the JSON-ready report."""
     from stream_monitor.tools.bench import target_ratios
     from stream_monitor.tools.bench_broker import BROKER_REPEATS, measure_backlogs
-    from stream_monitor.tools.bench_engine import measure_throughput, measure_wide
+    from stream_monitor.tools.bench_engine import measure_throughput, measure_wide, run_engine
     from stream_monitor.tools.bench_memory import memory_in_child
     from stream_monitor.tools.bench_restore import measure_restore
     from stream_monitor.tools.bench_scale import measure_ingest
     from stream_monitor.tools.measuring import machine
-    from stream_monitor.tools.workload import bench_config_data, workload_messages
+    from stream_monitor.tools.workload import bench_config, bench_config_data, workload_messages
 
     workload = plan.workload
     say(f"generating {workload.events:,} events")
@@ -274,7 +275,8 @@ def measure_bench(plan: BenchPlan, say: Callable[[str], None]) -> dict[str, Any]
             "end to end through the embedded broker: rows, then micro-batches, "
             f"best of {runs}, each run followed by an engine pass"
         )
-        results.update(measure_backlogs(workload, rows, micro))
+        engine_pass = partial(run_engine, bench_config(workload))
+        results.update(measure_backlogs(workload, rows, micro, engine_pass))
     micro.clear()
     if plan.broker and plan.ingest_replicas:
         replicas = ", ".join(map(str, plan.ingest_replicas))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +19,6 @@ from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.engine import Engine
 from stream_monitor.kafka.service import MonitorService
-from stream_monitor.tools.bench_engine import run_engine
 from stream_monitor.tools.broker_runs import SESSION_TIMEOUT_MS, send_messages
 from stream_monitor.tools.embedded import EmbeddedBroker
 from stream_monitor.tools.measuring import process_memory, rate_row, reset_peak_rss, wall_time
@@ -65,20 +64,28 @@ class TimedService(MonitorService):
                 self.done.set()
 
 
+#: One engine pass over engine batches of messages (the bench's
+#: :func:`~stream_monitor.tools.bench_engine.run_engine` with the workload's config).
+EnginePass = Callable[[Sequence[Sequence[RawMessage]]], object]
+
+
 def measure_backlogs(
-    workload: Workload, rows: Sequence[RawMessage], micro: Sequence[RawMessage]
+    workload: Workload,
+    rows: Sequence[RawMessage],
+    micro: Sequence[RawMessage],
+    engine_pass: EnginePass,
 ) -> dict[str, Any]:
     """:func:`best_broker_run` of the row messages (``broker``) and of the micro-batches
-    (``broker_micro_batch``), each against the engine's own passes over the same messages.
+    (``broker_micro_batch``), each against ``engine_pass`` over the same messages.
 
     The micro-batches' monitor is also given as a ratio to the row events'
     (``ratio_to_row_events``).
     """
+    row_batches = batches(rows, 1, workload.batch)
+    micro_batches = batches(micro, workload.micro_batch, workload.batch)
     runs = {
-        "broker": best_broker_run(workload, rows, batches(rows, 1, workload.batch)),
-        "broker_micro_batch": best_broker_run(
-            workload, micro, batches(micro, workload.micro_batch, workload.batch)
-        ),
+        "broker": best_broker_run(workload, rows, lambda: engine_pass(row_batches)),
+        "broker_micro_batch": best_broker_run(workload, micro, lambda: engine_pass(micro_batches)),
     }
     row_rate = runs["broker"]["monitor"]["events_per_s"]
     micro_monitor = runs["broker_micro_batch"]["monitor"]
@@ -89,13 +96,11 @@ def measure_backlogs(
 
 
 def best_broker_run(
-    workload: Workload,
-    messages: Sequence[RawMessage],
-    engine_batches: Sequence[Sequence[RawMessage]],
+    workload: Workload, messages: Sequence[RawMessage], engine_pass: Callable[[], object]
 ) -> dict[str, Any]:
     """The fastest complete run of :func:`measure_broker`, of ``workload.repeats`` runs (at
-    most :data:`BROKER_REPEATS`), against the fastest of as many engine passes over the same
-    messages (:func:`~stream_monitor.tools.bench_engine.run_engine` on ``engine_batches``).
+    most :data:`BROKER_REPEATS`), against the fastest of as many calls of ``engine_pass``,
+    an engine pass over the same messages.
 
     Each broker run is followed by one engine pass, so that the two are measured
     alike: as many times, and in the same minutes. This machine's speed drifts
@@ -105,11 +110,10 @@ def best_broker_run(
     engine's rate (``engine_events_per_s``), its ratio to it (``ratio_to_engine``) and
     the ratio of each run to the engine pass after it (``round_ratios_to_engine``).
     """
-    config = bench_config(workload)
     runs, engine_times = [], []
     for _ in range(min(workload.repeats, BROKER_REPEATS)):
         runs.append(measure_broker(workload, messages))
-        engine_times.append(wall_time(lambda: run_engine(config, engine_batches)))
+        engine_times.append(wall_time(engine_pass))
     best = max(runs, key=lambda run: (run["monitor"]["complete"], run["monitor"]["events_per_s"]))
     monitor = best["monitor"]
     monitor["engine_events_per_s"] = workload.events / min(engine_times)

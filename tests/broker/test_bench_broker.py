@@ -3,12 +3,14 @@ consumed batch, so that no end-to-end row comes out faster than the engine alone
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
 
 from stream_monitor.tools.bench_broker import measure_backlogs
-from stream_monitor.tools.workload import Workload, workload_messages
+from stream_monitor.tools.bench_engine import run_engine
+from stream_monitor.tools.workload import Workload, bench_config, workload_messages
 
 #: How far above the engine's own rate (same messages, passes between the monitor's runs)
 #: an end-to-end row may come out, as a ratio. The monitor does all the engine's work and
@@ -28,7 +30,7 @@ def ratios_to_engine(workload: Workload) -> dict[str, Any]:
     """One bench run of the engine and the broker: each end-to-end row's ratio to the engine,
     checked for being complete and consistent with the rates it comes from."""
     rows, micro = workload_messages(workload)
-    runs = measure_backlogs(workload, rows, micro)
+    runs = measure_backlogs(workload, rows, micro, partial(run_engine, bench_config(workload)))
     ratios = {}
     for name in ("broker", "broker_micro_batch"):
         monitor = runs[name]["monitor"]
