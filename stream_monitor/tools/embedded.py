@@ -22,6 +22,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream_monitor.kafka.admin import create_topics
 from stream_monitor.kafka.settings import QUIET_ADMIN
 
+#: How long the broker gets to exit on SIGTERM before it is killed. Tansu waits 5 s for its
+#: open client connections to close; its data is in memory, gone either way.
+STOP_GRACE_S = 0.5
+
 
 class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be found or started."""
@@ -111,11 +115,11 @@ class EmbeddedBroker:
         )
 
     def stop(self) -> None:
-        """Stop the broker (its data is gone)."""
+        """Stop the broker (its data is gone): SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self._process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
