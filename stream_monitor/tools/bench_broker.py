@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from stream_monitor.config import MonitorConfig
 from stream_monitor.decode.batches import RawMessage
@@ -152,15 +152,13 @@ def measure_broker(workload: Workload, messages: Sequence[RawMessage]) -> dict[s
     with EmbeddedBroker() as broker:
         broker.create_topics([topic, "bench-drift-events"])
         largest = max((len(m.value or b"") for m in messages), default=0)
-        producer = Producer(
-            {
-                "bootstrap.servers": broker.bootstrap_servers,
-                "linger.ms": 20,
-                "message.max.bytes": max(1_000_000, largest + 4096),
-            }
-        )
         started = time.perf_counter()
-        send_messages(producer, topic, messages)
+        send_messages(
+            broker.bootstrap_servers,
+            topic,
+            messages,
+            **{"message.max.bytes": max(1_000_000, largest + 4096)},
+        )
         produce_s = time.perf_counter() - started
         base = bench_config(workload)
         config = replace(

@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from stream_monitor.decode.batches import RawMessage
 from stream_monitor.tools.broker_runs import (
     SESSION_TIMEOUT_MS,
@@ -107,8 +105,7 @@ def measure_restore(
         for partitions in partition_counts:
             topic = f"bench-restore-{partitions}"
             broker.create_topics([topic], partitions=partitions)
-            producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 20})
-            send_messages(producer, topic, messages, partitions)
+            send_messages(broker.bootstrap_servers, topic, messages, partitions)
             name = f"empty-{partitions}"
             empty = timed_start(kafka(name, topic, "latest"), directory, name)
             stateful = kafka(f"state-{partitions}", topic, "earliest")

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from stream_monitor.config_file import config_from_dict
 from stream_monitor.decode.batches import RawMessage, concat_batches
 from stream_monitor.decode.decoder import Decoder
@@ -104,8 +102,7 @@ def measure_ingest(
     topic = "bench-scale-events"
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         broker.create_topics([topic], partitions=partitions)
-        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 20})
-        send_messages(producer, topic, messages, partitions)
+        send_messages(broker.bootstrap_servers, topic, messages, partitions)
         directory = Path(tmp)
         data = with_baselines(config, messages, directory)
         data["evaluation_interval_s"] = 0.2

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
-    from confluent_kafka import Producer
-
     from stream_monitor.decode.batches import RawMessage
 
 #: Session timeout of the timed processes: Apache Kafka's default group.min.session.timeout.ms.
@@ -31,12 +30,19 @@ SESSION_TIMEOUT_MS = 6000
 
 
 def send_messages(
-    producer: Producer, topic: str, messages: Sequence[RawMessage], partitions: int = 1
+    bootstrap_servers: str,
+    topic: str,
+    messages: Sequence[RawMessage],
+    partitions: int = 1,
+    **settings: Any,
 ) -> None:
     """Produce ``messages`` round robin over ``partitions`` partitions of ``topic``, then flush.
 
     Each message keeps its timestamp; while the producer's queue is full, it waits.
+    The producer (``settings`` add to its own) is gone on return: a client left
+    connected would log its reconnection attempts once the broker stops.
     """
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 20, **settings})
     for index, message in enumerate(messages):
         while True:
             try:
