@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from stream_monitor.tools.bench import BenchPlan
 
 log = logging.getLogger("stream_monitor")
+#: The values of ``--log-level`` (any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 REPLAY_BATCH = 1000
 
@@ -305,7 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streaming drift and quality monitoring for ML models: inference events "
         "from Kafka in, Prometheus metrics and drift events out.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="DEBUG, INFO, WARNING or ERROR (default INFO; WARNING for bench, whose monitor "
+        "runs would log every partition assignment between its progress lines)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="consume from Kafka, serve /metrics, emit drift events")
@@ -366,13 +374,18 @@ def log_formatter() -> logging.Formatter:
     return formatter
 
 
+def log_level(args: argparse.Namespace) -> int:
+    """The level of ``--log-level``; unset, INFO, or WARNING for ``bench``."""
+    default = logging.WARNING if args.command == "bench" else logging.INFO
+    return default if args.log_level is None else int(getattr(logging, args.log_level))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run one command, turn user errors into one line on stderr."""
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(log_formatter())
-    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, handlers=[handler])
+    logging.basicConfig(level=log_level(args), handlers=[handler])
     from stream_monitor.kafka.connection import StartupError
     from stream_monitor.sinks.prometheus import MetricsPortError
     from stream_monitor.tools.embedded import EmbeddedBrokerError

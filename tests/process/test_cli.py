@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import subprocess
@@ -220,3 +221,24 @@ def test_baseline_then_replay_prints_drift_events(tmp_path: Path) -> None:
     assert any(e["feature"] == "amount" and e["severity"] == "alert" for e in drift)
     assert {e["reference"].split("@")[0] for e in drift} == {"ref.jsonl"}
     assert "malformed_json" in result.stderr  # the bad line is logged, not fatal
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["check-config", "c.yaml"], logging.INFO),
+        (["bench"], logging.WARNING),
+        (["--log-level", "debug", "bench"], logging.DEBUG),
+        (["--log-level", "Error", "check-config", "c.yaml"], logging.ERROR),
+    ],
+)
+def test_log_level_defaults_to_info_and_to_warning_for_bench(argv: list[str], level: int) -> None:
+    from stream_monitor.cli import build_parser, log_level
+
+    assert log_level(build_parser().parse_args(argv)) == level
+
+
+def test_an_unknown_log_level_is_refused_by_name() -> None:
+    result = cli("--log-level", "verbose", "check-config", "config/monitor.yaml")
+    assert result.returncode == 2
+    assert "argument --log-level: invalid choice: 'VERBOSE'" in result.stderr, result.stderr
